@@ -1,0 +1,269 @@
+"""The `accel-run` command line: parse arguments, call the core with explicit values, map outcomes to exit codes.
+
+This is the only module that prints for the user or chooses an exit code. Modules that import
+torch or accelerate are imported inside the functions that need them, so `--validate`,
+`--explain` and `--schema` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from runner import __version__
+from runner.errors import AccelRunError, Diagnostic, ExitCode, Severity, SpecError
+from runner.render import diagnostics_text, plural, use_color
+
+if TYPE_CHECKING:
+    from runner.pipeline import RunOptions
+    from runner.validate import ValidatedSpec
+
+DESCRIPTION = """\
+Run Hugging Face Accelerate experiments described by one YAML spec, measure them honestly,
+and check the results you expect ("2 processes >= 1.8x faster than 1").
+
+A spec names a model, synthetic data, training settings and launch settings, then the runs
+that vary them and the expectations to check. See specs/day6.yaml, and the schema (--schema)
+that gives editors autocomplete and hover help.
+"""
+
+EPILOG = """\
+exit codes:
+  0  every expectation holds (or: every file is valid)
+  1  an expectation failed or is inconclusive (or: --validate found errors)
+  2  usage error, or an invalid spec when running
+  3  a run failed or timed out
+  4  internal error (add --traceback to see it)
+  130 interrupted (Ctrl-C)
+
+results:
+  OUTPUT/<spec name>/<UTC timestamp>/ holds spec.yaml, summary.json, report.md and one folder
+  per run (accelerate_config.yaml, command.txt, plan.json, metrics.json, stdout.log, stderr.log).
+
+examples:
+  accel-run --validate specs/*.yaml          check every spec, with file:line:col errors
+  accel-run --explain specs/day6.yaml        show each run resolved, with parameters and batch
+  accel-run --dry-run specs/day6.yaml        write Accelerate configs and commands, run nothing
+  accel-run specs/day6-quick.yaml            run the quick Day 6 comparison (a few minutes on CPU)
+  accel-run specs/day6.yaml --only single,dual --repeats 3
+  accel-run --report results/day6/20261128T101500Z
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; its help is the command's manual."""
+    parser = argparse.ArgumentParser(
+        prog="accel-run",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("specs", nargs="*", metavar="SPEC", help="spec file(s) (YAML)")
+    modes = parser.add_argument_group("what to do (default: run SPEC)").add_mutually_exclusive_group()
+    modes.add_argument("--validate", action="store_true", help="check SPEC files and print diagnostics; run nothing")
+    modes.add_argument("--explain", action="store_true", help="print each run of SPEC resolved, with its figures")
+    modes.add_argument("--dry-run", action="store_true", help="write configs and commands for SPEC; start nothing")
+    modes.add_argument("--schema", action="store_true", help="print the JSON Schema of spec files")
+    modes.add_argument("--report", metavar="RESULT_DIR", help="re-render the report of a finished result")
+    modes.add_argument("--resume", metavar="RESULT_DIR", help="rerun the runs of a result that did not finish")
+    options = parser.add_argument_group("options")
+    options.add_argument("--only", metavar="RUN[,RUN...]", help="run only these runs (comma-separated)")
+    options.add_argument("--output", metavar="DIR", default="results", help="where results go (default: results/)")
+    options.add_argument("--repeats", type=_positive_int, metavar="N", help="override measure.repeats of every run")
+    options.add_argument(
+        "--timeout", type=_positive_float, metavar="SECONDS", help="per-run time limit (overrides launch.timeout_s)"
+    )
+    options.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    options.add_argument(
+        "--allow-inconclusive", action="store_true", help="exit 0 when expectations are only inconclusive"
+    )
+    options.add_argument("--format", choices=["text", "json"], default="text", help="diagnostics as text or JSON")
+    options.add_argument("--no-progress", action="store_true", help="no progress bars (plain log lines instead)")
+    options.add_argument("--traceback", action="store_true", help="show the Python traceback of internal errors")
+    options.add_argument("--version", action="version", version=f"accel-run {__version__}")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `accel-run` and `python -m runner`; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help
+        return int(exc.code or 0)
+    out, err = sys.stdout, sys.stderr
+    try:
+        return _dispatch(parser, args, out, err)
+    except SpecError as exc:
+        color = use_color(err)
+        for line in diagnostics_text(exc.diagnostics, None, excerpt=False, color=color):
+            print(line, file=err)
+        return int(exc.exit_code)
+    except AccelRunError as exc:
+        print(f"accel-run: error: {exc}", file=err)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("accel-run: interrupted", file=err)
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as exc:  # a bug: say so plainly, hide the traceback unless asked
+        if args.traceback:
+            traceback.print_exc(file=err)
+        print(
+            f"accel-run: internal error: {type(exc).__name__}: {exc} (rerun with --traceback and report it)",
+            file=err,
+        )
+        return int(ExitCode.INTERNAL)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.schema:
+        from runner.schema import schema_text
+
+        out.write(schema_text())
+        return int(ExitCode.OK)
+    if args.report or args.resume:
+        if args.specs:
+            parser.error(f"--{'report' if args.report else 'resume'} takes a result folder, not a spec")
+        if args.report:
+            from runner.pipeline import rerender_report
+
+            out.write(rerender_report(args.report))
+            return int(ExitCode.OK)
+        from runner.pipeline import resume
+
+        return resume(args.resume, options=_run_options(args), out=out, err=err)
+    if not args.specs:
+        parser.print_usage(err)
+        print("accel-run: error: give a spec file (for instance specs/day6.yaml), or see --help", file=err)
+        return int(ExitCode.USAGE)
+    if args.validate:
+        return validate_command(args.specs, strict=args.strict, output_format=args.format, out=out)
+    if len(args.specs) > 1:
+        parser.error("give one spec (several are accepted only with --validate)")
+    spec_path = args.specs[0]
+    if args.explain:
+        from runner.explain import explain
+
+        out.write(explain(_load_for_use(spec_path, strict=args.strict, err=err)))
+        return int(ExitCode.OK)
+    validated = _load_for_use(spec_path, strict=args.strict, err=err)
+    from runner.pipeline import dry_run, run_spec
+
+    if args.dry_run:
+        out.write(dry_run(validated, options=_run_options(args)))
+        return int(ExitCode.OK)
+    return run_spec(validated, options=_run_options(args), out=out, err=err)
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    from runner.pipeline import RunOptions
+
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip()) if args.only else ()
+    return RunOptions(
+        output=args.output,
+        only=only,
+        repeats=args.repeats,
+        timeout_s=args.timeout,
+        allow_inconclusive=args.allow_inconclusive,
+        progress=not args.no_progress,
+    )
+
+
+def _load_for_use(path: str, *, strict: bool, err: TextIO) -> ValidatedSpec:
+    """Validate a spec before using it: errors stop with exit 2, warnings are shown."""
+    from runner.validate import validate_file
+
+    result = validate_file(path)
+    diagnostics = _strict(result.diagnostics) if strict else result.diagnostics
+    color = use_color(err)
+    for line in diagnostics_text(diagnostics, result.source, excerpt=color, color=color):
+        print(line, file=err)
+    if result.spec is None or any(d.severity is Severity.ERROR for d in diagnostics):
+        errors = sum(d.severity is Severity.ERROR for d in diagnostics)
+        print(f"accel-run: {path} is invalid ({plural(errors, 'error')}); nothing was run", file=err)
+        raise SystemExitCode(ExitCode.USAGE)
+    return result.spec
+
+
+class SystemExitCode(AccelRunError):
+    """Stop with an exit code after the diagnostics have been printed."""
+
+    def __init__(self, code: ExitCode) -> None:
+        self.exit_code = code
+        super().__init__("")
+
+
+def _strict(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return [
+        Diagnostic(d.path, d.line, d.col, Severity.ERROR, d.message, d.key_path)
+        if d.severity is Severity.WARNING
+        else d
+        for d in diagnostics
+    ]
+
+
+def validate_command(paths: Sequence[str], *, strict: bool, output_format: str, out: TextIO) -> int:
+    """`--validate`: every file checked, diagnostics printed, one summary line; exit 0 or 1."""
+    from runner.validate import validate_file
+
+    color = use_color(out) and output_format == "text"
+    files = []
+    errors = warnings = invalid = 0
+    for path in paths:
+        result = validate_file(path)
+        diagnostics = _strict(result.diagnostics) if strict else result.diagnostics
+        file_errors = sum(d.severity is Severity.ERROR for d in diagnostics)
+        errors += file_errors
+        warnings += sum(d.severity is Severity.WARNING for d in diagnostics)
+        invalid += file_errors > 0 or result.spec is None
+        files.append({"path": path, "valid": not file_errors and result.spec is not None, "diagnostics": diagnostics})
+        if output_format == "text":
+            for line in diagnostics_text(diagnostics, result.source, excerpt=color, color=color):
+                print(line, file=out)
+    summary = {
+        "files": len(paths),
+        "valid": len(paths) - invalid,
+        "invalid": invalid,
+        "errors": errors,
+        "warnings": warnings,
+    }
+    if output_format == "json":
+        payload = {
+            "files": [
+                {"path": f["path"], "valid": f["valid"], "diagnostics": [d.as_json() for d in f["diagnostics"]]}  # type: ignore[attr-defined]
+                for f in files
+            ],
+            "summary": summary,
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2), file=out)
+    else:
+        verdict = "all valid" if not invalid else f"{invalid} invalid"
+        counts = f"{plural(errors, 'error')}, {plural(warnings, 'warning')}"
+        print(f"{plural(len(paths), 'file')} checked: {verdict} ({counts})", file=out)
+    return int(ExitCode.FAILED if invalid else ExitCode.OK)

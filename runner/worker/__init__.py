@@ -1,0 +1,1 @@
+"""The built-in worker: trains the spec's model on its synthetic data under `accelerate launch`."""

@@ -1,0 +1,118 @@
+"""What a run will do, computed from its config without torch: sizes, steps, parameters, memory.
+
+The worker uses the same arithmetic (it imports this module), so what validation, --explain,
+the report and the worker say about a run can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from runner.spec import LinearModel, MLPModel, RunConfig
+
+FLOAT_BYTES = 4
+# Adam-family training keeps weights, gradients and two moment buffers: 4 copies of the parameters.
+TRAINING_COPIES = 4
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Derived sizes of one run; everything a report or a check needs to reason about the work."""
+
+    params: int
+    train_samples: int
+    eval_samples: int
+    processes: int
+    batch_size: int
+    accumulation: int
+    micro_batches_per_epoch: int  # per process
+    steps_per_epoch: int  # optimizer steps
+    optimizer_steps: int
+    epochs: float
+    memory_bytes: int  # host memory the data set and the training state need, estimated
+    nominal_samples: int  # what the spec asks for: train samples x epochs, or max_steps x global batch
+
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step over all processes (batch x processes x accumulation)."""
+        return self.batch_size * self.processes * self.accumulation
+
+    @property
+    def samples_seen(self) -> int:
+        """Training samples processed in total, over all processes (after dropping remainders)."""
+        return self.optimizer_steps * self.global_batch
+
+
+def parameter_count(model: MLPModel | LinearModel) -> int:
+    """Trainable parameters of the built-in model (weights and biases)."""
+    widths = [model.input_dim, *(model.hidden if isinstance(model, MLPModel) else []), model.classes]
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(widths, widths[1:], strict=False))
+
+
+def split_sizes(config: RunConfig) -> tuple[int, int]:
+    """(training samples, eval samples) after applying eval_split or eval_samples."""
+    samples = config.data.samples
+    if config.train.eval_split is not None:
+        held_out = round(samples * config.train.eval_split)
+        return samples - held_out, held_out
+    return samples, config.train.eval_samples
+
+
+def workload_of(config: RunConfig) -> Workload:
+    """Derive the workload of a run. Steps are 0 when one epoch cannot fill an optimizer step."""
+    train_samples, eval_samples = split_sizes(config)
+    processes = config.launch.processes
+    batch = config.train.batch_size
+    accumulation = config.train.gradient_accumulation_steps
+    # Each process takes an equal shard of the epoch's permutation; remainders are dropped so
+    # every optimizer step sees exactly a global batch.
+    micro = (train_samples // processes) // batch
+    steps_per_epoch = micro // accumulation
+    if config.train.epochs is not None:
+        steps = steps_per_epoch * config.train.epochs
+        epochs = float(config.train.epochs)
+    else:
+        steps = config.train.max_steps or 0
+        epochs = steps / steps_per_epoch if steps_per_epoch else math.inf
+    nominal = (
+        train_samples * config.train.epochs
+        if config.train.epochs is not None
+        else (config.train.max_steps or 0) * batch * processes * accumulation
+    )
+    params = parameter_count(config.model)
+    data_bytes = (train_samples + eval_samples) * (config.data.features * FLOAT_BYTES + 8)
+    memory = data_bytes + params * FLOAT_BYTES * TRAINING_COPIES
+    return Workload(
+        params=params,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        processes=processes,
+        batch_size=batch,
+        accumulation=accumulation,
+        micro_batches_per_epoch=micro,
+        steps_per_epoch=steps_per_epoch,
+        optimizer_steps=steps if steps_per_epoch else 0,
+        epochs=epochs,
+        memory_bytes=memory,
+        nominal_samples=nominal,
+    )
+
+
+def human_bytes(count: float) -> str:
+    """1536 -> '1.5 KiB'; works up to absurd sizes (a spec asking for 1e30 samples)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    value = float(count)
+    for unit in units:
+        if value < 1024 or unit == units[-1]:
+            return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.3g} EiB"
+
+
+def human_count(count: float) -> str:
+    """31_500_000 -> '31.5M'."""
+    for factor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= factor:
+            return f"{count / factor:.3g}{suffix}"
+    return str(int(count))

@@ -1,0 +1,130 @@
+"""`accel-run --validate`, `--explain`, `--schema` and `--help`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, TINY_SPEC, run_cli
+
+BROKEN = TINY_SPEC.replace("train: {epochs: 2, batch_size: 32}", "train: {epochs: 2, batch_sise: 32}")
+
+
+def test_valid_files_exit_0_with_a_summary(write_spec) -> None:  # type: ignore[no-untyped-def]
+    path = write_spec(TINY_SPEC)
+    done = run_cli("--validate", str(path))
+    assert done.returncode == 0
+    assert done.stdout == "1 file checked: all valid (0 errors, 0 warnings)\n"
+    assert done.stderr == ""
+
+
+def test_errors_exit_1_one_located_line_each(write_spec) -> None:  # type: ignore[no-untyped-def]
+    good, bad = write_spec(TINY_SPEC, "good.yaml"), write_spec(BROKEN, "bad.yaml")
+    done = run_cli("--validate", str(good), str(bad))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{bad}:4:20: error: unknown key 'batch_sise' in train (did you mean 'batch_size'?)",
+        "2 files checked: 1 invalid (1 error, 0 warnings)",
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_cli("--validate").returncode == 2
+    assert run_cli("--no-such-flag").returncode == 2
+    assert run_cli("--repeats", "0", "specs/day6.yaml").returncode == 2
+
+
+def test_strict_turns_warnings_into_errors() -> None:
+    relaxed = run_cli("--validate", "specs/day6.yaml")
+    strict = run_cli("--validate", "--strict", "specs/day6.yaml")
+    assert relaxed.returncode == 0 and ": warning: " in relaxed.stdout
+    assert strict.returncode == 1 and ": warning: " not in strict.stdout and ": error: speedup of" in strict.stdout
+
+
+def test_json_format_carries_the_same_facts_with_key_paths(write_spec) -> None:  # type: ignore[no-untyped-def]
+    bad = write_spec(BROKEN)
+    done = run_cli("--validate", "--format", "json", str(bad))
+    assert done.returncode == 1
+    payload = json.loads(done.stdout)
+    assert payload["summary"] == {"files": 1, "valid": 0, "invalid": 1, "errors": 1, "warnings": 0}
+    assert payload["files"][0]["diagnostics"] == [
+        {
+            "path": str(bad),
+            "line": 4,
+            "col": 20,
+            "severity": "error",
+            "message": "unknown key 'batch_sise' in train (did you mean 'batch_size'?)",
+            "key_path": ["train", "batch_sise"],
+        }
+    ]
+
+
+def test_a_terminal_gets_the_source_line_and_a_caret(write_spec) -> None:  # type: ignore[no-untyped-def]
+    bad = write_spec(BROKEN)
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "--validate", str(bad)], cwd=ROOT, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+    assert "    4 | train: {epochs: 2, batch_sise: 32}\n      | " + " " * 19 + "^\n" in plain
+
+
+def test_explain_shows_each_run_resolved_with_its_figures() -> None:
+    done = run_cli("--explain", "specs/day6.yaml")
+    assert done.returncode == 0
+    out = done.stdout
+    assert out.startswith("# day6: 9 run(s), baseline 'single'\n")
+    assert "# run 'large-dual': train_large, 2 processes, fp32 (global batch 512)" in out
+    assert "#   parameters: 31,493,642 (31.5M)" in out
+    assert "#   global batch: 512 = batch_size 256 x 2 process(es) x 1 accumulation" in out
+    assert "  mixed_precision: 'no'\n" in out  # quoted, so a YAML 1.1 reader keeps it a string
+
+
+def test_schema_prints_the_committed_schema() -> None:
+    done = run_cli("--schema")
+    assert done.returncode == 0
+    assert done.stdout == (ROOT / "schemas" / "experiment.schema.json").read_text()
+
+
+def test_help_teaches_and_ends_with_runnable_examples() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert "exit codes:" in done.stdout
+    assert done.stdout.rstrip().splitlines()[-1].strip().startswith("accel-run --report")
+    assert "accel-run --validate specs/*.yaml" in done.stdout
+
+
+def test_a_missing_spec_is_a_clean_usage_error() -> None:
+    done = run_cli("specs/nope.yaml")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == "specs/nope.yaml:1:1: error: no such file"
+    assert "Traceback" not in done.stderr
+
+
+def test_python_dash_m_and_the_console_script_agree() -> None:
+    script = Path(sys.executable).parent / "accel-run"
+    assert script.exists()
+    via_script = subprocess.run(
+        [str(script), "--validate", "specs/day5.yaml"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert via_script.stdout == run_cli("--validate", "specs/day5.yaml").stdout

@@ -1,0 +1,134 @@
+"""The editor schema: generated from the models, committed, complete, and in agreement with Pydantic."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from runner.load import parse_spec
+from runner.schema import SCHEMA_ID, build_schema, schema_text
+from runner.validate import validate_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = ROOT / "schemas" / "experiment.schema.json"
+SPEC_FILES = sorted([*ROOT.glob("specs/**/*.yaml"), *ROOT.glob("examples/**/*.yaml")])
+CASES = Path(__file__).parent / "cases" / "diagnostics"
+
+# Documents both validators must reject: errors of shape and type, which the JSON Schema can
+# express. Semantic rules (input_dim must equal features, runs named by expectations must exist)
+# are beyond JSON Schema and are checked by accel-run alone.
+REJECTED_BY_BOTH = [
+    "unknown-key-top",
+    "unknown-key-nested",
+    "unknown-key-in-run",
+    "unknown-section-in-run",
+    "enum-typo",
+    "enum-in-run",
+    "unknown-model-kind",
+    "missing-model-kind",
+    "unknown-optimizer-kind",
+    "missing-required",
+    "missing-section",
+    "wrong-types",
+    "out-of-range",
+    "huge-integer",
+    "mixed-precision-false",
+    "gpu-ids-fullwidth-comma",
+    "run-name-unsafe",
+    "override-replaces-kind",
+]
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_the_committed_schema_is_the_generated_one() -> None:
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_text(), (
+        "schemas/experiment.schema.json is stale: regenerate it with "
+        "`accel-run --schema > schemas/experiment.schema.json`"
+    )
+
+
+def test_the_schema_is_valid_draft_2020_12_with_a_stable_id() -> None:
+    schema = build_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == SCHEMA_ID
+
+
+def _properties(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], bool]]:
+    out = []
+    for owner, definition in [("(top)", schema), *schema["$defs"].items()]:
+        required = set(definition.get("required", []))
+        for name, prop in definition.get("properties", {}).items():
+            out.append((owner, name, prop, name in required))
+    return out
+
+
+def test_every_field_has_hover_text() -> None:
+    missing = [f"{owner}.{name}" for owner, name, prop, _ in _properties(build_schema()) if not prop.get("description")]
+    assert missing == []
+
+
+def test_every_optional_field_shows_its_default() -> None:
+    missing = [
+        f"{owner}.{name}"
+        for owner, name, prop, required in _properties(build_schema())
+        if not required and "default" not in prop and not owner.endswith("Override") and owner != "RunOverride"
+    ]
+    assert missing == []
+
+
+def test_tagged_unions_let_an_editor_complete_by_kind() -> None:
+    schema = build_schema()
+    model = schema["properties"]["model"]
+    assert model["discriminator"]["propertyName"] == "kind"
+    assert set(model["discriminator"]["mapping"]) == {"mlp", "linear"}
+    mlp = schema["$defs"]["MLPModel"]
+    assert mlp["properties"]["kind"]["const"] == "mlp"
+    assert {"input_dim", "hidden", "classes", "activation", "dropout"} <= set(mlp["properties"])
+
+
+def test_run_overrides_complete_the_same_keys_as_the_sections() -> None:
+    schema = build_schema()
+    override = schema["$defs"]["LaunchSectionOverride"]
+    assert set(override["properties"]) == set(schema["$defs"]["LaunchSection"]["properties"])
+    assert "required" not in override
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_spec_is_valid_for_pydantic_and_the_schema(
+    path: Path, validator: jsonschema.Draft202012Validator
+) -> None:
+    result = validate_file(str(path))
+    assert result.errors == [], [d.format() for d in result.errors]
+    data = parse_spec(path.read_text(encoding="utf-8"), str(path)).data
+    assert [e.message for e in validator.iter_errors(data)] == []
+
+
+@pytest.mark.parametrize("case", REJECTED_BY_BOTH)
+def test_invalid_documents_are_rejected_by_both(case: str, validator: jsonschema.Draft202012Validator) -> None:
+    path = CASES / case / "spec.yaml"
+    assert validate_file(str(path)).errors, "Pydantic accepted it"
+    data = parse_spec(path.read_text(encoding="utf-8"), str(path)).data
+    assert list(validator.iter_errors(data)), "the JSON Schema accepted it"
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_spec_names_the_schema_in_its_modeline(path: Path) -> None:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    found = re.fullmatch(r"# yaml-language-server: \$schema=(\S+)", first)
+    assert found, f"{path} does not start with the yaml-language-server modeline"
+    assert (path.parent / found.group(1)).resolve() == SCHEMA_FILE
+
+
+def test_vscode_maps_specs_and_examples_to_the_schema() -> None:
+    settings = json.loads((ROOT / ".vscode" / "settings.json").read_text())
+    assert settings["yaml.schemas"]["./schemas/experiment.schema.json"] == ["specs/**/*.yaml", "examples/**/*.yaml"]
