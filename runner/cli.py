@@ -118,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         return _dispatch(parser, args, out, err)
+    except SystemExitCode as exc:  # diagnostics already printed
+        return int(exc.exit_code)
     except SpecError as exc:
         color = use_color(err)
         for line in diagnostics_text(exc.diagnostics, None, excerpt=False, color=color):

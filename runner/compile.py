@@ -1,0 +1,271 @@
+"""Stage 4, compile: a resolved run becomes an Accelerate config, a worker plan and an argv + environment.
+
+Pure: no files are written and no process is started here (execute.py and pipeline.py do that),
+so `--dry-run` and golden tests get exactly what a real launch would use.
+
+Two traps are compiled away:
+- On a machine without GPUs, `accelerate launch` with a multi-GPU config starts N processes that
+  each see DistributedType.NO (N independent trainings, no gradient sync) unless
+  ACCELERATE_USE_CPU=true is in their environment; `--cpu --num_processes N` starts only one.
+  So N CPU processes get distributed_type MULTI_GPU (which selects the multi-process launcher)
+  plus ACCELERATE_USE_CPU=true (which makes every process join a gloo MULTI_CPU group).
+- Without --num_cpu_threads_per_process (or OMP_NUM_THREADS) each child runs one thread; the
+  thread count is always explicit here.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import runner
+from runner.machine import Machine
+from runner.validate import ResolvedRun
+from runner.yamlout import dump_yaml, yaml_tree
+
+CONFIG_FILE = "accelerate_config.yaml"
+PLAN_FILE = "plan.json"
+COMMAND_FILE = "command.txt"
+METRICS_FILE = "metrics.json"
+PROGRESS_FILE = "progress.json"
+HEARTBEAT_PREFIX = "heartbeat.rank"
+LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time
+RUNNER_PID_VAR = "ACCEL_RUN_RUNNER_PID"  # workers exit when this process is gone (no orphans)
+PACKAGE_ROOT = str(Path(runner.__file__).resolve().parent.parent)
+
+_CONFIG_NOTES = {
+    "compute_environment": "this machine (not SageMaker)",
+    "distributed_type": "NO = one process; MULTI_GPU = the multi-process launcher (gloo on CPU)",
+    "num_processes": "processes on all machines together",
+    "num_machines": "machines taking part",
+    "machine_rank": "this machine's rank (0 = main)",
+    "main_process_ip": "address of the rank-0 machine",
+    "main_process_port": "rendezvous port, picked free for this launch unless the spec pins one",
+    "rdzv_backend": "static rendezvous: ranks are known up front",
+    "same_network": "all machines on one network",
+    "mixed_precision": "quoted so PyYAML reads 'no' as text, not false",
+    "use_cpu": "true runs on CPU even if GPUs exist (1 process)",
+    "gpu_ids": "GPUs by index (CUDA_VISIBLE_DEVICES); 'all' = every visible GPU",
+    "downcast_bf16": "TPU only",
+    "debug": "extra collective checks (slower)",
+    "enable_cpu_affinity": "pin processes to cores (off: the OS schedules)",
+}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a launch must be observed to be; the worker's observation is compared with this."""
+
+    device: str  # "cpu" or "cuda"
+    processes: int  # world size over all machines
+    local_processes: int
+    distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU
+    mixed_precision: str
+    threads_per_process: int
+    gradient_accumulation_steps: int
+
+    def as_json(self) -> dict[str, Any]:
+        """For plan.json and summary.json."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything one launch needs: argv, environment, the files to write first."""
+
+    run: str
+    repeat: int
+    directory: Path
+    argv: tuple[str, ...]
+    env: dict[str, str]  # the full environment of the launcher process
+    env_set: dict[str, str]  # what accel-run set or changed, for command.txt
+    env_dropped: tuple[str, ...]  # inherited ACCELERATE_* variables left out (hermetic runs)
+    port: int
+    declared: Declared
+    files: dict[str, str] = field(default_factory=dict)  # file name -> text
+
+    @property
+    def command_line(self) -> str:
+        """The command as a shell would take it (for display; it is never run through a shell)."""
+        return shlex.join(self.argv)
+
+    def path(self, name: str) -> Path:
+        """A file of this launch."""
+        return self.directory / name
+
+
+def resolve_device(run: ResolvedRun, machine: Machine) -> str:
+    """'cpu' or 'cuda' for a run: `auto` takes CUDA when the machine has it."""
+    device = run.config.launch.device
+    if device == "auto":
+        return "cuda" if machine.has_cuda else "cpu"
+    return device
+
+
+def threads_per_process(run: ResolvedRun, machine: Machine) -> int:
+    """Torch threads per process: the spec's number, else this machine's cores shared evenly."""
+    launch = run.config.launch
+    if launch.cpu_threads_per_process is not None:
+        return launch.cpu_threads_per_process
+    local = max(1, launch.processes // launch.num_machines)
+    return max(1, machine.cpu_count // local)
+
+
+def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
+    """What a correct launch of `run` on `machine` looks like from inside the worker."""
+    launch = run.config.launch
+    device = resolve_device(run, machine)
+    if launch.processes == 1:
+        distributed = "NO"
+    else:
+        distributed = "MULTI_CPU" if device == "cpu" else "MULTI_GPU"
+    return Declared(
+        device=device,
+        processes=launch.processes,
+        local_processes=max(1, launch.processes // launch.num_machines),
+        distributed_type=distributed,
+        mixed_precision=launch.mixed_precision,
+        threads_per_process=threads_per_process(run, machine),
+        gradient_accumulation_steps=run.config.train.gradient_accumulation_steps,
+    )
+
+
+def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[str, Any]:
+    """The Accelerate config file's content (loadable by accelerate's own loader)."""
+    launch = run.config.launch
+    config: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        # Several CPU processes need the multi-process launcher too; ACCELERATE_USE_CPU in the
+        # environment (see command.txt) turns them into a gloo MULTI_CPU group.
+        "distributed_type": "NO" if declared.processes == 1 else "MULTI_GPU",
+        "num_processes": launch.processes,
+        "num_machines": launch.num_machines,
+        "machine_rank": launch.machine_rank,
+        "main_process_port": port,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "mixed_precision": launch.mixed_precision,
+        "use_cpu": declared.device == "cpu" and declared.processes == 1,
+        "gpu_ids": "all" if launch.gpu_ids is None or declared.device == "cpu" else ",".join(map(str, launch.gpu_ids)),
+        "downcast_bf16": "no",
+        "debug": False,
+        "enable_cpu_affinity": False,
+    }
+    if launch.num_machines > 1:
+        config["main_process_ip"] = launch.main_process_ip
+    return config
+
+
+def accelerate_config_text(run: ResolvedRun, declared: Declared, port: int) -> str:
+    """The config as YAML with a note on each key (the seed asked for annotated config files)."""
+    header = (
+        f"# Accelerate config for run '{run.name}', compiled by accel-run from the spec.\n"
+        f"# Launched with: accelerate launch --config_file {CONFIG_FILE} (see command.txt)\n"
+    )
+    if declared.device == "cpu" and declared.processes > 1:
+        header += (
+            "# CPU-only: distributed_type MULTI_GPU picks the multi-process launcher, and\n"
+            "# ACCELERATE_USE_CPU=true in the environment makes the processes a gloo MULTI_CPU group.\n"
+        )
+    config = accelerate_config(run, declared, port)
+    return header + dump_yaml(yaml_tree(config, comments=_CONFIG_NOTES))
+
+
+def hermetic_env(base_env: Mapping[str, str], pass_env: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The inherited environment minus ACCELERATE_* variables (unless passed through)."""
+    kept, dropped = {}, []
+    for name, value in base_env.items():
+        if name.startswith("ACCELERATE_") and name not in pass_env:
+            dropped.append(name)
+        else:
+            kept[name] = value
+    return kept, tuple(sorted(dropped))
+
+
+def compile_launch(
+    run: ResolvedRun,
+    *,
+    spec_name: str,
+    machine: Machine,
+    directory: Path,
+    port: int,
+    repeat: int = 1,
+    repeats: int = 1,
+    base_env: Mapping[str, str],
+) -> LaunchPlan:
+    """One launch of one run: config, plan, argv and environment, nothing written yet."""
+    declared = declared_of(run, machine)
+    launch = run.config.launch
+    env, dropped = hermetic_env(base_env, launch.pass_env)
+    env_set = {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": PACKAGE_ROOT + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else ""),
+    }
+    if declared.device == "cpu":
+        env_set["ACCELERATE_USE_CPU"] = "true"
+    env_set.update(launch.env)
+    env.update(env_set)
+    directory = Path(directory)
+    argv = (
+        *machine.launcher,
+        "--config_file",
+        str(directory / CONFIG_FILE),
+        "--num_cpu_threads_per_process",
+        str(declared.threads_per_process),
+        "-m",
+        "runner.worker",
+        str(directory / PLAN_FILE),
+    )
+    plan = {
+        "format": 1,
+        "spec": spec_name,
+        "run": run.name,
+        "repeat": repeat,
+        "repeats": repeats,
+        "config": run.config.model_dump(mode="json"),
+        "workload": run.workload.__dict__,
+        "declared": declared.as_json(),
+        "outputs": {
+            "metrics": str(directory / METRICS_FILE),
+            "progress": str(directory / PROGRESS_FILE),
+            "heartbeat_prefix": str(directory / HEARTBEAT_PREFIX),
+        },
+    }
+    result = LaunchPlan(
+        run=run.name,
+        repeat=repeat,
+        directory=directory,
+        argv=argv,
+        env=env,
+        env_set=env_set,
+        env_dropped=dropped,
+        port=port,
+        declared=declared,
+    )
+    files = {
+        CONFIG_FILE: accelerate_config_text(run, declared, port),
+        PLAN_FILE: json.dumps(plan, indent=2) + "\n",
+        COMMAND_FILE: command_text(result, spec_name=spec_name, repeats=repeats, pinned=launch.main_process_port),
+    }
+    return replace(result, files=files)
+
+
+def command_text(plan: LaunchPlan, *, spec_name: str, repeats: int, pinned: int | None) -> str:
+    """command.txt: what was launched, with which port and environment, in a form one can rerun."""
+    port_note = "pinned by the spec (launch.main_process_port)" if pinned else "picked free for this launch"
+    lines = [
+        f"# accel-run launch of run '{plan.run}' (repeat {plan.repeat} of {repeats}) from spec '{spec_name}'",
+        f"# rendezvous port: {plan.port} ({port_note})",
+        f"# threads per process: {plan.declared.threads_per_process} (--num_cpu_threads_per_process)",
+        "# environment set by accel-run (on top of your shell's):",
+        *[f"#   {name}={value}" for name, value in plan.env_set.items()],
+    ]
+    if plan.env_dropped:
+        lines.append(f"# inherited and left out (runs are hermetic): {', '.join(plan.env_dropped)}")
+    lines.append("# to rerun by hand:")
+    lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
+    return "\n".join(lines) + "\n"

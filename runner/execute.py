@@ -1,0 +1,223 @@
+"""Stage 5, execute: the one place that starts processes.
+
+A launch runs as argv (never through a shell) in a session of its own, its output teed to
+stdout.log/stderr.log. While it runs we watch: the launcher's exit, each rank's heartbeat (a
+dead rank is noticed within seconds, before its peers hang in a collective), the time limit and
+Ctrl-C. Stopping a launch stops its whole process tree: torch's elastic agent starts each rank
+in a session of its own, so a process-group kill is not enough; we track every descendant.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from runner.compile import HEARTBEAT_PREFIX, LAUNCH_T0_VAR, METRICS_FILE, PROGRESS_FILE, RUNNER_PID_VAR, LaunchPlan
+from runner.jsonio import read_json
+
+STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
+DEAD_RANK_S = 10.0  # heartbeats come every second; ten missed ones mean the process is gone
+TERM_GRACE_S = 5.0
+POLL_S = 0.1
+TAIL_LINES = 20
+
+
+class Status(enum.StrEnum):
+    """How a launch (and a run) ended."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    PENDING = "pending"
+
+
+@dataclass
+class Interrupts:
+    """Ctrl-C presses seen by the runner: the first stops the current run cleanly, the second at once."""
+
+    count: int = 0
+
+    def press(self) -> None:
+        """Record one Ctrl-C (called from the SIGINT handler)."""
+        self.count += 1
+
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    """The end of one launch, as data."""
+
+    status: Status
+    returncode: int | None
+    wall_s: float
+    reason: str = ""
+    log_tail: str = ""
+    leftovers_killed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the launch finished and wrote its metrics."""
+        return self.status is Status.OK
+
+
+@dataclass
+class _Tree:
+    """Every process the launch has started, remembered so orphans can still be found and stopped."""
+
+    root: psutil.Process
+    known: dict[int, psutil.Process] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        try:
+            for child in self.root.children(recursive=True):
+                self.known.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+        self.known.setdefault(self.root.pid, self.root)
+
+    def alive(self) -> list[psutil.Process]:
+        out = []
+        for proc in self.known.values():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    out.append(proc)
+            except psutil.Error:
+                continue
+        return out
+
+    def signal_all(self, sig: int) -> None:
+        for proc in self.alive():
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                continue
+
+    def stop(self, grace_s: float) -> int:
+        """SIGTERM everything, wait up to `grace_s`, then SIGKILL what is left. Returns how many were alive."""
+        self.refresh()
+        alive = self.alive()
+        if not alive:
+            return 0
+        self.signal_all(signal.SIGTERM)
+        _, still = psutil.wait_procs(alive, timeout=grace_s) if grace_s > 0 else ([], alive)
+        for proc in still:
+            try:
+                proc.kill()
+            except psutil.Error:
+                continue
+        psutil.wait_procs(still, timeout=5)
+        return len(alive)
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last lines of a log file (bounded read: logs can be large)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _dead_rank(directory: Path, now: float, started: float) -> tuple[int, float] | None:
+    """A rank whose heartbeat has stopped: (rank, seconds since its last beat)."""
+    for beat in directory.glob(f"{HEARTBEAT_PREFIX}*"):
+        try:
+            age = now - beat.stat().st_mtime
+        except OSError:
+            continue
+        if age > DEAD_RANK_S and beat.stat().st_mtime >= started:
+            rank = beat.name.removeprefix(HEARTBEAT_PREFIX)
+            return (int(rank) if rank.isdigit() else -1), age
+    return None
+
+
+def execute(
+    plan: LaunchPlan,
+    *,
+    timeout_s: float | None,
+    interrupts: Interrupts,
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> LaunchOutcome:
+    """Run one launch to its end and say how it ended; never raises for the launch's own failures."""
+    directory = plan.directory
+    env = {**plan.env, LAUNCH_T0_VAR: repr(time.time()), RUNNER_PID_VAR: str(os.getpid())}
+    started = time.time()
+    with open(directory / STDOUT_LOG, "wb") as out, open(directory / STDERR_LOG, "wb") as err:
+        proc = subprocess.Popen(
+            list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    tree = _Tree(psutil.Process(proc.pid))
+    status: Status | None = None
+    reason = ""
+    seen_interrupts = interrupts.count
+    try:
+        while proc.poll() is None:
+            tree.refresh()
+            now = time.time()
+            if interrupts.count > seen_interrupts:
+                status, reason = Status.INTERRUPTED, "interrupted by Ctrl-C"
+                tree.stop(grace_s=0 if interrupts.count > seen_interrupts + 1 else TERM_GRACE_S)
+                break
+            if timeout_s is not None and now - started > timeout_s:
+                status = Status.TIMEOUT
+                reason = (
+                    f"time limit of {timeout_s:g} s reached (launch.timeout_s or --timeout); every process was stopped"
+                )
+                tree.stop(TERM_GRACE_S)
+                break
+            dead = _dead_rank(directory, now, started)
+            if dead is not None:
+                rank, age = dead
+                status = Status.FAILED
+                reason = f"rank {rank} died (no heartbeat for {age:.0f} s); the other ranks were stopped"
+                tree.stop(TERM_GRACE_S)
+                break
+            if on_progress is not None:
+                _report_progress(directory, on_progress)
+            time.sleep(POLL_S)
+    except BaseException:
+        tree.stop(grace_s=0)  # a second Ctrl-C, or a bug in the runner: leave nothing behind
+        raise
+    returncode = proc.wait()
+    leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
+    wall = time.time() - started
+    tail = log_tail(directory / STDERR_LOG)
+    if status is None:
+        if returncode == 0 and (directory / METRICS_FILE).exists():
+            status = Status.OK
+        elif returncode == 0:
+            status, reason = Status.FAILED, f"the launch exited 0 but wrote no {METRICS_FILE}"
+        else:
+            how = f"was killed by {_signal_name(returncode)}" if returncode < 0 else f"exited with code {returncode}"
+            status, reason = Status.FAILED, f"the launch {how}"
+    if on_progress is not None and status is Status.OK:
+        _report_progress(directory, on_progress)
+    return LaunchOutcome(status, returncode, wall, reason, tail if status is not Status.OK else "", leftovers)
+
+
+def _report_progress(directory: Path, on_progress: Callable[[int, int, str], None]) -> None:
+    try:
+        progress = read_json(directory / PROGRESS_FILE)
+    except (OSError, ValueError):
+        return
+    on_progress(int(progress.get("step", 0)), int(progress.get("total", 0)), str(progress.get("phase", "")))

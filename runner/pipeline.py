@@ -1,0 +1,416 @@
+"""The main job: validated spec -> preflight -> launches (interleaved repeats) -> checks -> report.
+
+This module owns a session's side effects: the result folder, the SIGINT handler, the order of
+launches and the summary written after each of them. Everything it decides is computed by the
+pure stages (compile, conformance, check, why, report).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from runner.check import Verdict, check_expectations
+from runner.compile import METRICS_FILE, compile_launch
+from runner.conformance import mismatches
+from runner.diagnose import did_you_mean
+from runner.errors import ExitCode, PreflightError, ResultError, UsageError
+from runner.execute import Interrupts, LaunchOutcome, Status, execute
+from runner.jsonio import read_json, write_text_atomic
+from runner.machine import Machine, free_port, probe_machine
+from runner.plots import write_plots
+from runner.preflight import preflight
+from runner.progress import ProgressUI
+from runner.report import render
+from runner.results import (
+    REPORT_FILE,
+    SPEC_COPY,
+    SUMMARY_FORMAT,
+    LaunchRecord,
+    RunRecord,
+    launch_dir,
+    load_summary,
+    new_result_dir,
+    save_summary,
+    sha256_text,
+)
+from runner.validate import ResolvedRun, ValidatedSpec, require_valid
+from runner.why import explain
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line adds to a spec."""
+
+    output: str = "results"
+    only: tuple[str, ...] = ()
+    repeats: int | None = None
+    timeout_s: float | None = None
+    allow_inconclusive: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Session:
+    """One invocation's state: the spec, the machine, the result folder and every run's record."""
+
+    validated: ValidatedSpec
+    machine: Machine
+    result_dir: Path
+    options: RunOptions
+    records: dict[str, RunRecord]
+    spec_sha256: str
+    started_at: str
+    verdicts: list[Verdict] | None = None
+
+    def summary(self, status: str) -> dict[str, Any]:
+        """summary.json as of now."""
+        runs = {name: record.summary() for name, record in self.records.items()}
+        expectations = []
+        for verdict in self.verdicts or []:
+            data = verdict.as_json()
+            data["why"] = explain(data, runs, self.machine.cpu_count)
+            expectations.append(data)
+        spec = self.validated.spec
+        return {
+            "format": SUMMARY_FORMAT,
+            "status": status,
+            "spec": {
+                "name": spec.name,
+                "description": spec.description,
+                "path": self.validated.path,
+                "sha256": self.spec_sha256,
+                "baseline": self.validated.baseline,
+                "runs": list(self.records),
+            },
+            "options": asdict(self.options),
+            "environment": {
+                **self.machine.as_json(),
+                "started_at": self.started_at,
+                "updated_at": _now(),
+                "command": shlex.join(["accel-run", *sys.argv[1:]]),
+            },
+            "runs": runs,
+            "expectations": expectations,
+        }
+
+    def save(self, status: str) -> dict[str, Any]:
+        """Write summary.json now (atomically) and return it."""
+        summary = self.summary(status)
+        save_summary(self.result_dir, summary)
+        return summary
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
+    """The runs to launch: all of them, or those named by --only (unknown names are a usage error)."""
+    names = list(validated.runs)
+    for name in only:
+        if name not in validated.runs:
+            raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
+    return [n for n in names if not only or n in only]
+
+
+def _repeats(run: ResolvedRun, options: RunOptions) -> int:
+    return options.repeats or run.config.measure.repeats
+
+
+def _new_records(
+    validated: ValidatedSpec, selected: list[str], machine: Machine, options: RunOptions
+) -> dict[str, RunRecord]:
+    from runner.compile import declared_of
+
+    return {
+        name: RunRecord(
+            name=name,
+            description=run.description,
+            repeats=_repeats(run, options),
+            declared=declared_of(run, machine).as_json(),
+            selected=name in selected,
+            noise_floor=run.config.measure.noise_floor,
+        )
+        for name, run in validated.runs.items()
+    }
+
+
+def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machine, err: TextIO) -> None:
+    problems, warnings = preflight([validated.runs[n] for n in selected], machine)
+    for warning in warnings:
+        print(f"accel-run: warning: {warning}", file=err)
+    if problems:
+        raise PreflightError(problems)
+
+
+def run_spec(validated: ValidatedSpec, *, options: RunOptions, out: TextIO, err: TextIO) -> int:
+    """`accel-run SPEC`: run every selected run, check the expectations, report; returns the exit code."""
+    selected = select_runs(validated, options.only)
+    machine = probe_machine()
+    _check_machine(validated, selected, machine, err)
+    result_dir = new_result_dir(options.output, validated.spec.name)
+    text = validated.document.text
+    write_text_atomic(result_dir / SPEC_COPY, text)
+    session = Session(
+        validated,
+        machine,
+        result_dir,
+        options,
+        _new_records(validated, selected, machine, options),
+        sha256_text(text),
+        _now(),
+    )
+    print(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}", file=err)
+    return _run_session(session, out, err)
+
+
+def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> str:
+    """`--dry-run`: write every launch's files and return the commands; nothing is started."""
+    selected = select_runs(validated, options.only)
+    machine = probe_machine()
+    problems, warnings = preflight([validated.runs[n] for n in selected], machine)
+    result_dir = new_result_dir(options.output, validated.spec.name)
+    write_text_atomic(result_dir / SPEC_COPY, validated.document.text)
+    lines = [f"# dry run of {validated.path}: files in {result_dir}, nothing was started"]
+    lines += [f"# preflight would refuse: {p}" for p in problems]
+    lines += [f"# warning: {w}" for w in warnings]
+    for name in selected:
+        run = validated.runs[name]
+        directory = launch_dir(result_dir, name, 1)
+        directory.mkdir(parents=True, exist_ok=True)
+        port = run.config.launch.main_process_port or free_port()
+        plan = compile_launch(
+            run,
+            spec_name=validated.spec.name,
+            machine=machine,
+            directory=directory,
+            port=port,
+            repeats=_repeats(run, options),
+            base_env=dict(os.environ),
+        )
+        for file_name, content in plan.files.items():
+            write_text_atomic(directory / file_name, content)
+        lines.append(
+            f"\n# run '{name}' ({plan.declared.processes} process(es), {plan.declared.device}, "
+            f"{plan.declared.mixed_precision}); config: {directory / 'accelerate_config.yaml'}"
+        )
+        lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
+    return "\n".join(lines) + "\n"
+
+
+def resume(result_dir: str, *, options: RunOptions, out: TextIO, err: TextIO) -> int:
+    """`--resume`: rerun the runs of a result that did not finish, if its spec is unchanged."""
+    folder = Path(result_dir)
+    summary = load_summary(folder)
+    copy = folder / SPEC_COPY
+    try:
+        text = copy.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultError(f"cannot read {copy}: {exc.strerror or exc}") from None
+    recorded = summary["spec"]["sha256"]
+    if sha256_text(text) != recorded:
+        raise ResultError(f"{copy} was edited after the result was started; it cannot be resumed")
+    original = Path(summary["spec"]["path"])
+    if original.is_file():
+        current = sha256_text(original.read_text(encoding="utf-8"))
+        if current != recorded:
+            raise ResultError(
+                f"{original} changed since this result was started (sha256 {recorded[:12]} -> {current[:12]}); "
+                f"resuming would mix two specs. Start a new result with `accel-run {original}`, "
+                "or restore the spec to resume"
+            )
+    validated = require_valid(str(copy))
+    validated = replace(validated, document=replace(validated.document, path=summary["spec"]["path"]))
+    saved = summary.get("options", {})
+    merged = RunOptions(
+        output=str(folder.parent.parent),
+        only=tuple(saved.get("only", ())),
+        repeats=saved.get("repeats"),
+        timeout_s=options.timeout_s if options.timeout_s is not None else saved.get("timeout_s"),
+        allow_inconclusive=options.allow_inconclusive or bool(saved.get("allow_inconclusive")),
+        progress=options.progress,
+    )
+    selected = select_runs(validated, merged.only)
+    machine = probe_machine()
+    _check_machine(validated, selected, machine, err)
+    records = _new_records(validated, selected, machine, merged)
+    kept = 0
+    for name, run in summary.get("runs", {}).items():
+        if name not in records:
+            continue
+        for launch in run.get("repeats", []):
+            record = LaunchRecord.from_json(launch)
+            if record.status is Status.OK:
+                records[name].launches[record.repeat] = record
+                kept += 1
+    session = Session(
+        validated, machine, folder, merged, records, recorded, summary["environment"].get("started_at", _now())
+    )
+    print(f"accel-run: resuming {folder}: {kept} finished launch(es) kept", file=err)
+    return _run_session(session, out, err)
+
+
+def rerender_report(result_dir: str) -> str:
+    """`--report`: the report of a result, from its summary.json (report.md and plots rewritten)."""
+    folder = Path(result_dir)
+    summary = load_summary(folder)
+    plots, hint = write_plots(summary, folder)
+    write_text_atomic(folder / REPORT_FILE, render(summary, markdown=True, plots=plots))
+    text = render(summary, markdown=False, plots=plots)
+    return text + (f"\n{hint}\n" if hint else "")
+
+
+@contextmanager
+def _sigint(interrupts: Interrupts) -> Iterator[None]:
+    """First Ctrl-C: stop the current run cleanly. Second: KeyboardInterrupt, which kills at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        interrupts.press()
+        if interrupts.count > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _schedule(session: Session) -> list[tuple[str, int]]:
+    """Launches still to do, repeats interleaved (A1 B1 A2 B2 ...) so machine drift hits every run alike."""
+    todo = []
+    most = max((r.repeats for r in session.records.values() if r.selected), default=0)
+    for repeat in range(1, most + 1):
+        for name, record in session.records.items():
+            if record.selected and repeat <= record.repeats and repeat not in record.launches:
+                todo.append((name, repeat))
+    return todo
+
+
+def _run_session(session: Session, out: TextIO, err: TextIO) -> int:
+    todo = _schedule(session)
+    interrupts = Interrupts()
+    ui = ProgressUI(len(todo), stream=err, bars=session.options.progress)
+    session.save("running")
+    interrupted = False
+    try:
+        with _sigint(interrupts):
+            for name, repeat in todo:
+                if interrupts.count:
+                    interrupted = True
+                    break
+                outcome = _launch(session, name, repeat, interrupts, ui)
+                session.save("running")
+                if outcome.status is Status.INTERRUPTED:
+                    interrupted = True
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        for name, repeat in todo:  # the launch in flight: recorded as interrupted
+            record = session.records[name]
+            if repeat not in record.launches:
+                record.launches[repeat] = LaunchRecord(
+                    repeat,
+                    Status.INTERRUPTED,
+                    str(launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)),
+                    "interrupted by a second Ctrl-C (killed at once)",
+                )
+                break
+    finally:
+        ui.close()
+    session.verdicts = check_expectations(session.validated.spec, session.records)
+    summary = session.save("interrupted" if interrupted else "complete")
+    plots, hint = write_plots(summary, session.result_dir)
+    write_text_atomic(session.result_dir / REPORT_FILE, render(summary, markdown=True, plots=plots))
+    out.write("\n" + render(summary, markdown=False, plots=plots))
+    if hint:
+        print(f"accel-run: {hint}", file=err)
+    print(f"accel-run: results in {session.result_dir} (report.md, summary.json)", file=err)
+    return int(_exit_code(session, interrupted))
+
+
+def _exit_code(session: Session, interrupted: bool) -> ExitCode:
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    if any(r.status in (Status.FAILED, Status.TIMEOUT) for r in session.records.values()):
+        return ExitCode.RUN_FAILED
+    verdicts = {v.verdict for v in session.verdicts or []}
+    if verdicts & {"fail", "error"}:
+        return ExitCode.FAILED
+    if "inconclusive" in verdicts and not session.options.allow_inconclusive:
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui: ProgressUI) -> LaunchOutcome:
+    """Compile, write, execute and record one launch."""
+    run = session.validated.runs[name]
+    record = session.records[name]
+    directory = launch_dir(session.result_dir, name, repeat)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / METRICS_FILE).unlink(missing_ok=True)  # a resumed launch must not read an old result
+    port = run.config.launch.main_process_port or free_port()
+    plan = compile_launch(
+        run,
+        spec_name=session.validated.spec.name,
+        machine=session.machine,
+        directory=directory,
+        port=port,
+        repeat=repeat,
+        repeats=record.repeats,
+        base_env=dict(os.environ),
+    )
+    for file_name, content in plan.files.items():
+        write_text_atomic(directory / file_name, content)
+    label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
+    ui.start(label)
+    timeout = session.options.timeout_s or run.config.launch.timeout_s
+    outcome = execute(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
+    launch = LaunchRecord(
+        repeat=repeat,
+        status=outcome.status,
+        directory=str(directory.relative_to(session.result_dir)),
+        reason=outcome.reason,
+        wall_s=round(outcome.wall_s, 3),
+        log_tail=outcome.log_tail,
+        command=plan.command_line,
+        port=port,
+    )
+    if outcome.ok:
+        data = read_json(directory / METRICS_FILE)
+        launch.metrics, launch.observed = data["metrics"], data["observed"]
+        launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
+        problems = mismatches(plan.declared.as_json(), launch.observed)
+        if problems:
+            launch.status = Status.FAILED
+            launch.reason = "what ran differs from the spec: " + "; ".join(problems)
+    record.launches[repeat] = launch
+    if launch.status is Status.OK:
+        m = launch.metrics
+        ui.finish(
+            label,
+            f"ok in {outcome.wall_s:.1f} s (train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s)",
+        )
+        minimum = run.config.measure.min_duration_s
+        if minimum and m.get("timed_time_s", 0) < minimum:
+            ui.say(
+                f"  note: the timed part took {m['timed_time_s']:.2f} s, under measure.min_duration_s ({minimum:g} s); "
+                "its timings are mostly noise"
+            )
+    else:
+        ui.finish(label, f"{launch.status.value.upper()}: {launch.reason}")
+        if launch.log_tail:
+            ui.say("  last lines of " + str(directory / "stderr.log") + ":")
+            for line in launch.log_tail.splitlines()[-12:]:
+                ui.say("  | " + line)
+    return outcome

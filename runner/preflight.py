@@ -1,0 +1,72 @@
+"""Preflight: can this machine run the selected runs as written? Checked before any process starts.
+
+Each problem is one line naming the run and the spec field to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from runner.compile import resolve_device, threads_per_process
+from runner.machine import Machine, port_is_free
+from runner.validate import ResolvedRun
+from runner.workload import human_bytes
+
+
+def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str], list[str]]:
+    """(problems that stop the session, warnings to show)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    for run in runs:
+        launch = run.config.launch
+        device = resolve_device(run, machine)
+        local = max(1, launch.processes // launch.num_machines)
+        where = f"run '{run.name}'"
+        if launch.device == "cuda" and not machine.has_cuda:
+            problems.append(
+                f"{where}: launch.device is cuda but this machine has no CUDA GPU (use device: auto or cpu)"
+            )
+            continue
+        if device == "cpu" and launch.mixed_precision == "fp16":
+            problems.append(
+                f"{where}: launch.mixed_precision fp16 needs a GPU and this machine has none (use bf16 or no)"
+            )
+        if device == "cuda":
+            visible = len(machine.cuda_devices)
+            if launch.gpu_ids is None and local > visible:
+                problems.append(
+                    f"{where}: launch.processes asks for {local} process(es) on this machine but only {visible} GPU(s) "
+                    "are visible (lower launch.processes)"
+                )
+            for gpu in launch.gpu_ids or []:
+                if gpu >= visible:
+                    problems.append(
+                        f"{where}: launch.gpu_ids names GPU {gpu} but this machine has GPUs 0-{visible - 1} "
+                        "(CUDA_VISIBLE_DEVICES applies first)"
+                    )
+            if launch.mixed_precision == "bf16" and not machine.cuda_bf16:
+                problems.append(
+                    f"{where}: launch.mixed_precision bf16 is not supported by {machine.cuda_devices[0]} (use fp16)"
+                )
+        if (
+            launch.main_process_port is not None
+            and launch.machine_rank == 0
+            and not port_is_free(launch.main_process_port)
+        ):
+            problems.append(
+                f"{where}: launch.main_process_port {launch.main_process_port} is in use on this machine "
+                "(pick another, or remove it to get a free port per launch)"
+            )
+        need = run.workload.memory_bytes * local
+        if machine.memory_bytes and need > machine.memory_bytes:
+            problems.append(
+                f"{where}: needs about {human_bytes(need)} of memory ({local} process(es) x data and training state), "
+                f"this machine has {human_bytes(machine.memory_bytes)} available (lower data.samples or the model)"
+            )
+        threads = threads_per_process(run, machine)
+        if device == "cpu" and threads * local > machine.cpu_count:
+            warnings.append(
+                f"{where}: {local} process(es) x {threads} thread(s) oversubscribe the {machine.cpu_count} cores "
+                "(launch.cpu_threads_per_process)"
+            )
+    return problems, warnings

@@ -1,0 +1,216 @@
+"""Stage 7, report: the seed's tables, the expectations and their Why, rendered from summary.json.
+
+One renderer serves the terminal (aligned text) and report.md (Markdown), live and for
+`accel-run --report`, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATUS_MARK = {
+    "ok": "ok",
+    "failed": "FAILED",
+    "timeout": "TIMEOUT",
+    "interrupted": "INTERRUPTED",
+    "skipped": "skipped",
+    "pending": "pending",
+}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 100:
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"
+
+
+def number(value: float, digits: int = 3) -> str:
+    """3 significant digits, thousands separated above 1000: 0.162, 8.25, 28,277."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _with_spread(run: dict[str, Any], key: str, unit: str, digits: int = 3) -> str:
+    value = run.get("metrics", {}).get(key)
+    if not isinstance(value, int | float):
+        return "-"
+    spread = run.get("spread", {}).get(key)
+    if spread and spread.get("n", 1) > 1:
+        low, high = number(spread["min"], digits), number(spread["max"], digits)
+        return f"{number(value, digits)}{unit} ({low}–{high}, n={spread['n']})"
+    return f"{number(value, digits)}{unit}"
+
+
+def run_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """One row per run: the seed's comparison table, generated."""
+    runs = summary["runs"]
+    baseline = summary["spec"].get("baseline")
+    base_rate = runs.get(baseline, {}).get("metrics", {}).get("samples_per_s") if baseline else None
+    rows = []
+    for name, run in runs.items():
+        metrics = run.get("metrics", {})
+        declared = run.get("declared", {})
+        rate = metrics.get("samples_per_s")
+        if name == baseline and rate:
+            speedup = "1.00x (baseline)"
+        elif isinstance(rate, int | float) and isinstance(base_rate, int | float) and base_rate:
+            speedup = f"{rate / base_rate:.2f}x"
+        else:
+            speedup = "-"
+        accuracy = metrics.get("accuracy")
+        rows.append(
+            [
+                name,
+                STATUS_MARK.get(run.get("status", ""), run.get("status", "")),
+                str(metrics.get("processes", declared.get("processes", "-"))),
+                str(metrics.get("mixed_precision", declared.get("mixed_precision", "-"))),
+                _num(metrics.get("global_batch_size")),
+                _num(metrics.get("optimizer_steps")),
+                _with_spread(run, "train_time_s", " s"),
+                speedup,
+                _with_spread(run, "samples_per_s", "", 4),
+                _num(metrics.get("final_loss"), 4),
+                f"{accuracy:.1%}" if isinstance(accuracy, int | float) else "-",
+                _with_spread(run, "peak_memory_mb", " MB", 4),
+            ]
+        )
+    return rows
+
+
+RUN_HEADER = [
+    "Run",
+    "Status",
+    "Procs",
+    "Precision",
+    "Global batch",
+    "Opt steps",
+    "Train time",
+    "Speedup",
+    "Samples/s",
+    "Final loss",
+    "Accuracy",
+    "Peak memory",
+]
+
+
+def _table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        return lines
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def fmt(row: list[str]) -> str:  # names left-aligned, figures right-aligned
+        return "  ".join(
+            cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+
+    return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+def environment_line(summary: dict[str, Any]) -> str:
+    """Where it ran, in one line."""
+    env = summary.get("environment", {})
+    versions = env.get("versions", {})
+    gpus = env.get("cuda_devices") or []
+    device = f"{len(gpus)} GPU(s): {', '.join(sorted(set(gpus)))}" if gpus else "no GPU"
+    return (
+        f"{env.get('hostname', '?')}: {env.get('cpu_count', '?')} CPU cores, {device}; "
+        f"torch {versions.get('torch', '?')}, accelerate {versions.get('accelerate', '?')}, "
+        f"Python {versions.get('python', '?')}"
+    )
+
+
+def honesty_notes(summary: dict[str, Any]) -> list[str]:
+    """What a reader must know to read the numbers right."""
+    notes = []
+    env = summary.get("environment", {})
+    runs = summary.get("runs", {})
+    cpu_multi = [
+        n
+        for n, r in runs.items()
+        if r.get("declared", {}).get("device") == "cpu" and r.get("declared", {}).get("processes", 1) > 1
+    ]
+    if cpu_multi:
+        notes.append(
+            f"These runs used the CPU: {', '.join(cpu_multi)} ran several processes on the same "
+            f"{env.get('cpu_count', '?')} cores, so their speedups say nothing about GPUs."
+        )
+    if any(r.get("metrics", {}).get("peak_memory_source") == "peak_rss" for r in runs.values()):
+        notes.append(
+            "Peak memory on CPU is the largest process's peak RSS, which includes the Python and torch "
+            "runtime (a few hundred MB), not just tensors."
+        )
+    return notes
+
+
+def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None = None) -> str:
+    """The report, as Markdown or terminal text."""
+    spec = summary["spec"]
+    lines: list[str] = []
+
+    def heading(text: str, level: int = 2) -> None:
+        if markdown:
+            lines.extend([("#" * level) + " " + text, ""])
+        else:
+            lines.extend([text, ("=" if level == 1 else "-") * len(text)])
+
+    heading(f"accel-run report: {spec['name']}", 1)
+    if spec.get("description"):
+        lines += [spec["description"], ""]
+    status = summary.get("status", "?")
+    lines.append(f"Status: {status}. Spec: {spec.get('path', '?')} (sha256 {spec.get('sha256', '?')[:12]}).")
+    lines.append("Machine: " + environment_line(summary) + ".")
+    lines.append("")
+    heading("Runs")
+    lines += _table(RUN_HEADER, run_rows(summary), markdown)
+    lines.append("")
+    lines.append(
+        f"Speedup: samples/s relative to the baseline run '{spec.get('baseline')}' (warm-up steps excluded). "
+        "Train time: the whole training loop."
+    )
+    for note in honesty_notes(summary):
+        lines.append(("- " if markdown else "* ") + note)
+    lines.append("")
+    expectations = summary.get("expectations", [])
+    if expectations:
+        heading("Expectations")
+        for verdict in expectations:
+            text = _verdict_line(verdict)
+            lines.append(f"- `{text}`" if markdown else text)
+        lines.append("")
+    whys = [v for v in expectations if v.get("why")]
+    if whys:
+        heading("Why")
+        for verdict in whys:
+            lines.append(("### " if markdown else "> ") + f"{verdict['title']} ({verdict['verdict']})")
+            if markdown:
+                lines.append("")
+            for sentence in verdict["why"].get("sentences", []):
+                lines.append(("- " if markdown else "  - ") + sentence)
+            lines.append("")
+    problems = [(n, r) for n, r in summary["runs"].items() if r.get("status") in ("failed", "timeout", "interrupted")]
+    if problems:
+        heading("Problems")
+        for name, run in problems:
+            lines.append(f"{'- ' if markdown else ''}run '{name}' {run['status']}: {run.get('reason', '')}")
+            tail = next((r.get("log_tail") for r in run.get("repeats", []) if r.get("log_tail")), "")
+            if tail:
+                lines.append("```" if markdown else "  last lines of its stderr.log:")
+                lines += [("" if markdown else "  | ") + line for line in tail.splitlines()[-12:]]
+                lines.append("```" if markdown else "")
+        lines.append("")
+    if plots:
+        heading("Plots")
+        for plot in plots:
+            lines.append(f"![{plot}]({plot})" if markdown else plot)
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _verdict_line(verdict: dict[str, Any]) -> str:
+    symbol = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}[verdict["verdict"]]
+    return f"{symbol:<5} {verdict['title']}: {verdict['message']}"

@@ -1,0 +1,116 @@
+"""Noise-aware comparison of repeated measurements (pure arithmetic, no numpy).
+
+Method (documented in the README): a distribution-free confidence interval for the median, from
+order statistics. For n values sorted, [x(k), x(n+1-k)] covers the true median with probability
+1 - 2 P(Binomial(n, 1/2) <= k-1); we take the narrowest such interval with at least 90% coverage.
+For n <= 4 no interval reaches 90%, and we use the whole range [min, max] (the min/max envelope).
+The interval is then widened by a relative noise floor (measure.noise_floor, default 3%), which
+stands for the run-to-run drift that n repeats in one session cannot see, and keeps a single
+measurement from looking exact. A bound outside the widened interval gives pass or fail; a bound
+inside it gives inconclusive.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CONFIDENCE = 0.90
+# For large n the order-statistic interval of the median is about +-1.645 * 1.2533 * sigma / sqrt(n).
+_HALF_WIDTH_FACTOR = 1.645 * 1.2533
+MAX_SUGGESTED_REPEATS = 200
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Where the median of a measured quantity lies, after noise."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+    coverage: float  # of the order-statistic interval, before the noise floor
+
+    def describe(self, fmt: str = "{:.3g}") -> str:
+        """'0.98 (0.95-1.01, n=5)': the median and the interval (noise floor included)."""
+        return f"{fmt.format(self.median)} ({fmt.format(self.low)}–{fmt.format(self.high)}, n={self.n})"
+
+
+def _binomial_cdf(k: int, n: int) -> float:
+    return float(sum(math.comb(n, i) for i in range(k + 1))) / float(2**n)
+
+
+def median_interval(values: Sequence[float], noise_floor: float) -> Interval:
+    """The order-statistic confidence interval of the median, widened by the noise floor."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no values")
+    k, coverage = 1, 1 - 2 * _binomial_cdf(0, n) if n > 1 else 0.0
+    for candidate in range(2, n // 2 + 1):
+        cover = 1 - 2 * _binomial_cdf(candidate - 1, n)
+        if cover < CONFIDENCE:
+            break
+        k, coverage = candidate, cover
+    low, high = ordered[k - 1], ordered[n - k]
+    median = statistics.median(ordered)
+    low -= abs(low) * noise_floor
+    high += abs(high) * noise_floor
+    return Interval(median, low, high, n, coverage)
+
+
+@dataclass(frozen=True)
+class BoundCheck:
+    """The verdict of an interval against bounds, with how it was reached."""
+
+    verdict: str  # pass, fail, inconclusive
+    detail: str
+
+
+def check_bounds(interval: Interval, at_least: float | None, at_most: float | None) -> BoundCheck:
+    """pass: the whole interval satisfies the bounds; fail: none of it does; else inconclusive."""
+    verdicts = []
+    if at_least is not None:
+        verdicts.append("pass" if interval.low >= at_least else "fail" if interval.high < at_least else "inconclusive")
+    if at_most is not None:
+        verdicts.append("pass" if interval.high <= at_most else "fail" if interval.low > at_most else "inconclusive")
+    if "fail" in verdicts:
+        return BoundCheck("fail", "the bound lies outside the measured spread")
+    if "inconclusive" in verdicts:
+        return BoundCheck("inconclusive", "the bound lies inside the measured spread")
+    return BoundCheck("pass", "the bound holds over the whole measured spread")
+
+
+def repeats_to_settle(values: Sequence[float], bound: float, noise_floor: float) -> int | None:
+    """Roughly how many repeats would move the interval off the bound; None when none would.
+
+    Uses a robust spread (1.4826 x MAD) and the large-n width of the median's interval. With a
+    single value there is no spread yet: 3 repeats are the least that can measure one.
+    """
+    n = len(values)
+    if n < 2:
+        return 3
+    median = statistics.median(values)
+    gap = abs(median - bound) - abs(median) * noise_floor
+    if gap <= 0:
+        return None
+    mad = statistics.median(abs(v - median) for v in values)
+    sigma = 1.4826 * mad if mad > 0 else (max(values) - min(values)) / 2
+    if sigma == 0:
+        return n + 1
+    needed = math.ceil((_HALF_WIDTH_FACTOR * sigma / gap) ** 2)
+    return min(max(needed, n + 1, 5), MAX_SUGGESTED_REPEATS)
+
+
+def spread(values: Sequence[float]) -> dict[str, float | int]:
+    """median, min, max and a robust spread (MAD) of per-repeat values."""
+    median = statistics.median(values)
+    return {
+        "median": median,
+        "min": min(values),
+        "max": max(values),
+        "mad": statistics.median(abs(v - median) for v in values),
+        "n": len(values),
+    }

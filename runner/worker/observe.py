@@ -1,0 +1,117 @@
+"""What a worker process can see about itself: memory, threads, device, liveness and progress."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runner.compile import RUNNER_PID_VAR
+from runner.jsonio import write_json_atomic
+
+HEARTBEAT_INTERVAL_S = 1.0
+
+
+def start_heartbeat(path: str) -> None:
+    """Touch `path` every second from a daemon thread, so the runner can tell a dead rank from a slow one.
+
+    The same thread exits the process when the runner that started it is gone (killed with
+    SIGKILL, say): a worker must never outlive accel-run and hold the cores or GPUs.
+    """
+    Path(path).touch()
+    runner_pid = int(os.environ.get(RUNNER_PID_VAR, "0") or 0)
+
+    def beat() -> None:
+        while True:
+            try:
+                os.utime(path)
+            except OSError:
+                return  # the run folder is gone: the runner has given up on us
+            if runner_pid and not _alive(runner_pid):
+                os._exit(75)  # EX_TEMPFAIL: the runner died; --resume reruns this run
+            time.sleep(HEARTBEAT_INTERVAL_S)
+
+    threading.Thread(target=beat, name="accel-run-heartbeat", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Progress:
+    """Writes progress.json (step, total, phase) at most four times a second, for the runner's bar."""
+
+    def __init__(self, path: str, total: int, enabled: bool) -> None:
+        self.path, self.total, self.enabled = path, total, enabled
+        self.last = 0.0
+
+    def update(self, step: int, phase: str = "train", force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last >= 0.25):
+            self.last = now
+            write_json_atomic(self.path, {"step": step, "total": self.total, "phase": phase, "time": time.time()})
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """Peak memory of this process: CUDA allocator peak on a GPU, peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator_peak"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
+
+
+def current_rss_mb() -> float:
+    """Resident memory now (for the memory the training itself added)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def parameter_hash(model: torch.nn.Module) -> str:
+    """A digest of every parameter's bytes: equal on all ranks exactly when gradients were synchronised."""
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name: the GPU model, or the CPU model from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return "CPU: " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU"
+
+
+def rank_facts(device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
+    """What this rank reports to the main process."""
+    peak, source = peak_memory_mb(device)
+    return {
+        "pid": os.getpid(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_source": source,
+        "param_hash": parameter_hash(model),
+    }

@@ -1,0 +1,120 @@
+"""Where a step's time goes, measured after training (so the training timings are untouched).
+
+Per micro-batch: data (indexing the in-memory batch), compute (forward + backward under
+`accelerator.no_sync(model)`, which skips DDP's gradient all-reduce), the same step synchronised
+(its excess over compute is the gradient synchronisation cost), and the optimizer update.
+A short torch.profiler pass splits compute into matrix multiplications, dtype casts and the rest,
+which is what mixed precision can and cannot speed up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+PROBE_BUDGET_S = 4.0  # per phase; the probe adds a few seconds to a run, not minutes
+MATMUL_OPS = ("mm", "addmm", "bmm", "matmul", "linear", "_addmm_activation", "mkldnn_linear")
+CAST_OPS = ("to", "_to_copy", "copy_")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(device: torch.device, action: Callable[[], object]) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    action()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def attribution(
+    accelerator: Any,
+    model: torch.nn.Module,
+    optimizer: Any,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch: int,
+    accumulation: int,
+    step_time_s: float,
+) -> dict[str, Any]:
+    """Median seconds per phase, the split of compute by op class, and how many probes were taken."""
+    device, world = accelerator.device, accelerator.num_processes
+    micro_estimate = max(step_time_s / max(1, accumulation), 1e-4)
+    probes = max(3, min(20, int(PROBE_BUDGET_S / micro_estimate)))
+    generator = torch.Generator().manual_seed(12345 + accelerator.process_index)
+    raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+    phases: dict[str, list[float]] = {"data": [], "compute": [], "synced": [], "optimizer": []}
+    batch_data: dict[str, torch.Tensor] = {}
+
+    def load() -> None:
+        index = torch.randint(0, inputs.shape[0], (batch,), generator=generator).to(device)
+        batch_data["x"], batch_data["y"] = inputs.index_select(0, index), labels.index_select(0, index)
+
+    def forward_backward() -> None:
+        loss = F.cross_entropy(model(batch_data["x"]), batch_data["y"])
+        accelerator.backward(loss)
+
+    def unsynced() -> None:
+        with accelerator.no_sync(model):
+            forward_backward()
+
+    for _ in range(probes):
+        phases["data"].append(_timed(device, load))
+        phases["compute"].append(_timed(device, unsynced))
+        raw.zero_grad(set_to_none=True)
+        if world > 1:
+            accelerator.wait_for_everyone()  # measure the all-reduce, not the ranks' skew
+            phases["synced"].append(_timed(device, forward_backward))
+        else:
+            phases["synced"].append(phases["compute"][-1])
+        phases["optimizer"].append(_timed(device, raw.step))
+        raw.zero_grad(set_to_none=True)
+    medians = {name: statistics.median(values) for name, values in phases.items()}
+    result: dict[str, Any] = {
+        "probes": probes,
+        "data_s": medians["data"],
+        "compute_s": medians["compute"],
+        "synced_s": medians["synced"],
+        "sync_s": max(0.0, medians["synced"] - medians["compute"]) if world > 1 else 0.0,
+        "optimizer_s": medians["optimizer"],
+        "accumulation": accumulation,
+    }
+    result.update(_op_shares(device, load, forward_backward, raw))
+    return result
+
+
+def _op_shares(
+    device: torch.device, load: Callable[[], None], forward_backward: Callable[[], None], raw: Any
+) -> dict[str, Any]:
+    """Shares of profiled self time in matmuls, casts and everything else (two micro-steps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    load()
+    with profile(activities=activities) as prof:
+        for _ in range(2):
+            forward_backward()
+            raw.zero_grad(set_to_none=True)
+        _sync(device)
+    totals = {"matmul": 0.0, "cast": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        name = event.key.removeprefix("aten::")
+        if device.type == "cuda":
+            self_time = float(getattr(event, "self_device_time_total", 0.0) or 0.0)
+        else:
+            self_time = float(event.self_cpu_time_total)
+        if not event.key.startswith("aten::"):
+            continue  # profiler bookkeeping, autograd wrappers: counted through their aten ops
+        group = "matmul" if name in MATMUL_OPS else "cast" if name in CAST_OPS else "other"
+        totals[group] += self_time
+    whole = sum(totals.values()) or 1.0
+    return {f"{group}_share": round(value / whole, 4) for group, value in totals.items()}

@@ -1,0 +1,211 @@
+"""End to end on CPU: the real `accelerate launch`, real gloo process groups, real files.
+
+One accel-run invocation (module fixture) runs a small spec with 1 and 2 processes, fp32 and
+bf16, accumulation 1 and 4, and a run that crashes; the tests read what it left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from accelerate.commands.config.config_args import load_config_from_file
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+SPEC = """\
+name: e2e
+model: {kind: mlp, input_dim: 16, hidden: [64], classes: 4}
+data: {kind: synthetic-classification, samples: 2048, features: 16, classes: 4}
+train: {epochs: 3, batch_size: 32, lr_schedule: cosine, optimizer: {lr: 0.01}}
+measure: {warmup_steps: 2}
+baseline: one
+runs:
+  one: {}
+  two:
+    description: 2 processes x batch 16 = the global batch of one
+    launch: {processes: 2}
+    train: {batch_size: 16}
+  bf16:
+    launch: {mixed_precision: bf16}
+  accum4:
+    train: {batch_size: 8, gradient_accumulation_steps: 4}
+  crash:
+    launch: {env: {ACCEL_RUN_FAILPOINT: "raise:3"}}
+expect:
+  - {kind: speedup, title: two processes 100x faster, run: two, baseline: one, at_least: 100}
+  - {kind: close, run: two, baseline: one, metric: final_loss, rel_tol: 0.05}
+  - {kind: close, run: accum4, baseline: one, metric: final_loss, rel_tol: 0.05}
+  - {kind: bound, run: one, metric: accuracy, at_least: 0.4}
+  - {kind: ratio, run: bf16, baseline: one, metric: peak_memory_mb, at_most: 1.5}
+  - {kind: bound, run: crash, metric: accuracy, at_least: 0.1}
+"""
+
+LEFTOVER_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+mixed_precision: fp16
+num_processes: 8
+use_cpu: false
+"""
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("e2e")
+    spec = base / "e2e.yaml"
+    spec.write_text(SPEC)
+    # A leftover global `accelerate config` and ACCELERATE_* variables must change nothing.
+    hf_home = base / "hf"
+    (hf_home / "accelerate").mkdir(parents=True)
+    (hf_home / "accelerate" / "default_config.yaml").write_text(LEFTOVER_CONFIG)
+    env = {"HF_HOME": str(hf_home), "ACCELERATE_MIXED_PRECISION": "fp16", "ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "7"}
+    done = run_cli(str(spec), "--output", str(base / "results"), "--no-progress", env=env)
+    folders = list((base / "results" / "e2e").iterdir())
+    assert len(folders) == 1, done.stderr
+    folder = folders[0]
+    return {
+        "done": done,
+        "folder": folder,
+        "summary": json.loads((folder / "summary.json").read_text()),
+    }
+
+
+def test_a_crashed_run_exits_3_and_the_others_are_kept(result: dict[str, Any]) -> None:
+    done, summary = result["done"], result["summary"]
+    assert done.returncode == 3, done.stderr
+    statuses = {name: run["status"] for name, run in summary["runs"].items()}
+    assert statuses == {"one": "ok", "two": "ok", "bf16": "ok", "accum4": "ok", "crash": "failed"}
+    crash = summary["runs"]["crash"]
+    assert crash["reason"] == "the launch exited with code 1"
+    assert "injected failure at step 3" in crash["repeats"][0]["log_tail"]
+    assert "injected failure at step 3" in done.stderr  # shown to the user, not hidden in a log
+    assert "runner/pipeline.py" not in done.stderr  # the worker's traceback is shown, accel-run's own is not
+
+
+def test_the_results_layout_is_complete(result: dict[str, Any]) -> None:
+    folder = result["folder"]
+    assert {p.name for p in folder.iterdir()} >= {"spec.yaml", "summary.json", "report.md", "one", "two", "crash"}
+    for run in ("one", "two", "bf16", "accum4", "crash"):
+        files = {p.name for p in (folder / run).iterdir()}
+        assert files >= {"accelerate_config.yaml", "command.txt", "plan.json", "stdout.log", "stderr.log"}, run
+        if run != "crash":
+            assert "metrics.json" in files
+    assert (folder / "spec.yaml").read_text() == SPEC
+
+
+def test_summary_json_has_the_contract_keys(result: dict[str, Any]) -> None:
+    summary = result["summary"]
+    assert set(summary) >= {"spec", "environment", "runs", "expectations"}
+    one = summary["runs"]["one"]
+    assert set(one) >= {"status", "metrics", "declared", "observed"}
+    required = {
+        "train_time_s",
+        "startup_s",
+        "samples_per_s",
+        "optimizer_steps",
+        "final_loss",
+        "eval_loss",
+        "accuracy",
+        "peak_memory_mb",
+        "processes",
+        "mixed_precision",
+        "global_batch_size",
+        "params",
+    }
+    assert required <= set(one["metrics"])
+    for verdict in summary["expectations"]:
+        assert set(verdict) >= {"title", "kind", "verdict", "measured", "expected", "message"}
+
+
+def test_two_processes_form_a_real_gloo_group_with_synchronised_gradients(result: dict[str, Any]) -> None:
+    two = result["summary"]["runs"]["two"]
+    observed = two["observed"]
+    assert observed["world_size"] == 2
+    assert observed["distributed_type"] == "MULTI_CPU" and observed["backend"] == "gloo"
+    hashes = observed["param_hashes"]
+    assert len(hashes) == 2 and hashes[0] == hashes[1]  # identical parameters after training
+
+
+def test_training_really_learns(result: dict[str, Any]) -> None:
+    one = result["summary"]["runs"]["one"]
+    curve = [loss for _, loss in one["loss_curve"]]
+    assert curve[-1] < 0.8 * curve[0]
+    assert one["metrics"]["accuracy"] > 0.4  # chance is 0.25 with 4 classes
+    assert one["metrics"]["optimizer_steps"] == 3 * (2048 // 32)
+
+
+def test_equal_global_batches_give_the_same_training(result: dict[str, Any]) -> None:
+    runs = result["summary"]["runs"]
+    one, two, accum = (runs[n]["metrics"] for n in ("one", "two", "accum4"))
+    assert two["global_batch_size"] == accum["global_batch_size"] == one["global_batch_size"] == 32
+    assert two["optimizer_steps"] == accum["optimizer_steps"] == one["optimizer_steps"]
+    assert abs(two["final_loss"] - one["final_loss"]) < 1e-3 * one["final_loss"]
+    assert abs(accum["final_loss"] - one["final_loss"]) < 1e-3 * one["final_loss"]
+
+
+def test_declared_precision_and_accumulation_are_what_ran(result: dict[str, Any]) -> None:
+    runs = result["summary"]["runs"]
+    assert runs["bf16"]["observed"]["compute_dtype"] == "torch.bfloat16"
+    assert runs["bf16"]["observed"]["launcher_mixed_precision"] == "bf16"
+    assert runs["one"]["observed"]["compute_dtype"] == "torch.float32"
+    assert runs["one"]["observed"]["mixed_precision"] == "no"  # not the leftover fp16
+    assert runs["accum4"]["observed"]["gradient_accumulation_steps"] == 4  # not the leftover 7
+
+
+def test_threads_are_declared_and_observed(result: dict[str, Any]) -> None:
+    runs = result["summary"]["runs"]
+    for name in ("one", "two"):
+        assert (
+            runs[name]["observed"]["threads_per_process"]
+            == [runs[name]["declared"]["threads_per_process"]] * (runs[name]["declared"]["processes"])
+        )
+
+
+def test_each_verdict_kind_is_reported(result: dict[str, Any]) -> None:
+    verdicts = {(v["kind"], v["verdict"]) for v in result["summary"]["expectations"]}
+    assert ("speedup", "fail") in verdicts
+    assert ("close", "pass") in verdicts
+    assert ("bound", "pass") in verdicts
+    assert ("ratio", "pass") in verdicts
+    assert ("bound", "error") in verdicts  # the crashed run cannot be evaluated: error, not skipped
+    lines = result["done"].stdout
+    assert "FAIL  two processes 100x faster: measured " in lines
+    assert (
+        "ERROR bound" not in lines
+        and "ERROR accuracy of crash >= 0.1: cannot be evaluated: run 'crash' is failed" in lines
+    )
+
+
+def test_the_compiled_config_is_accepted_by_accelerate(result: dict[str, Any]) -> None:
+    config_path = result["folder"] / "two" / "accelerate_config.yaml"
+    config = load_config_from_file(str(config_path))
+    assert config.num_processes == 2
+    port = yaml.safe_load(config_path.read_text())["main_process_port"]
+    assert f"# rendezvous port: {port}" in (result["folder"] / "two" / "command.txt").read_text()
+
+
+def test_the_report_is_written_and_rerendered_identically(result: dict[str, Any]) -> None:
+    folder = result["folder"]
+    markdown = (folder / "report.md").read_text()
+    assert "| Run | Status | Procs | Precision | Global batch |" in markdown
+    assert "## Why" in markdown and "gradient synchronisation takes" in markdown
+    again = run_cli("--report", str(folder))
+    assert again.returncode == 0
+    assert again.stdout.startswith("accel-run report: e2e")
+    assert (folder / "report.md").read_text() == markdown
+
+
+def test_a_failed_expectation_alone_exits_1(tmp_path: Path) -> None:
+    spec = tmp_path / "strict.yaml"
+    spec.write_text(
+        SPEC.split("baseline:")[0]
+        + "expect:\n  - {kind: bound, title: impossible accuracy, run: main, metric: accuracy, at_least: 0.999}\n"
+    )
+    done = run_cli(str(spec), "--output", str(tmp_path / "results"), "--no-progress")
+    assert done.returncode == 1, done.stderr
+    assert "FAIL  impossible accuracy: measured " in done.stdout
