@@ -1,7 +1,8 @@
 """Stage 6, check: every expectation against the measurements, as a verdict with its reasons.
 
-Verdicts: pass, fail, inconclusive (a noisy measurement whose spread contains the bound) and
-error (a run it needs did not finish: never silently skipped). Timings are noisy and judged with
+Verdicts: pass, fail, inconclusive (a noisy measurement whose spread contains the bound), error
+(a run it needs did not finish: never silently skipped) and skipped (a run it needs was left out
+with --only: shown, not counted). Timings are noisy and judged with
 the interval of stats.py; losses, accuracy and step counts are fixed by seeds and compared directly.
 Runs compared with each other are paired repeat by repeat (the runner interleaves them).
 """
@@ -21,8 +22,8 @@ from runner.spec import (
 )
 from runner.stats import Interval, check_bounds, median_interval, repeats_to_settle
 
-VERDICTS = ("pass", "fail", "inconclusive", "error")
-_SYMBOL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
+VERDICTS = ("pass", "fail", "inconclusive", "error", "skipped")
+_SYMBOL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR", "skipped": "SKIP"}
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,18 @@ class Verdict:
 
     def line(self) -> str:
         """`FAIL  dual >= 1.8x faster than single: measured 0.98x, needs >= 1.8x (46% short)`"""
-        return f"{_SYMBOL[self.verdict]:<5} {self.title}: {self.message}"
+        return verdict_line(self.verdict, self.title, self.message)
 
     def as_json(self) -> dict[str, Any]:
         """For summary.json."""
         data = asdict(self)
         data["runs"] = list(self.runs)
         return data
+
+
+def verdict_line(verdict: str, title: str, message: str) -> str:
+    """One expectation as one line: verdict, title, measured value, bound, margin."""
+    return f"{_SYMBOL[verdict]:<5} {title}: {message}"
 
 
 def default_title(expectation: Any) -> str:
@@ -122,9 +128,12 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     metric = "samples_per_s" if isinstance(expectation, SpeedupExpectation) else expectation.metric
     for name in names:
         record = runs.get(name)
-        if record is None or record.status.value != "ok":
-            state = "was not run (--only)" if record is None or not record.selected else f"is {record.status.value}"
-            why = f": {record.reason}" if record is not None and record.reason else ""
+        if record is None or not record.selected:  # left out on purpose: shown, not counted
+            message = f"not evaluated: run '{name}' was not selected (--only)"
+            return Verdict(title, kind, "skipped", None, "", message, names, metric=metric)
+        if record.status.value != "ok":
+            state = f"is {record.status.value}"
+            why = f": {record.reason}" if record.reason else ""
             return Verdict(
                 title, kind, "error", None, "", f"cannot be evaluated: run '{name}' {state}{why}", names, metric=metric
             )
@@ -203,14 +212,14 @@ def _check_ratio(
             ratios, _noise_floor([run, base]), expectation.at_least, expectation.at_most
         )
         measured = interval.median
-        shown = interval.describe("{:.2f}") if interval.n > 1 else f"{measured:.2f}"
+        shown = interval.describe("{:.2f}", unit) if interval.n > 1 else f"{measured:.2f}{unit}"
     else:
         measured = ratios[0]
         interval, needed, note = None, None, ""
         verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most).verdict
-        shown = f"{measured:.2f}"
+        shown = f"{measured:.2f}{unit}"
     margin = _margin(measured, expectation.at_least, expectation.at_most)
-    message = f"measured {shown}{unit}, needs {expected}" + (f" ({margin})" if margin else "") + note
+    message = f"measured {shown}, needs {expected}" + (f" ({margin})" if margin else "") + note
     return Verdict(
         title,
         expectation.kind,

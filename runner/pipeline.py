@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -354,6 +355,7 @@ def _exit_code(session: Session, interrupted: bool) -> ExitCode:
 
 def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui: ProgressUI) -> LaunchOutcome:
     """Compile, write, execute and record one launch."""
+    begun = time.perf_counter()
     run = session.validated.runs[name]
     record = session.records[name]
     directory = launch_dir(session.result_dir, name, repeat)
@@ -375,6 +377,8 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
     ui.start(label)
     timeout = session.options.timeout_s or run.config.launch.timeout_s
+    started_at = time.time()
+    prepare_s = time.perf_counter() - begun
     outcome = execute(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
     launch = LaunchRecord(
         repeat=repeat,
@@ -385,6 +389,8 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         log_tail=outcome.log_tail,
         command=plan.command_line,
         port=port,
+        started_at=started_at,
+        prepare_s=round(prepare_s, 4),
     )
     if outcome.ok:
         data = read_json(directory / METRICS_FILE)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.check import verdict_line
+
 STATUS_MARK = {
     "ok": "ok",
     "failed": "FAILED",
@@ -30,7 +32,7 @@ def number(value: float, digits: int = 3) -> str:
     """3 significant digits, thousands separated above 1000: 0.162, 8.25, 28,277."""
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+    return f"{value:#.{digits}g}".rstrip(".")
 
 
 def _with_spread(run: dict[str, Any], key: str, unit: str, digits: int = 3) -> str:
@@ -48,14 +50,19 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
     """One row per run: the seed's comparison table, generated."""
     runs = summary["runs"]
     baseline = summary["spec"].get("baseline")
-    base_rate = runs.get(baseline, {}).get("metrics", {}).get("samples_per_s") if baseline else None
+    base_metrics = runs.get(baseline, {}).get("metrics", {}) if baseline else {}
+    base_rate = base_metrics.get("samples_per_s")
     rows = []
     for name, run in runs.items():
         metrics = run.get("metrics", {})
         declared = run.get("declared", {})
         rate = metrics.get("samples_per_s")
-        if name == baseline and rate:
+        if not isinstance(rate, int | float):
+            speedup = "-"
+        elif name == baseline:
             speedup = "1.00x (baseline)"
+        elif metrics.get("params") != base_metrics.get("params"):
+            speedup = "other model"  # samples/s of different models are not a speedup
         elif isinstance(rate, int | float) and isinstance(base_rate, int | float) and base_rate:
             speedup = f"{rate / base_rate:.2f}x"
         else:
@@ -132,7 +139,9 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
     cpu_multi = [
         n
         for n, r in runs.items()
-        if r.get("declared", {}).get("device") == "cpu" and r.get("declared", {}).get("processes", 1) > 1
+        if r.get("status") == "ok"
+        and r.get("declared", {}).get("device") == "cpu"
+        and r.get("declared", {}).get("processes", 1) > 1
     ]
     if cpu_multi:
         notes.append(
@@ -179,7 +188,7 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
     if expectations:
         heading("Expectations")
         for verdict in expectations:
-            text = _verdict_line(verdict)
+            text = verdict_line(verdict["verdict"], verdict["title"], verdict["message"])
             lines.append(f"- `{text}`" if markdown else text)
         lines.append("")
     whys = [v for v in expectations if v.get("why")]
@@ -209,8 +218,3 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
             lines.append(f"![{plot}]({plot})" if markdown else plot)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _verdict_line(verdict: dict[str, Any]) -> str:
-    symbol = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}[verdict["verdict"]]
-    return f"{symbol:<5} {verdict['title']}: {verdict['message']}"

@@ -90,6 +90,8 @@ class LaunchRecord:
     log_tail: str = ""
     command: str = ""
     port: int | None = None
+    started_at: float = 0.0  # wall clock (epoch seconds) when the launch started
+    prepare_s: float = 0.0  # the runner's own time before it: compile, write files, pick a port
 
     def as_json(self) -> dict[str, Any]:
         """As summary.json stores it."""

@@ -33,9 +33,9 @@ class Interval:
     n: int
     coverage: float  # of the order-statistic interval, before the noise floor
 
-    def describe(self, fmt: str = "{:.3g}") -> str:
-        """'0.98 (0.95-1.01, n=5)': the median and the interval (noise floor included)."""
-        return f"{fmt.format(self.median)} ({fmt.format(self.low)}–{fmt.format(self.high)}, n={self.n})"
+    def describe(self, fmt: str = "{:.3g}", unit: str = "") -> str:
+        """'0.98x (0.95–1.01, n=5)': the median and the interval (noise floor included)."""
+        return f"{fmt.format(self.median)}{unit} ({fmt.format(self.low)}–{fmt.format(self.high)}, n={self.n})"
 
 
 def _binomial_cdf(k: int, n: int) -> float:

@@ -144,7 +144,13 @@ def explain_precision(run: dict[str, Any], base: dict[str, Any], declared: float
         f"forward+backward time; even infinitely fast {precision} matmuls would cap the speedup at {cap:.2f}x",
     ]
     if compute_speedup is not None:
-        sentences.append(f"forward+backward measured {compute_speedup:.2f}x faster in {precision}")
+        faster = f"{compute_speedup:.2f}x faster" if compute_speedup >= 1 else f"{1 / compute_speedup:.2f}x slower"
+        sentences.append(f"forward+backward measured {faster} in {precision} than in {base_precision}")
+        if compute_speedup < 1 and run.get("declared", {}).get("device") == "cpu":
+            sentences.append(
+                f"on this CPU {precision} is slower: without native {precision} instructions (AVX-512 BF16, AMX) "
+                "the matmuls are emulated, and autocast adds casts"
+            )
     if probe_run.get("cast_share"):
         sentences.append(
             f"dtype casts (autocast copying weights and activations) take {float(probe_run['cast_share']):.0%} of "

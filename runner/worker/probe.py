@@ -49,7 +49,7 @@ def attribution(
     """Median seconds per phase, the split of compute by op class, and how many probes were taken."""
     device, world = accelerator.device, accelerator.num_processes
     micro_estimate = max(step_time_s / max(1, accumulation), 1e-4)
-    probes = max(3, min(20, int(PROBE_BUDGET_S / micro_estimate)))
+    probes = max(2, min(20, int(PROBE_BUDGET_S / micro_estimate)))
     generator = torch.Generator().manual_seed(12345 + accelerator.process_index)
     raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
     phases: dict[str, list[float]] = {"data": [], "compute": [], "synced": [], "optimizer": []}
@@ -88,20 +88,20 @@ def attribution(
         "optimizer_s": medians["optimizer"],
         "accumulation": accumulation,
     }
-    result.update(_op_shares(device, load, forward_backward, raw))
+    result.update(_op_shares(device, load, forward_backward, raw, steps=1 if micro_estimate > 0.5 else 2))
     return result
 
 
 def _op_shares(
-    device: torch.device, load: Callable[[], None], forward_backward: Callable[[], None], raw: Any
+    device: torch.device, load: Callable[[], None], forward_backward: Callable[[], None], raw: Any, steps: int
 ) -> dict[str, Any]:
-    """Shares of profiled self time in matmuls, casts and everything else (two micro-steps)."""
+    """Shares of profiled self time in matmuls, casts and everything else (over `steps` micro-steps)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     load()
     with profile(activities=activities) as prof:
-        for _ in range(2):
+        for _ in range(steps):
             forward_backward()
             raw.zero_grad(set_to_none=True)
         _sync(device)
