@@ -92,7 +92,8 @@ def main() -> None:
         print(f"\nsingle-shot verdicts: {dict(single)}  flips: {'yes' if flips(single) else 'no'}")
         print(f"noise-aware verdicts: {dict(aware)}  flips: {'yes' if flips(aware) else 'no'}")
         print(
-            f"single-shot speedups: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f}"
+            f"single-shot speedups: median {statistics.median(ratios):.3f}, "
+            f"min {min(ratios):.3f}, max {max(ratios):.3f}"
         )
 
 
