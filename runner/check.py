@@ -22,7 +22,6 @@ from runner.spec import (
 )
 from runner.stats import Interval, check_bounds, median_interval, repeats_to_settle
 
-VERDICTS = ("pass", "fail", "inconclusive", "error", "skipped")
 _SYMBOL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR", "skipped": "SKIP"}
 
 

@@ -9,7 +9,6 @@ Python objects: only plain scalars, mappings and lists come out; any other YAML 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +58,6 @@ class Document:
             path = path[:-1]
         return Span(1, 1)
 
-    def source_line(self, line: int) -> str:
-        """The text of a 1-based line, for the caret display under a diagnostic."""
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
-
 
 def _error(path: str, message: str, span: Span = Span(1, 1), key_path: KeyPath = ()) -> SpecError:
     return SpecError([Diagnostic(path, span.line, span.col, Severity.ERROR, message, key_path)])
@@ -109,11 +103,6 @@ def decode_spec_bytes(raw: bytes, path: str) -> str:
         raise _error(
             path, f"not UTF-8 text: byte 0x{byte:02x} cannot be decoded (save the file as UTF-8)", span
         ) from None
-
-
-def load_spec(path: str) -> Document:
-    """Read and parse a spec file; raises SpecError with one located diagnostic on failure."""
-    return parse_spec(read_spec_text(path), path)
 
 
 def parse_spec(text: str, path: str) -> Document:
@@ -288,12 +277,3 @@ def _yaml_message(exc: MarkedYAMLError, text: str) -> str:
 def _char_at(text: str, line: int, column: int) -> str:
     lines = text.splitlines()
     return lines[line][column : column + 1] if 0 <= line < len(lines) else ""
-
-
-def display_path(path: str) -> str:
-    """The path as the user gave it, relative when under the working directory."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if not rel.startswith("..") else path

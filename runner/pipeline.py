@@ -272,19 +272,20 @@ def rerender_report(result_dir: str) -> str:
 
 
 @contextmanager
-def _sigint(interrupts: Interrupts) -> Iterator[None]:
-    """First Ctrl-C: stop the current run cleanly. Second: KeyboardInterrupt, which kills at once."""
+def _interruptible(interrupts: Interrupts) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM): stop the current run cleanly. Second: KeyboardInterrupt, which kills at once."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         interrupts.press()
         if interrupts.count > 1:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _schedule(session: Session) -> list[tuple[str, int]]:
@@ -305,7 +306,7 @@ def _run_session(session: Session, out: TextIO, err: TextIO) -> int:
     session.save("running")
     interrupted = False
     try:
-        with _sigint(interrupts):
+        with _interruptible(interrupts):
             for name, repeat in todo:
                 if interrupts.count:
                     interrupted = True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import TextIO
@@ -47,11 +46,6 @@ def format_diagnostic(diag: Diagnostic, source: str | None, *, excerpt: bool, co
 def diagnostics_text(diagnostics: Sequence[Diagnostic], source: str | None, *, excerpt: bool, color: bool) -> list[str]:
     """Each diagnostic formatted; excerpts only when asked (a terminal)."""
     return [format_diagnostic(d, source, excerpt=excerpt, color=color) for d in diagnostics]
-
-
-def diagnostics_json(diagnostics: Sequence[Diagnostic], summary: dict[str, object]) -> str:
-    """`{"diagnostics": [...], "summary": {...}}` on one line per document."""
-    return json.dumps({"diagnostics": [d.as_json() for d in diagnostics], "summary": summary}, ensure_ascii=False)
 
 
 def plural(count: int, word: str) -> str:

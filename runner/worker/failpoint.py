@@ -38,7 +38,11 @@ class Failpoint:
         """Inject the fault if this is its step and rank."""
         if step != self.step or (self.rank is not None and rank != self.rank):
             return
-        print(f"accel-run failpoint: {self.action} at step {step} on rank {rank}", file=sys.stderr, flush=True)
+        print(
+            f"accel-run failpoint: {self.action} at step {step} on rank {rank} at t={time.time():.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
         if self.action == "raise":
             raise RuntimeError(f"injected failure at step {step} (ACCEL_RUN_FAILPOINT)")
         if self.action == "exit":
