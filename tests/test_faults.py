@@ -15,7 +15,6 @@ from typing import Any
 
 import psutil
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
