@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY_SPEC, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT, TINY_SPEC, run_cli
 from runner.validate import validate_file, validate_text
 
 # Far above the sub-second times measured (see benchmarks/hostile_inputs.py): these bounds catch

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
+
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
