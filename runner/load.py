@@ -9,6 +9,7 @@ Python objects: only plain scalars, mappings and lists come out; any other YAML 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,8 @@ from ruamel.yaml.reader import ReaderError
 
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError
 
-MAX_FILE_BYTES = 1 << 20  # a spec is a page of YAML; 1 MiB leaves a thousandfold margin
-MAX_VALUES = 100_000  # values after alias expansion: stops "billion laughs" documents
+MAX_FILE_BYTES = 1 << 20  # a spec is a page of YAML; 1 MiB leaves a hundredfold margin
+MAX_VALUES = 20_000  # values, counted before parsing and again after alias expansion ("billion laughs")
 MAX_DEPTH = 64  # nesting depth: a spec needs about 5
 
 _BOM = b"\xef\xbb\xbf"
@@ -115,6 +116,12 @@ def parse_spec(text: str, path: str) -> Document:
     """
     if text.startswith("\ufeff"):
         text = text[1:]
+    if len(text) > MAX_FILE_BYTES:
+        raise _error(path, f"text is {len(text)} characters; a spec may be at most {MAX_FILE_BYTES}")
+    problem = _structure_problem(text)
+    if problem is not None:  # found before parsing: the parser would crash, or take seconds
+        message, span = problem
+        raise _error(path, message, span)
     yaml = YAML(typ="safe")
     try:
         root = yaml.compose(text)
@@ -232,6 +239,58 @@ class _Builder:
                     self.value_spans[child] = _mark_span(value_node.start_mark)
                     out[key] = self.value(value_node, child, depth + 1)
         return out
+
+
+def _structure_problem(text: str) -> tuple[str, Span] | None:
+    """Nesting deeper than MAX_DEPTH, or more than MAX_VALUES values, found by one linear scan.
+
+    Runs before any parser. ruamel.yaml's C parser recurses once per nesting level and crashes
+    the process (a segmentation fault) on some 100,000 nested brackets, and composing a megabyte
+    of dense flow values takes seconds. Counts flow brackets and separators outside quotes and
+    comments, and block levels (indentation steps and leading '- ' items): an upper-bound estimate.
+    """
+    too_deep = f"nesting is too deep (a spec needs about 5 levels; limit {MAX_DEPTH})"
+    too_many = f"the file holds more than {MAX_VALUES} values; a spec needs a few hundred"
+    indents: list[int] = []
+    flow = values = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.lstrip(" ")
+        if flow == 0 and stripped and not stripped.startswith("#"):
+            indent = len(line) - len(stripped)
+            while indents and indents[-1] >= indent:
+                indents.pop()
+            indents.append(indent)
+            dashes = len(_DASHES.match(stripped).group(0).split("-")) - 1  # type: ignore[union-attr]
+            values += 2 + dashes
+            if len(indents) + dashes > MAX_DEPTH:
+                return too_deep, Span(number, indent + 1)
+            if values > MAX_VALUES:
+                return too_many, Span(number, indent + 1)
+        if "[" not in line and "{" not in line and not flow:
+            continue
+        quote = ""
+        for column, char in enumerate(line, start=1):
+            if quote:
+                if char == quote:
+                    quote = ""
+            elif char in "'\"":
+                quote = char
+            elif char == "#" and (column == 1 or line[column - 2] in " \t"):
+                break
+            elif char in "[{":
+                flow += 1
+                if len(indents) + flow > MAX_DEPTH:
+                    return too_deep, Span(number, column)
+            elif char in "]}":
+                flow = max(0, flow - 1)
+            elif char in ",:":
+                values += 1
+                if values > MAX_VALUES:
+                    return too_many, Span(number, column)
+    return None
+
+
+_DASHES = re.compile(r"(?:-[ ]+)*")
 
 
 def _scalar(value: Any) -> Any:
