@@ -3,39 +3,57 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write `data` as JSON so a reader (or a crash) sees the old file or the new one, never half of one."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: result files are readable by the usual tools
+
+
+def finite(data: Any) -> Any:
+    """JSON has no NaN or infinity: non-finite floats become null (a diverged loss, an unbounded ratio)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(value) for value in data]
+    return data
+
+
+def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> None:
+    """Write a file so a reader (or a crash) sees the old content or the new one, never half of one.
+
+    `durable` also flushes it to disk before the rename (results); progress files skip that, as
+    an fsync on the training's hot path would stall every rank.
+    """
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, allow_nan=False, default=str)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """The same for text files (report.md)."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), _FILE_MODE)
             out.write(text)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: Any, *, durable: bool = True) -> None:
+    """JSON (non-finite numbers as null) written like write_text_atomic."""
+    write_text_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False, default=str) + "\n", durable=durable)
 
 
 def read_json(path: str | Path) -> Any:

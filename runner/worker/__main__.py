@@ -1,9 +1,6 @@
 """`python -m runner.worker PLAN.json`: one process of a launch (started by `accelerate launch`)."""
 
 import sys
-import time
-
-STARTED = time.time()  # before torch is imported: start-up time counts from the launch, see train.py
 
 
 def main(argv: list[str] | None = None) -> int:

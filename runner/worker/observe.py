@@ -61,7 +61,8 @@ class Progress:
         now = time.monotonic()
         if self.enabled and (force or now - self.last >= 0.25):
             self.last = now
-            write_json_atomic(self.path, {"step": step, "total": self.total, "phase": phase, "time": time.time()})
+            record = {"step": step, "total": self.total, "phase": phase, "time": time.time()}
+            write_json_atomic(self.path, record, durable=False)
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:

@@ -9,6 +9,7 @@ nothing on the hot path forces a host sync (losses stay on the device until the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -71,9 +72,14 @@ def run_plan(plan_path: str) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    compute_dtype: list[str] = []
+    compute_dtype: list[str] = []  # the dtype the first layer really computed in (autocast or not)
     first_linear = next(m for m in accelerator.unwrap_model(model).modules() if isinstance(m, torch.nn.Linear))
-    hook = first_linear.register_forward_hook(lambda _m, _i, out: compute_dtype.append(str(out.dtype)))
+
+    def observe_dtype(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        compute_dtype.append(str(output.dtype))
+        hook.remove()  # once is enough; nothing stays on the hot path
+
+    hook = first_linear.register_forward_hook(observe_dtype)
 
     micro_total = work.optimizer_steps * work.accumulation
     losses = torch.zeros(micro_total, device=device)  # per micro-batch, read once at the end
@@ -122,7 +128,6 @@ def run_plan(plan_path: str) -> None:
     accelerator.wait_for_everyone()
     _sync(device)
     train_end = time.perf_counter()
-    hook.remove()
     progress.update(step, "eval", force=True)
 
     timed_steps = work.optimizer_steps - warmup
@@ -135,6 +140,8 @@ def run_plan(plan_path: str) -> None:
     probe: dict[str, Any] = {}
     if config.measure.attribution and timed_steps > 0:
         progress.update(step, "attribution", force=True)
+        # Every rank must run the same number of probe collectives: agree on one step time.
+        step_time = accelerator.reduce(torch.tensor([timed_time / timed_steps], device=device), reduction="max")
         probe = attribution(
             accelerator,
             model,
@@ -143,7 +150,7 @@ def run_plan(plan_path: str) -> None:
             labels,
             batch=batch,
             accumulation=work.accumulation,
-            step_time_s=timed_time / timed_steps,
+            step_time_s=float(step_time.item()),
         )
     ranks = accelerator.gather_for_metrics([rank_report], use_gather_object=True)
     if accelerator.is_main_process:
@@ -156,7 +163,7 @@ def run_plan(plan_path: str) -> None:
             "step_time_ms": round(1000 * timed_time / timed_steps, 6) if timed_steps else None,
             "optimizer_steps": step,
             "timed_steps": timed_steps,
-            "final_loss": final_loss,
+            "final_loss": final_loss if math.isfinite(final_loss) else None,
             "eval_loss": eval_loss,
             "accuracy": accuracy,
             "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
@@ -179,6 +186,7 @@ def run_plan(plan_path: str) -> None:
             "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
             "optimizer_implementation": optimizer_impl,
             "param_hashes": [r["param_hash"] for r in ranks],
+            "diverged": not math.isfinite(final_loss),
             "torch": torch.__version__,
             "accelerate": _accelerate_version(),
             "python": sys.version.split()[0],
@@ -205,7 +213,7 @@ def _losses(accelerator: Any, losses: torch.Tensor, work: Any, every: int) -> tu
     per_step = losses.view(-1, work.accumulation).mean(dim=1)  # one value per optimizer step
     per_step = accelerator.reduce(per_step, reduction="mean").float().cpu()
     window = max(1, min(work.steps_per_epoch, per_step.numel()))
-    final = float(per_step[-window:].mean()) if per_step.numel() else float("nan")
+    final = float(per_step[-window:].mean()) if per_step.numel() else float("nan")  # nan: diverged or empty
     curve = []
     for start in range(0, per_step.numel(), every):
         chunk = per_step[start : start + every]
