@@ -1,8 +1,9 @@
-"""The `accel-run` command line: parse arguments, call the core with explicit values, map outcomes to exit codes.
+"""The `accel-run` command line: parse arguments, call the core with explicit values, print what it returns.
 
-This is the only module that prints for the user or chooses an exit code. Modules that import
-torch or accelerate are imported inside the functions that need them, so `--validate`,
-`--explain` and `--schema` start fast.
+Below this module the core returns data (diagnostics, reports, exit codes) or raises; the one
+exception is a session's progress, which it writes as it goes to the stream given to it.
+Modules that import torch or accelerate are imported inside the functions that need them, so
+`--validate`, `--explain` and `--schema` start fast.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from runner.errors import AccelRunError, Diagnostic, ExitCode, Severity, SpecErr
 from runner.render import diagnostics_text, plural, use_color
 
 if TYPE_CHECKING:
-    from runner.pipeline import RunOptions
+    from runner.pipeline import RunOptions, SessionResult
     from runner.validate import ValidatedSpec
 
 DESCRIPTION = """\
@@ -157,9 +158,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
 
             out.write(rerender_report(args.report))
             return int(ExitCode.OK)
+        if args.only or args.repeats or args.output != "results":
+            parser.error("--resume reruns a result as it was started: --only, --repeats and --output cannot change it")
         from runner.pipeline import resume
 
-        return resume(args.resume, options=_run_options(args), out=out, err=err)
+        return _finish(resume(args.resume, options=_run_options(args), err=err), out, err)
     if not args.specs:
         parser.print_usage(err)
         print("accel-run: error: give a spec file (for instance specs/day6.yaml), or see --help", file=err)
@@ -180,7 +183,16 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
     if args.dry_run:
         out.write(dry_run(validated, options=_run_options(args)))
         return int(ExitCode.OK)
-    return run_spec(validated, options=_run_options(args), out=out, err=err)
+    return _finish(run_spec(validated, options=_run_options(args), err=err), out, err)
+
+
+def _finish(result: SessionResult, out: TextIO, err: TextIO) -> int:
+    """Print a session's report (stdout) and notes (stderr); its exit code is the command's."""
+    out.write(result.report)
+    out.flush()
+    for note in result.notes:
+        print(note, file=err)
+    return int(result.exit_code)
 
 
 def _run_options(args: argparse.Namespace) -> RunOptions:

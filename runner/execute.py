@@ -26,7 +26,8 @@ from runner.jsonio import read_json
 STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
 DEAD_RANK_S = 10.0  # heartbeats come every second; ten missed ones mean the process is gone
 TERM_GRACE_S = 5.0
-POLL_S = 0.1
+POLL_S = 0.1  # how soon the launcher's exit is noticed
+SLOW_POLL_EVERY = 5  # process tree, heartbeats and progress: every 0.5 s
 TAIL_LINES = 20
 
 
@@ -138,17 +139,26 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
-def _dead_rank(directory: Path, now: float, started: float) -> tuple[int, float] | None:
-    """A rank whose heartbeat has stopped: (rank, seconds since its last beat)."""
-    for beat in directory.glob(f"{HEARTBEAT_PREFIX}*"):
-        try:
-            age = now - beat.stat().st_mtime
-        except OSError:
-            continue
-        if age > DEAD_RANK_S and beat.stat().st_mtime >= started:
-            rank = beat.name.removeprefix(HEARTBEAT_PREFIX)
-            return (int(rank) if rank.isdigit() else -1), age
-    return None
+@dataclass
+class _Heartbeats:
+    """Each rank's heartbeat file, aged on the runner's own monotonic clock (file times can be skewed)."""
+
+    directory: Path
+    seen: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (mtime, when it changed)
+
+    def dead_rank(self, now: float) -> tuple[str, float] | None:
+        """A rank whose heartbeat stopped changing DEAD_RANK_S ago: (rank, seconds)."""
+        for beat in self.directory.glob(f"{HEARTBEAT_PREFIX}*"):
+            try:
+                mtime = beat.stat().st_mtime
+            except OSError:
+                continue
+            last = self.seen.get(beat.name)
+            if last is None or last[0] != mtime:
+                self.seen[beat.name] = (mtime, now)
+            elif now - last[1] > DEAD_RANK_S:
+                return beat.name.removeprefix(HEARTBEAT_PREFIX), now - last[1]
+        return None
 
 
 def execute(
@@ -161,22 +171,22 @@ def execute(
     """Run one launch to its end and say how it ended; never raises for the launch's own failures."""
     directory = plan.directory
     env = {**plan.env, LAUNCH_T0_VAR: repr(time.time()), RUNNER_PID_VAR: str(os.getpid())}
-    started = time.time()
+    started = time.monotonic()
     with open(directory / STDOUT_LOG, "wb") as out, open(directory / STDERR_LOG, "wb") as err:
         proc = subprocess.Popen(
             list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
         )
     tree = _Tree(psutil.Process(proc.pid))
+    heartbeats = _Heartbeats(directory)
     status: Status | None = None
     reason = ""
-    seen_interrupts = interrupts.count
+    polls = 0
     try:
         while proc.poll() is None:
-            tree.refresh()
-            now = time.time()
-            if interrupts.count > seen_interrupts:
+            now = time.monotonic()
+            if interrupts.count:  # the first Ctrl-C stops the launch cleanly; a second raises KeyboardInterrupt
                 status, reason = Status.INTERRUPTED, "interrupted by Ctrl-C"
-                tree.stop(grace_s=0 if interrupts.count > seen_interrupts + 1 else TERM_GRACE_S)
+                tree.stop(TERM_GRACE_S)
                 break
             if timeout_s is not None and now - started > timeout_s:
                 status = Status.TIMEOUT
@@ -185,22 +195,25 @@ def execute(
                 )
                 tree.stop(TERM_GRACE_S)
                 break
-            dead = _dead_rank(directory, now, started)
-            if dead is not None:
-                rank, age = dead
-                status = Status.FAILED
-                reason = f"rank {rank} died (no heartbeat for {age:.0f} s); the other ranks were stopped"
-                tree.stop(TERM_GRACE_S)
-                break
-            if on_progress is not None:
-                _report_progress(directory, on_progress)
+            polls += 1
+            if polls % SLOW_POLL_EVERY == 1:  # the costlier checks twice a second: the workers need the cores
+                tree.refresh()
+                dead = heartbeats.dead_rank(now)
+                if dead is not None:
+                    rank, age = dead
+                    status = Status.FAILED
+                    reason = f"rank {rank} died (no heartbeat for {age:.0f} s); the other ranks were stopped"
+                    tree.stop(TERM_GRACE_S)
+                    break
+                if on_progress is not None:
+                    _report_progress(directory, on_progress)
             time.sleep(POLL_S)
     except BaseException:
         tree.stop(grace_s=0)  # a second Ctrl-C, or a bug in the runner: leave nothing behind
         raise
     returncode = proc.wait()
     leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
-    wall = time.time() - started
+    wall = time.monotonic() - started
     tail = log_tail(directory / STDERR_LOG)
     if status is None:
         if returncode == 0 and (directory / METRICS_FILE).exists():

@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from runner.check import Verdict, check_expectations
-from runner.compile import METRICS_FILE, compile_launch
+from runner.compile import METRICS_FILE, LaunchPlan, compile_launch, declared_of
 from runner.conformance import mismatches
 from runner.diagnose import did_you_mean
 from runner.errors import ExitCode, PreflightError, ResultError, UsageError
@@ -131,8 +131,6 @@ def _repeats(run: ResolvedRun, options: RunOptions) -> int:
 def _new_records(
     validated: ValidatedSpec, selected: list[str], machine: Machine, options: RunOptions
 ) -> dict[str, RunRecord]:
-    from runner.compile import declared_of
-
     return {
         name: RunRecord(
             name=name,
@@ -146,33 +144,60 @@ def _new_records(
     }
 
 
-def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machine, err: TextIO) -> None:
+@dataclass(frozen=True)
+class SessionResult:
+    """What a session hands back to the CLI: the report to print, notes for stderr, the exit code."""
+
+    report: str
+    notes: tuple[str, ...]
+    exit_code: ExitCode
+    result_dir: Path
+
+
+def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machine, ui: ProgressUI) -> None:
     problems, warnings = preflight([validated.runs[n] for n in selected], machine)
     for warning in warnings:
-        print(f"accel-run: warning: {warning}", file=err)
+        ui.say(f"accel-run: warning: {warning}")
     if problems:
         raise PreflightError(problems)
 
 
-def run_spec(validated: ValidatedSpec, *, options: RunOptions, out: TextIO, err: TextIO) -> int:
-    """`accel-run SPEC`: run every selected run, check the expectations, report; returns the exit code."""
+def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> SessionResult:
+    """`accel-run SPEC`: run every selected run, check the expectations, report."""
     selected = select_runs(validated, options.only)
     machine = probe_machine()
-    _check_machine(validated, selected, machine, err)
+    ui = ProgressUI(stream=err, bars=options.progress)
+    _check_machine(validated, selected, machine, ui)
     result_dir = new_result_dir(options.output, validated.spec.name)
     text = validated.document.text
     write_text_atomic(result_dir / SPEC_COPY, text)
-    session = Session(
-        validated,
-        machine,
-        result_dir,
-        options,
-        _new_records(validated, selected, machine, options),
-        sha256_text(text),
-        _now(),
+    records = _new_records(validated, selected, machine, options)
+    session = Session(validated, machine, result_dir, options, records, sha256_text(text), _now())
+    ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
+    return _run_session(session, ui)
+
+
+def _prepare_launch(
+    validated: ValidatedSpec, machine: Machine, result_dir: Path, name: str, repeat: int, repeats: int
+) -> LaunchPlan:
+    """Compile one launch and write its files (config, plan, command): everything but starting it."""
+    run = validated.runs[name]
+    directory = launch_dir(result_dir, name, repeat)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / METRICS_FILE).unlink(missing_ok=True)  # a resumed launch must not read an old result
+    plan = compile_launch(
+        run,
+        spec_name=validated.spec.name,
+        machine=machine,
+        directory=directory,
+        port=run.config.launch.main_process_port or free_port(),
+        repeat=repeat,
+        repeats=repeats,
+        base_env=dict(os.environ),
     )
-    print(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}", file=err)
-    return _run_session(session, out, err)
+    for file_name, content in plan.files.items():
+        write_text_atomic(directory / file_name, content)
+    return plan
 
 
 def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> str:
@@ -186,31 +211,22 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> str:
     lines += [f"# preflight would refuse: {p}" for p in problems]
     lines += [f"# warning: {w}" for w in warnings]
     for name in selected:
-        run = validated.runs[name]
-        directory = launch_dir(result_dir, name, 1)
-        directory.mkdir(parents=True, exist_ok=True)
-        port = run.config.launch.main_process_port or free_port()
-        plan = compile_launch(
-            run,
-            spec_name=validated.spec.name,
-            machine=machine,
-            directory=directory,
-            port=port,
-            repeats=_repeats(run, options),
-            base_env=dict(os.environ),
-        )
-        for file_name, content in plan.files.items():
-            write_text_atomic(directory / file_name, content)
+        plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(validated.runs[name], options))
         lines.append(
             f"\n# run '{name}' ({plan.declared.processes} process(es), {plan.declared.device}, "
-            f"{plan.declared.mixed_precision}); config: {directory / 'accelerate_config.yaml'}"
+            f"{plan.declared.mixed_precision}); config: {plan.directory / 'accelerate_config.yaml'}"
         )
         lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
     return "\n".join(lines) + "\n"
 
 
-def resume(result_dir: str, *, options: RunOptions, out: TextIO, err: TextIO) -> int:
-    """`--resume`: rerun the runs of a result that did not finish, if its spec is unchanged."""
+def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResult:
+    """`--resume`: rerun the launches of a result that did not finish, if its spec is unchanged.
+
+    The result keeps the options it was started with (--only, --repeats, --output); a time limit
+    and --allow-inconclusive may be given anew. A finished launch is kept only if it was declared
+    as it would be now (the same machine facts: threads, device), so repeats never mix set-ups.
+    """
     folder = Path(result_dir)
     summary = load_summary(folder)
     copy = folder / SPEC_COPY
@@ -243,22 +259,27 @@ def resume(result_dir: str, *, options: RunOptions, out: TextIO, err: TextIO) ->
     )
     selected = select_runs(validated, merged.only)
     machine = probe_machine()
-    _check_machine(validated, selected, machine, err)
+    ui = ProgressUI(stream=err, bars=options.progress)
+    _check_machine(validated, selected, machine, ui)
     records = _new_records(validated, selected, machine, merged)
-    kept = 0
+    kept = dropped = 0
     for name, run in summary.get("runs", {}).items():
         if name not in records:
             continue
         for launch in run.get("repeats", []):
             record = LaunchRecord.from_json(launch)
-            if record.status is Status.OK:
-                records[name].launches[record.repeat] = record
-                kept += 1
-    session = Session(
-        validated, machine, folder, merged, records, recorded, summary["environment"].get("started_at", _now())
-    )
-    print(f"accel-run: resuming {folder}: {kept} finished launch(es) kept", file=err)
-    return _run_session(session, out, err)
+            if record.status is not Status.OK:
+                continue
+            if run.get("declared") != records[name].declared:
+                dropped += 1  # declared differently (another machine?): rerun it, do not mix set-ups
+                continue
+            records[name].launches[record.repeat] = record
+            kept += 1
+    started = summary["environment"].get("started_at", _now())
+    session = Session(validated, machine, folder, merged, records, recorded, started)
+    note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
+    ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}")
+    return _run_session(session, ui)
 
 
 def rerender_report(result_dir: str) -> str:
@@ -299,10 +320,10 @@ def _schedule(session: Session) -> list[tuple[str, int]]:
     return todo
 
 
-def _run_session(session: Session, out: TextIO, err: TextIO) -> int:
+def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     todo = _schedule(session)
     interrupts = Interrupts()
-    ui = ProgressUI(len(todo), stream=err, bars=session.options.progress)
+    ui.begin(len(todo))
     session.save("running")
     interrupted = False
     try:
@@ -321,11 +342,9 @@ def _run_session(session: Session, out: TextIO, err: TextIO) -> int:
         for name, repeat in todo:  # the launch in flight: recorded as interrupted
             record = session.records[name]
             if repeat not in record.launches:
+                directory = launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)
                 record.launches[repeat] = LaunchRecord(
-                    repeat,
-                    Status.INTERRUPTED,
-                    str(launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)),
-                    "interrupted by a second Ctrl-C (killed at once)",
+                    repeat, Status.INTERRUPTED, str(directory), "interrupted by a second Ctrl-C (killed at once)"
                 )
                 break
     finally:
@@ -334,11 +353,15 @@ def _run_session(session: Session, out: TextIO, err: TextIO) -> int:
     summary = session.save("interrupted" if interrupted else "complete")
     plots, hint = write_plots(summary, session.result_dir)
     write_text_atomic(session.result_dir / REPORT_FILE, render(summary, markdown=True, plots=plots))
-    out.write("\n" + render(summary, markdown=False, plots=plots))
-    if hint:
-        print(f"accel-run: {hint}", file=err)
-    print(f"accel-run: results in {session.result_dir} (report.md, summary.json)", file=err)
-    return int(_exit_code(session, interrupted))
+    notes = ([f"accel-run: {hint}"] if hint else []) + [
+        f"accel-run: results in {session.result_dir} (report.md, summary.json)"
+    ]
+    return SessionResult(
+        "\n" + render(summary, markdown=False, plots=plots),
+        tuple(notes),
+        _exit_code(session, interrupted),
+        session.result_dir,
+    )
 
 
 def _exit_code(session: Session, interrupted: bool) -> ExitCode:
@@ -355,26 +378,11 @@ def _exit_code(session: Session, interrupted: bool) -> ExitCode:
 
 
 def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui: ProgressUI) -> LaunchOutcome:
-    """Compile, write, execute and record one launch."""
+    """Prepare, execute and record one launch."""
     begun = time.perf_counter()
     run = session.validated.runs[name]
     record = session.records[name]
-    directory = launch_dir(session.result_dir, name, repeat)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / METRICS_FILE).unlink(missing_ok=True)  # a resumed launch must not read an old result
-    port = run.config.launch.main_process_port or free_port()
-    plan = compile_launch(
-        run,
-        spec_name=session.validated.spec.name,
-        machine=session.machine,
-        directory=directory,
-        port=port,
-        repeat=repeat,
-        repeats=record.repeats,
-        base_env=dict(os.environ),
-    )
-    for file_name, content in plan.files.items():
-        write_text_atomic(directory / file_name, content)
+    plan = _prepare_launch(session.validated, session.machine, session.result_dir, name, repeat, record.repeats)
     label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
     ui.start(label)
     timeout = session.options.timeout_s or run.config.launch.timeout_s
@@ -384,23 +392,19 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     launch = LaunchRecord(
         repeat=repeat,
         status=outcome.status,
-        directory=str(directory.relative_to(session.result_dir)),
+        directory=str(plan.directory.relative_to(session.result_dir)),
         reason=outcome.reason,
         wall_s=round(outcome.wall_s, 3),
         log_tail=outcome.log_tail,
         command=plan.command_line,
-        port=port,
+        port=plan.port,
         started_at=started_at,
         prepare_s=round(prepare_s, 4),
     )
+    if outcome.leftovers_killed:
+        launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:
-        data = read_json(directory / METRICS_FILE)
-        launch.metrics, launch.observed = data["metrics"], data["observed"]
-        launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
-        problems = mismatches(plan.declared.as_json(), launch.observed)
-        if problems:
-            launch.status = Status.FAILED
-            launch.reason = "what ran differs from the spec: " + "; ".join(problems)
+        _read_metrics(launch, plan, run.config.measure.min_duration_s)
     record.launches[repeat] = launch
     if launch.status is Status.OK:
         m = launch.metrics
@@ -408,16 +412,32 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
             label,
             f"ok in {outcome.wall_s:.1f} s (train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s)",
         )
-        minimum = run.config.measure.min_duration_s
-        if minimum and m.get("timed_time_s", 0) < minimum:
-            ui.say(
-                f"  note: the timed part took {m['timed_time_s']:.2f} s, under measure.min_duration_s ({minimum:g} s); "
-                "its timings are mostly noise"
-            )
+        for note in launch.notes:
+            ui.say(f"  note: {note}")
     else:
         ui.finish(label, f"{launch.status.value.upper()}: {launch.reason}")
         if launch.log_tail:
-            ui.say("  last lines of " + str(directory / "stderr.log") + ":")
+            ui.say("  last lines of " + str(plan.directory / "stderr.log") + ":")
             for line in launch.log_tail.splitlines()[-12:]:
                 ui.say("  | " + line)
     return outcome
+
+
+def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, min_duration_s: float | None) -> None:
+    """Fill a launch record from metrics.json, failing it when what ran differs from the spec."""
+    data = read_json(plan.directory / METRICS_FILE)
+    launch.metrics, launch.observed = data["metrics"], data["observed"]
+    launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
+    problems = mismatches(plan.declared.as_json(), launch.observed)
+    if problems:
+        launch.status = Status.FAILED
+        launch.reason = "what ran differs from the spec: " + "; ".join(problems)
+    elif launch.observed.get("diverged"):
+        launch.status = Status.FAILED
+        launch.reason = "training diverged: the training loss is not finite (lower train.optimizer.lr?)"
+    timed = launch.metrics.get("timed_time_s") or 0.0
+    if min_duration_s and timed < min_duration_s:
+        launch.notes.append(
+            f"the timed part took {timed:.2f} s, under measure.min_duration_s ({min_duration_s:g} s): "
+            "its timings are mostly noise"
+        )

@@ -8,18 +8,22 @@ from typing import Any, TextIO
 class ProgressUI:
     """Bars in a terminal; one line per finished launch otherwise (CI logs, --no-progress)."""
 
-    def __init__(self, total: int, *, stream: TextIO, bars: bool) -> None:
+    def __init__(self, *, stream: TextIO, bars: bool) -> None:
         self.stream = stream
         self.bars = bars and stream.isatty()
         self.done = 0
-        self.total = total
+        self.total = 0
         self.outer: Any = None
         self.inner: Any = None
+
+    def begin(self, total: int) -> None:
+        """The session knows how many launches it will make."""
+        self.total = total
         if self.bars:
             from tqdm import tqdm
 
             self._tqdm = tqdm
-            self.outer = tqdm(total=total, desc="runs", unit="launch", file=stream, position=0, dynamic_ncols=True)
+            self.outer = tqdm(total=total, desc="runs", unit="launch", file=self.stream, position=0, dynamic_ncols=True)
 
     def start(self, label: str) -> None:
         """A launch begins."""
@@ -51,7 +55,7 @@ class ProgressUI:
 
     def say(self, text: str) -> None:
         """A line that does not break the bars."""
-        if self.bars:
+        if self.outer is not None:
             self._tqdm.write(text, file=self.stream)
         else:
             print(text, file=self.stream, flush=True)

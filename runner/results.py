@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import os
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ class LaunchRecord:
     port: int | None = None
     started_at: float = 0.0  # wall clock (epoch seconds) when the launch started
     prepare_s: float = 0.0  # the runner's own time before it: compile, write files, pick a port
+    notes: list[str] = field(default_factory=list)  # what a reader should know (short timing, leftovers)
 
     def as_json(self) -> dict[str, Any]:
         """As summary.json stores it."""
@@ -101,8 +102,12 @@ class LaunchRecord:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> LaunchRecord:
-        """Back from summary.json (for --resume)."""
-        return LaunchRecord(**{**data, "status": Status(data["status"])})
+        """Back from summary.json (for --resume); unknown keys (a newer accel-run) are ignored."""
+        known = {f.name for f in fields(LaunchRecord)}
+        try:
+            return LaunchRecord(**{k: v for k, v in data.items() if k in known} | {"status": Status(data["status"])})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultError(f"summary.json holds a launch record accel-run cannot read: {exc}") from None
 
 
 @dataclass
@@ -113,8 +118,8 @@ class RunRecord:
     description: str
     repeats: int
     declared: dict[str, Any]
+    noise_floor: float
     selected: bool = True
-    noise_floor: float = 0.03
     launches: dict[int, LaunchRecord] = field(default_factory=dict)
 
     @property
