@@ -9,6 +9,7 @@ Runs compared with each other are paired repeat by repeat (the runner interleave
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,7 +21,7 @@ from runner.spec import (
     RatioExpectation,
     SpeedupExpectation,
 )
-from runner.stats import Interval, check_bounds, median_interval, repeats_to_settle
+from runner.stats import Interval, check_bounds, median_interval, paired_ratios, repeats_to_settle
 
 _SYMBOL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR", "skipped": "SKIP"}
 
@@ -98,13 +99,15 @@ def _fmt(value: float, unit: str = "") -> str:
 
 def _margin(measured: float, at_least: float | None, at_most: float | None) -> str:
     """How far the measurement is from the nearest bound, as a share of the bound."""
-    notes = []
-    for bound, sign in ((at_least, 1), (at_most, -1)):
-        if bound is None or bound == 0:
-            continue
-        rel = sign * (measured - bound) / abs(bound)
-        notes.append(f"{abs(rel):.0%} {'margin' if rel >= 0 else 'short'}")
-    return min(notes, key=lambda n: ("short" not in n, n)) if notes else ""
+    distances = [
+        sign * (measured - bound) / abs(bound)
+        for bound, sign in ((at_least, 1), (at_most, -1))
+        if bound is not None and bound != 0
+    ]
+    if not distances:
+        return ""
+    nearest = min(distances)  # a violated bound (negative) first, else the closest one
+    return f"{abs(nearest):.0%} {'margin' if nearest >= 0 else 'short'}"
 
 
 def check_expectations(spec: ExperimentSpec, runs: dict[str, RunRecord]) -> list[Verdict]:
@@ -191,7 +194,7 @@ def _check_ratio(
 ) -> Verdict:
     run, base = runs[expectation.run], runs[expectation.baseline]
     a, b = _paired(run, base, metric)
-    if any(v == 0 for v in b):
+    if not b or any(v == 0 for v in b):
         return Verdict(
             title,
             expectation.kind,
@@ -202,7 +205,7 @@ def _check_ratio(
             names,
             metric=metric,
         )
-    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    ratios = paired_ratios(a, b)
     unit = "x"
     expected = _bounds_text(expectation.at_least, expectation.at_most, unit)
     noisy = metric in NOISY_METRICS
@@ -213,7 +216,7 @@ def _check_ratio(
         measured = interval.median
         shown = interval.describe("{:.2f}", unit) if interval.n > 1 else f"{measured:.2f}{unit}"
     else:
-        measured = ratios[0]
+        measured = statistics.median(ratios)  # fixed by the seeds: every repeat gives the same value
         interval, needed, note = None, None, ""
         verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most).verdict
         shown = f"{measured:.2f}{unit}"
@@ -242,7 +245,7 @@ def _check_bound(expectation: BoundExpectation, run: RunRecord, title: str, name
         shown = interval.describe() if interval.n > 1 else _fmt(measured)
         interval_data: dict[str, Any] | None = interval.__dict__
     else:
-        measured = sorted(values)[len(values) // 2]
+        measured = statistics.median(values)
         verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most).verdict
         shown, needed, note, interval_data = _fmt(measured), None, "", None
     margin = _margin(measured, expectation.at_least, expectation.at_most)
@@ -257,20 +260,26 @@ def _check_close(
 ) -> Verdict:
     run, base = runs[expectation.run], runs[expectation.baseline]
     a, b = _paired(run, base, expectation.metric)
-    value, reference = sorted(a)[len(a) // 2], sorted(b)[len(b) // 2]
+    value, reference = statistics.median(a), statistics.median(b)
     difference = abs(value - reference)
-    relative = difference / abs(reference) if reference else float("inf")
-    within = (expectation.rel_tol is not None and relative <= expectation.rel_tol) or (
-        expectation.abs_tol is not None and difference <= expectation.abs_tol
-    )
+    relative = difference / abs(reference) if reference else None
     tolerance = _tolerance_text(expectation)
     expected = f"within {tolerance} of {_fmt(reference)}"
-    verdict = "pass" if within else "fail"
-    note = ""
-    if expectation.metric in NOISY_METRICS and expectation.rel_tol is not None:
-        ratios = [x / y for x, y in zip(a, b, strict=True) if y]
-        interval, verdict, _, note = _judge(
-            ratios, _noise_floor([run, base]), 1 - expectation.rel_tol, 1 + expectation.rel_tol
+    apart = f"{relative:.1%} apart" if relative is not None else f"{_fmt(difference)} apart"
+    note, interval_data, needed = "", None, None
+    if expectation.metric in NOISY_METRICS and expectation.abs_tol is None and all(b):
+        # a noisy metric with a relative tolerance: judge the interval of the paired ratios
+        tol = expectation.rel_tol or 0.0
+        interval, verdict, needed, note = _judge(
+            [x / y for x, y in zip(a, b, strict=True)], _noise_floor([run, base]), 1 - tol, 1 + tol
         )
-    message = f"measured {_fmt(value)} vs {_fmt(reference)} ({relative:.1%} apart), needs within {tolerance}" + note
-    return Verdict(title, expectation.kind, verdict, relative, expected, message, names, None, None, expectation.metric)
+        interval_data = interval.__dict__
+    else:
+        within = (expectation.rel_tol is not None and relative is not None and relative <= expectation.rel_tol) or (
+            expectation.abs_tol is not None and difference <= expectation.abs_tol
+        )
+        verdict = "pass" if within else "fail"
+    message = f"measured {_fmt(value)} vs {_fmt(reference)} ({apart}), needs within {tolerance}" + note
+    return Verdict(
+        title, expectation.kind, verdict, relative, expected, message, names, interval_data, needed, expectation.metric
+    )

@@ -93,10 +93,6 @@ class LaunchPlan:
         """The command as a shell would take it (for display; it is never run through a shell)."""
         return shlex.join(self.argv)
 
-    def path(self, name: str) -> Path:
-        """A file of this launch."""
-        return self.directory / name
-
 
 def resolve_device(run: ResolvedRun, machine: Machine) -> str:
     """'cpu' or 'cuda' for a run: `auto` takes CUDA when the machine has it."""
@@ -106,13 +102,18 @@ def resolve_device(run: ResolvedRun, machine: Machine) -> str:
     return device
 
 
+def local_processes(run: ResolvedRun) -> int:
+    """Processes this machine starts (launch.processes counts all machines)."""
+    launch = run.config.launch
+    return max(1, launch.processes // launch.num_machines)
+
+
 def threads_per_process(run: ResolvedRun, machine: Machine) -> int:
     """Torch threads per process: the spec's number, else this machine's cores shared evenly."""
     launch = run.config.launch
     if launch.cpu_threads_per_process is not None:
         return launch.cpu_threads_per_process
-    local = max(1, launch.processes // launch.num_machines)
-    return max(1, machine.cpu_count // local)
+    return max(1, machine.cpu_count // local_processes(run))
 
 
 def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
@@ -126,7 +127,7 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
     return Declared(
         device=device,
         processes=launch.processes,
-        local_processes=max(1, launch.processes // launch.num_machines),
+        local_processes=local_processes(run),
         distributed_type=distributed,
         mixed_precision=launch.mixed_precision,
         threads_per_process=threads_per_process(run, machine),

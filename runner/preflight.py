@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runner.compile import resolve_device, threads_per_process
+from runner.compile import local_processes, resolve_device, threads_per_process
 from runner.machine import Machine, port_is_free
 from runner.validate import ResolvedRun
 from runner.workload import human_bytes
@@ -20,7 +20,7 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
     for run in runs:
         launch = run.config.launch
         device = resolve_device(run, machine)
-        local = max(1, launch.processes // launch.num_machines)
+        local = local_processes(run)
         where = f"run '{run.name}'"
         if launch.device == "cuda" and not machine.has_cuda:
             problems.append(

@@ -6,9 +6,11 @@ One renderer serves the terminal (aligned text) and report.md (Markdown), live a
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from runner.check import verdict_line
+from runner.stats import paired_ratios
 
 STATUS_MARK = {
     "ok": "ok",
@@ -51,7 +53,7 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
     runs = summary["runs"]
     baseline = summary["spec"].get("baseline")
     base_metrics = runs.get(baseline, {}).get("metrics", {}) if baseline else {}
-    base_rate = base_metrics.get("samples_per_s")
+    base_rates = _rates(runs.get(baseline, {})) if baseline else []
     rows = []
     for name, run in runs.items():
         metrics = run.get("metrics", {})
@@ -63,8 +65,8 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
             speedup = "1.00x (baseline)"
         elif metrics.get("params") != base_metrics.get("params"):
             speedup = "other model"  # samples/s of different models are not a speedup
-        elif isinstance(rate, int | float) and isinstance(base_rate, int | float) and base_rate:
-            speedup = f"{rate / base_rate:.2f}x"
+        elif base_rates:  # the median of paired repeat ratios, as the speedup expectations compute it
+            speedup = f"{statistics.median(paired_ratios(_rates(run), base_rates)):.2f}x"
         else:
             speedup = "-"
         accuracy = metrics.get("accuracy")
@@ -85,6 +87,15 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _rates(run: dict[str, Any]) -> list[float]:
+    """samples/s of each repeat, in repeat order."""
+    spread = run.get("spread", {}).get("samples_per_s")
+    if spread:
+        return [float(v) for v in spread["values"]]
+    rate = run.get("metrics", {}).get("samples_per_s")
+    return [float(rate)] if isinstance(rate, int | float) else []
 
 
 RUN_HEADER = [

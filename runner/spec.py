@@ -269,7 +269,7 @@ class TrainSection(Strict):
         default=10,
         ge=1,
         le=1_000_000,
-        description="Record the training loss curve every this many optimizer steps (and at each epoch end).",
+        description="Record the training loss curve every this many optimizer steps (mean loss of each window).",
     )
 
     @model_validator(mode="after")
@@ -375,7 +375,8 @@ class LaunchSection(Strict):
         default=None,
         gt=0,
         le=7 * 24 * 3600,
-        description="Kill the run (every process) after this many seconds and mark it 'timeout'. null = no limit.",
+        description="Stop each launch of the run (every process) after this many seconds and mark the run "
+        "'timeout'; with repeats the limit applies to each repeat. null = no limit.",
         examples=[600],
     )
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(

@@ -104,6 +104,11 @@ def repeats_to_settle(values: Sequence[float], bound: float, noise_floor: float)
     return min(max(needed, n + 1, 5), MAX_SUGGESTED_REPEATS)
 
 
+def paired_ratios(values: Sequence[float], baseline: Sequence[float]) -> list[float]:
+    """Repeat k of a run over repeat k of its baseline (launched next to each other): drift cancels."""
+    return [a / b for a, b in zip(values, baseline, strict=False) if b]
+
+
 def spread(values: Sequence[float]) -> dict[str, float | int]:
     """median, min, max and a robust spread (MAD) of per-repeat values."""
     median = statistics.median(values)

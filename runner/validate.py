@@ -357,9 +357,9 @@ class _Checker:
                 self.report((*path, "baseline"), "run and baseline are the same run", severity=Severity.WARNING)
         if isinstance(expectation, SpeedupExpectation):
             self._check_comparable(path, runs[expectation.run], runs[expectation.baseline])
-        if isinstance(expectation, BoundExpectation | RatioExpectation) and expectation.metric == "accuracy":
+        if isinstance(expectation, BoundExpectation) and expectation.metric == "accuracy":
             bound = expectation.at_least if expectation.at_least is not None else expectation.at_most
-            if isinstance(expectation, BoundExpectation) and bound is not None and bound > 1:
+            if bound is not None and bound > 1:
                 field_name = "at_least" if expectation.at_least is not None else "at_most"
                 self.report(
                     (*path, field_name),

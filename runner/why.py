@@ -166,9 +166,7 @@ def explain_precision(run: dict[str, Any], base: dict[str, Any], declared: float
 
 def explain(expectation: dict[str, Any], runs: dict[str, dict[str, Any]], cores: int | None) -> dict[str, Any] | None:
     """The Why of a failed or inconclusive timing expectation (None when there is nothing to explain)."""
-    if expectation.get("verdict") not in ("fail", "inconclusive") or len(expectation.get("runs", [])) != 2:
-        return None
-    if expectation.get("metric") not in ("samples_per_s", "step_time_ms", "train_time_s"):
+    if expectation.get("kind") != "speedup" or expectation.get("verdict") not in ("fail", "inconclusive"):
         return None
     name, base_name = expectation["runs"]
     run, base = runs.get(name), runs.get(base_name)
@@ -194,5 +192,6 @@ def explain(expectation: dict[str, Any], runs: dict[str, dict[str, Any]], cores:
 
 
 def _declared_bound(expectation: dict[str, Any]) -> float | None:
+    """The speedup the user declared (at_least of a speedup expectation)."""
     bound = expectation.get("at_least")
     return float(bound) if isinstance(bound, int | float) else None

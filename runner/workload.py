@@ -38,11 +38,6 @@ class Workload:
         """Samples per optimizer step over all processes (batch x processes x accumulation)."""
         return self.batch_size * self.processes * self.accumulation
 
-    @property
-    def samples_seen(self) -> int:
-        """Training samples processed in total, over all processes (after dropping remainders)."""
-        return self.optimizer_steps * self.global_batch
-
 
 def parameter_count(model: MLPModel | LinearModel) -> int:
     """Trainable parameters of the built-in model (weights and biases)."""
