@@ -128,3 +128,22 @@ def test_python_dash_m_and_the_console_script_agree() -> None:
         [str(script), "--validate", "specs/day5.yaml"], cwd=ROOT, capture_output=True, text=True
     )
     assert via_script.stdout == run_cli("--validate", "specs/day5.yaml").stdout
+
+
+def test_dry_run_writes_configs_and_commands_and_starts_nothing(tmp_path: Path) -> None:
+    done = run_cli("--dry-run", "specs/day5.yaml", "--output", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "day5").iterdir()
+    for run in ("single", "dual"):
+        files = {p.name for p in (folder / run).iterdir()}
+        assert files == {"accelerate_config.yaml", "command.txt", "plan.json"}  # no logs: nothing ran
+    assert done.stdout.count(" launch --config_file ") == 2
+    assert "ACCELERATE_USE_CPU=true" in done.stdout or "CUDA" in done.stdout
+
+
+def test_only_names_a_run_that_does_not_exist() -> None:
+    done = run_cli("specs/day5.yaml", "--only", "duel")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "accel-run: error: --only names no run: 'duel' (did you mean 'dual'?); runs: single, dual"
+    )

@@ -1,0 +1,78 @@
+"""Preflight: a machine that cannot run a spec is refused before any process starts, naming the field."""
+
+from __future__ import annotations
+
+import socket
+
+from runner.machine import Machine
+from runner.preflight import preflight
+from runner.validate import validate_text
+
+BASE = """\
+name: pre
+model: {kind: mlp, input_dim: 8, classes: 2}
+data: {kind: synthetic-classification, samples: 1024, features: 8, classes: 2}
+train: {epochs: 1}
+"""
+CPU = Machine(cpu_count=2, memory_bytes=16 << 30)
+ONE_GPU = Machine(cpu_count=8, memory_bytes=64 << 30, cuda_devices=("Tesla T4",), cuda_bf16=False)
+
+
+def problems(launch: str, machine: Machine) -> tuple[list[str], list[str]]:
+    spec = validate_text(BASE + f"launch: {launch}\n").spec
+    assert spec is not None
+    return preflight(spec.runs.values(), machine)
+
+
+def test_cuda_requested_without_a_gpu() -> None:
+    assert problems("{device: cuda}", CPU)[0] == [
+        "run 'main': launch.device is cuda but this machine has no CUDA GPU (use device: auto or cpu)"
+    ]
+
+
+def test_fp16_resolving_to_cpu() -> None:
+    assert problems("{mixed_precision: fp16}", CPU)[0] == [
+        "run 'main': launch.mixed_precision fp16 needs a GPU and this machine has none (use bf16 or no)"
+    ]
+
+
+def test_more_processes_than_gpus_and_missing_gpu_ids() -> None:
+    assert problems("{processes: 2}", ONE_GPU)[0] == [
+        "run 'main': launch.processes asks for 2 process(es) on this machine but only 1 GPU(s) are visible "
+        "(lower launch.processes)"
+    ]
+    assert problems("{processes: 2, gpu_ids: [0, 3]}", ONE_GPU)[0] == [
+        "run 'main': launch.gpu_ids names GPU 3 but this machine has GPUs 0-0 (CUDA_VISIBLE_DEVICES applies first)"
+    ]
+
+
+def test_bf16_on_a_gpu_without_it() -> None:
+    assert problems("{mixed_precision: bf16}", ONE_GPU)[0] == [
+        "run 'main': launch.mixed_precision bf16 is not supported by Tesla T4 (use fp16)"
+    ]
+
+
+def test_a_pinned_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        found, _ = problems(f"{{main_process_port: {port}}}", CPU)
+    assert found == [
+        f"run 'main': launch.main_process_port {port} is in use on this machine "
+        "(pick another, or remove it to get a free port per launch)"
+    ]
+
+
+def test_not_enough_memory() -> None:
+    small = Machine(cpu_count=2, memory_bytes=1 << 20)
+    (problem,) = problems("{processes: 1}", small)[0]
+    assert problem.startswith("run 'main': needs about ") and problem.endswith("(lower data.samples or the model)")
+
+
+def test_oversubscribed_threads_are_a_warning() -> None:
+    found, warnings = problems("{processes: 2, cpu_threads_per_process: 2}", CPU)
+    assert found == []
+    assert warnings == [
+        "run 'main': 2 process(es) x 2 thread(s) oversubscribe the 2 cores (launch.cpu_threads_per_process)"
+    ]
