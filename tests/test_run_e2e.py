@@ -37,6 +37,8 @@ runs:
     train: {batch_size: 8, gradient_accumulation_steps: 4}
   crash:
     launch: {env: {ACCEL_RUN_FAILPOINT: "raise:3"}}
+  diverge:
+    train: {optimizer: {kind: sgd, lr: 100}}
 expect:
   - {kind: speedup, title: two processes 100x faster, run: two, baseline: one, at_least: 100}
   - {kind: close, run: two, baseline: one, metric: final_loss, rel_tol: 0.05}
@@ -80,12 +82,19 @@ def test_a_crashed_run_exits_3_and_the_others_are_kept(result: dict[str, Any]) -
     done, summary = result["done"], result["summary"]
     assert done.returncode == 3, done.stderr
     statuses = {name: run["status"] for name, run in summary["runs"].items()}
-    assert statuses == {"one": "ok", "two": "ok", "bf16": "ok", "accum4": "ok", "crash": "failed"}
+    assert statuses == {"one": "ok", "two": "ok", "bf16": "ok", "accum4": "ok", "crash": "failed", "diverge": "failed"}
     crash = summary["runs"]["crash"]
     assert crash["reason"] == "the launch exited with code 1"
     assert "injected failure at step 3" in crash["repeats"][0]["log_tail"]
     assert "injected failure at step 3" in done.stderr  # shown to the user, not hidden in a log
     assert "runner/pipeline.py" not in done.stderr  # the worker's traceback is shown, accel-run's own is not
+
+
+def test_a_diverged_training_is_reported_as_such_not_as_a_crash(result: dict[str, Any]) -> None:
+    diverge = result["summary"]["runs"]["diverge"]
+    assert diverge["reason"] == "training diverged: the training loss is not finite (lower train.optimizer.lr?)"
+    metrics = json.loads((result["folder"] / "diverge" / "metrics.json").read_text())
+    assert metrics["metrics"]["final_loss"] is None and metrics["observed"]["diverged"] is True
 
 
 def test_the_results_layout_is_complete(result: dict[str, Any]) -> None:
