@@ -5,9 +5,12 @@ rounds alternate (A B A B ...) between
   A: `accel-run SPEC` with one run (built-in worker: in-memory batches, fused AdamW), and
   B: `accelerate launch handwritten_train.py` (DataLoader over a TensorDataset, default AdamW),
 both 1 process on this machine with the same threads, sizes, steps and warm-up. Prints the
-median steady-state samples/s of each, their ratio (>= 1.0: the worker is no slower), and the
-runner's own overhead per run: accel-run's wall time minus the launch itself and minus the
-one-off start (validation + machine probe) before the first launch.
+median steady-state samples/s of each and their ratio (>= 1.0: the worker is no slower).
+
+Then the runner's own overhead: one invocation of a spec with 5 small runs, timed from outside,
+split into the time between consecutive launches (the per-run overhead: recording one launch,
+preparing the next), the start before the first launch (validation, machine probe) and the end
+after the last (checks, summary, report, plots).
 
 Run: python benchmarks/worker_speed.py [--rounds 3]
 """
@@ -53,9 +56,10 @@ def spec_text(
     )
 
 
-def run_accel(spec: Path, output: Path) -> tuple[float, float]:
-    """(samples/s, runner overhead in seconds) of one accel-run invocation with one launch."""
+def invoke(spec: Path, output: Path) -> tuple[dict, float, float]:  # type: ignore[type-arg]
+    """(summary, start time, end time) of one accel-run invocation."""
     before = set(output.glob("*/*")) if output.exists() else set()
+    began = time.time()
     subprocess.run(
         [sys.executable, "-m", "runner", str(spec), "--output", str(output), "--no-progress"],
         cwd=ROOT,
@@ -65,11 +69,27 @@ def run_accel(spec: Path, output: Path) -> tuple[float, float]:
     )
     ended = time.time()
     (folder,) = set(output.glob("*/*")) - before
-    summary = json.loads((folder / "summary.json").read_text())
+    return json.loads((folder / "summary.json").read_text()), began, ended
+
+
+def run_accel(spec: Path, output: Path) -> float:
+    """samples/s of the one run of an accel-run invocation."""
+    summary, _, _ = invoke(spec, output)
     (run,) = summary["runs"].values()
-    launch = run["repeats"][0]
-    overhead = launch["prepare_s"] + ended - launch["started_at"] - launch["wall_s"]
-    return float(run["metrics"]["samples_per_s"]), overhead
+    return float(run["metrics"]["samples_per_s"])
+
+
+def overhead(folder: Path) -> tuple[float, float, float]:
+    """(median seconds between launches, seconds before the first, seconds after the last)."""
+    spec = folder / "overhead.yaml"
+    spec.write_text(
+        spec_text("overhead", 2048, 16, [32], 4, 32, 40, 2) + "runs:\n" + "".join(f"  r{i}: {{}}\n" for i in range(5))
+    )
+    summary, began, ended = invoke(spec, folder / "overhead")
+    launches = sorted((r["repeats"][0] for r in summary["runs"].values()), key=lambda launch: launch["started_at"])
+    gaps = [b["started_at"] - (a["started_at"] + a["wall_s"]) for a, b in zip(launches, launches[1:], strict=False)]
+    last = launches[-1]
+    return statistics.median(gaps), launches[0]["started_at"] - began, ended - (last["started_at"] + last["wall_s"])
 
 
 def run_handwritten(config: Path, threads: int, args: list[str]) -> float:
@@ -103,24 +123,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(CONFIG)
-        print(f"{'workload':<13} {'accel-run':>14} {'hand-written':>14} {'ratio':>6} {'runner overhead/run':>20}")
+        print(f"{'workload':<13} {'accel-run':>14} {'hand-written':>14} {'ratio':>6}")
         for name, (samples, features, hidden, classes, batch, steps, warmup) in WORKLOADS.items():
             if args.only and name != args.only:
                 continue
             spec = Path(tmp) / f"{name}.yaml"
             spec.write_text(spec_text(name, samples, features, hidden, classes, batch, steps, warmup))
             hand_args = [str(v) for v in (samples, features, ",".join(map(str, hidden)), classes, batch, steps, warmup)]
-            ours, theirs, overheads = [], [], []
+            ours, theirs = [], []
             for _ in range(args.rounds):
-                rate, overhead = run_accel(spec, Path(tmp) / "results")
-                ours.append(rate)
-                overheads.append(overhead)
+                ours.append(run_accel(spec, Path(tmp) / "results"))
                 theirs.append(run_handwritten(config, threads, hand_args))
             a, b = statistics.median(ours), statistics.median(theirs)
             print(
-                f"{name:<13} {a:>10,.0f} s/s {b:>10,.0f} s/s {a / b:>5.2f}x {statistics.median(overheads):>17.2f} s"
-                f"   (medians of {args.rounds}; all: {[round(x) for x in ours]} vs {[round(x) for x in theirs]})"
+                f"{name:<13} {a:>10,.0f} s/s {b:>10,.0f} s/s {a / b:>5.2f}x"
+                f"   (samples/s, medians of {args.rounds}; "
+                f"all: {[round(x) for x in ours]} vs {[round(x) for x in theirs]})"
             )
+        between, start, end = overhead(Path(tmp))
+        print(
+            f"runner overhead: {between:.2f} s per run (between launches); once per invocation: "
+            f"{start:.2f} s before the first launch (validation, machine probe), {end:.2f} s after the last "
+            "(checks, summary, report, plots)"
+        )
 
 
 if __name__ == "__main__":

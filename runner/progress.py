@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, TextIO
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 class ProgressUI:
@@ -15,6 +23,8 @@ class ProgressUI:
         self.total = 0
         self.outer: Any = None
         self.inner: Any = None
+        # tqdm draws nothing in a terminal that reports 0 columns (some ptys): assume 100 then
+        self.size: dict[str, Any] = {"dynamic_ncols": True} if _columns(stream) else {"ncols": 100, "nrows": 24}
 
     def begin(self, total: int) -> None:
         """The session knows how many launches it will make."""
@@ -23,13 +33,13 @@ class ProgressUI:
             from tqdm import tqdm
 
             self._tqdm = tqdm
-            self.outer = tqdm(total=total, desc="runs", unit="launch", file=self.stream, position=0, dynamic_ncols=True)
+            self.outer = tqdm(total=total, desc="runs", unit="launch", file=self.stream, position=0, **self.size)
 
     def start(self, label: str) -> None:
         """A launch begins."""
         if self.bars:
             self.inner = self._tqdm(
-                total=0, desc=label, unit="step", file=self.stream, position=1, leave=False, dynamic_ncols=True
+                total=0, desc=label, unit="step", file=self.stream, position=1, leave=False, **self.size
             )
         else:
             self.say(f"[{self.done + 1}/{self.total}] {label}: started")
