@@ -138,30 +138,36 @@ _IMPL_DOC = (
 )
 
 
+# Fields the Adam family shares (Annotated with their defaults, so each optimizer lists them once).
+_AdamLR = Annotated[float, Field(default=1e-3, gt=0, le=10, description="Peak learning rate.", examples=[1e-3])]
+_Betas = Annotated[
+    tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]],
+    Field(default=(0.9, 0.999), description="Coefficients of the running averages of gradient and its square."),
+]
+_Eps = Annotated[float, Field(default=1e-8, gt=0, le=1, description="Term added to the denominator for stability.")]
+_Implementation = Annotated[OptimizerImpl, Field(default="auto", description=_IMPL_DOC)]
+
+
 class AdamWOptimizer(Strict):
     """AdamW: Adam with decoupled weight decay."""
 
     kind: Literal["adamw"] = Field(default="adamw", description="torch.optim.AdamW (the default optimizer).")
-    lr: float = Field(default=1e-3, gt=0, le=10, description="Peak learning rate.", examples=[1e-3])
+    lr: _AdamLR
     weight_decay: float = Field(default=0.01, ge=0, le=10, description="Decoupled weight decay.")
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
-        default=(0.9, 0.999), description="Coefficients of the running averages of gradient and its square."
-    )
-    eps: float = Field(default=1e-8, gt=0, le=1, description="Term added to the denominator for stability.")
-    implementation: OptimizerImpl = Field(default="auto", description=_IMPL_DOC)
+    betas: _Betas
+    eps: _Eps
+    implementation: _Implementation
 
 
 class AdamOptimizer(Strict):
     """Adam with L2 weight decay."""
 
     kind: Literal["adam"] = Field(description="torch.optim.Adam.")
-    lr: float = Field(default=1e-3, gt=0, le=10, description="Peak learning rate.", examples=[1e-3])
+    lr: _AdamLR
     weight_decay: float = Field(default=0.0, ge=0, le=10, description="L2 penalty added to the gradient.")
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
-        default=(0.9, 0.999), description="Coefficients of the running averages of gradient and its square."
-    )
-    eps: float = Field(default=1e-8, gt=0, le=1, description="Term added to the denominator for stability.")
-    implementation: OptimizerImpl = Field(default="auto", description=_IMPL_DOC)
+    betas: _Betas
+    eps: _Eps
+    implementation: _Implementation
 
 
 class SGDOptimizer(Strict):
@@ -172,7 +178,7 @@ class SGDOptimizer(Strict):
     momentum: float = Field(default=0.0, ge=0, lt=1, description="Momentum factor (0 = plain SGD).")
     nesterov: bool = Field(default=False, description="Use Nesterov momentum (needs momentum > 0).")
     weight_decay: float = Field(default=0.0, ge=0, le=10, description="L2 penalty added to the gradient.")
-    implementation: OptimizerImpl = Field(default="auto", description=_IMPL_DOC)
+    implementation: _Implementation
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "SGDOptimizer":
@@ -235,7 +241,7 @@ class TrainSection(Strict):
         examples=[1, 4, 8],
     )
     optimizer: OptimizerSection = Field(
-        default_factory=lambda: AdamWOptimizer(kind="adamw"),
+        default_factory=lambda: AdamWOptimizer.model_validate({}),
         description="The optimizer. `kind` picks it (adamw, adam, sgd); its settings follow.",
         json_schema_extra={"default": {"kind": "adamw"}},
     )

@@ -34,6 +34,32 @@ def run_cli(
     )
 
 
+def run_in_terminal(*args: str, timeout: float = 300) -> tuple[int, str]:
+    """`python -m runner ARGS` with stdout and stderr on a pseudo-terminal (reporting 0x0, as a bare
+    pty does); returns the exit code and everything it drew."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", *args], cwd=ROOT, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    code = proc.wait(timeout=timeout)
+    os.close(leader)
+    return code, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Write YAML text to a spec file under tmp_path and return its path."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, TINY_SPEC, run_cli
+from conftest import ROOT, TINY_SPEC, run_cli, run_in_terminal
 
 BROKEN = TINY_SPEC.replace("train: {epochs: 2, batch_size: 32}", "train: {epochs: 2, batch_sise: 32}")
 
@@ -67,25 +65,9 @@ def test_json_format_carries_the_same_facts_with_key_paths(write_spec) -> None: 
 
 def test_a_terminal_gets_the_source_line_and_a_caret(write_spec) -> None:  # type: ignore[no-untyped-def]
     bad = write_spec(BROKEN)
-    leader, follower = pty.openpty()
-    env = {**os.environ, "TERM": "xterm"}
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--validate", str(bad)], cwd=ROOT, stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=60)
-    os.close(leader)
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+    code, screen = run_in_terminal("--validate", str(bad))
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", screen)
+    assert code == 1
     assert "    4 | train: {epochs: 2, batch_sise: 32}\n      | " + " " * 19 + "^\n" in plain
 
 
