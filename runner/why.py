@@ -120,6 +120,11 @@ def explain_processes(
     return figures
 
 
+def _precision_name(mixed_precision: str) -> str:
+    """Accelerate's 'no' reads as fp32 in a sentence."""
+    return "fp32" if mixed_precision == "no" else mixed_precision
+
+
 def explain_precision(run: dict[str, Any], base: dict[str, Any], declared: float | None) -> dict[str, Any]:
     """Figures and sentences for a mixed-precision run against a full-precision (or other) baseline."""
     t_run, t_base = _step_s(run), _step_s(base)
@@ -129,8 +134,8 @@ def explain_precision(run: dict[str, Any], base: dict[str, Any], declared: float
     matmul = float(probe_base["matmul_share"])
     cap = 1 / (1 - matmul) if matmul < 1 else float("inf")
     compute_speedup = probe_base["compute_s"] / probe_run["compute_s"] if probe_run["compute_s"] else None
-    precision = run.get("metrics", {}).get("mixed_precision", "?")
-    base_precision = base.get("metrics", {}).get("mixed_precision", "?")
+    precision = _precision_name(run.get("metrics", {}).get("mixed_precision", "?"))
+    base_precision = _precision_name(base.get("metrics", {}).get("mixed_precision", "?"))
     figures: dict[str, Any] = {
         "speedup": t_base / t_run,
         "baseline_matmul_share": matmul,
