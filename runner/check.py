@@ -174,7 +174,7 @@ def _judge(
     verdict = check_bounds(interval, at_least, at_most)
     needed = None
     note = ""
-    if verdict.verdict == "inconclusive":
+    if verdict == "inconclusive":
         bound = at_least if at_least is not None and interval.low < at_least <= interval.high else at_most
         needed = repeats_to_settle(values, bound if bound is not None else interval.median, floor)
         if needed is None:
@@ -186,7 +186,7 @@ def _judge(
             note = (
                 f"; the bound lies inside the spread: about {needed} repeats (measure.repeats) would likely settle it"
             )
-    return interval, verdict.verdict, needed, note
+    return interval, verdict, needed, note
 
 
 def _check_ratio(
@@ -218,7 +218,7 @@ def _check_ratio(
     else:
         measured = statistics.median(ratios)  # fixed by the seeds: every repeat gives the same value
         interval, needed, note = None, None, ""
-        verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most).verdict
+        verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most)
         shown = f"{measured:.2f}{unit}"
     margin = _margin(measured, expectation.at_least, expectation.at_most)
     message = f"measured {shown}, needs {expected}" + (f" ({margin})" if margin else "") + note
@@ -246,7 +246,7 @@ def _check_bound(expectation: BoundExpectation, run: RunRecord, title: str, name
         interval_data: dict[str, Any] | None = interval.__dict__
     else:
         measured = statistics.median(values)
-        verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most).verdict
+        verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most)
         shown, needed, note, interval_data = _fmt(measured), None, "", None
     margin = _margin(measured, expectation.at_least, expectation.at_most)
     message = f"measured {shown}, needs {expected}" + (f" ({margin})" if margin else "") + note

@@ -61,26 +61,16 @@ def median_interval(values: Sequence[float], noise_floor: float) -> Interval:
     return Interval(median, low, high, n, coverage)
 
 
-@dataclass(frozen=True)
-class BoundCheck:
-    """The verdict of an interval against bounds, with how it was reached."""
-
-    verdict: str  # pass, fail, inconclusive
-    detail: str
-
-
-def check_bounds(interval: Interval, at_least: float | None, at_most: float | None) -> BoundCheck:
-    """pass: the whole interval satisfies the bounds; fail: none of it does; else inconclusive."""
+def check_bounds(interval: Interval, at_least: float | None, at_most: float | None) -> str:
+    """'pass': the whole interval satisfies the bounds; 'fail': none of it does; else 'inconclusive'."""
     verdicts = []
     if at_least is not None:
         verdicts.append("pass" if interval.low >= at_least else "fail" if interval.high < at_least else "inconclusive")
     if at_most is not None:
         verdicts.append("pass" if interval.high <= at_most else "fail" if interval.low > at_most else "inconclusive")
     if "fail" in verdicts:
-        return BoundCheck("fail", "the bound lies outside the measured spread")
-    if "inconclusive" in verdicts:
-        return BoundCheck("inconclusive", "the bound lies inside the measured spread")
-    return BoundCheck("pass", "the bound holds over the whole measured spread")
+        return "fail"
+    return "inconclusive" if "inconclusive" in verdicts else "pass"
 
 
 def repeats_to_settle(values: Sequence[float], bound: float, noise_floor: float) -> int | None:
