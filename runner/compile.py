@@ -33,6 +33,7 @@ COMMAND_FILE = "command.txt"
 METRICS_FILE = "metrics.json"
 PROGRESS_FILE = "progress.json"
 HEARTBEAT_PREFIX = "heartbeat.rank"
+DONE_PREFIX = "done.rank"  # written by each rank once its work is finished (metrics durable on the main rank)
 LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time
 RUNNER_PID_VAR = "ACCEL_RUN_RUNNER_PID"  # workers exit when this process is gone (no orphans)
 PACKAGE_ROOT = str(Path(runner.__file__).resolve().parent.parent)
@@ -234,6 +235,7 @@ def compile_launch(
             "metrics": str(directory / METRICS_FILE),
             "progress": str(directory / PROGRESS_FILE),
             "heartbeat_prefix": str(directory / HEARTBEAT_PREFIX),
+            "done_prefix": str(directory / DONE_PREFIX),
         },
     }
     result = LaunchPlan(

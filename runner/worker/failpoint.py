@@ -1,9 +1,11 @@
 """Fault injection for accel-run's own tests: ACCEL_RUN_FAILPOINT=ACTION:STEP[:RANK] in a run's environment.
 
-ACTION is raise (an exception), exit (exit code 3), kill (SIGKILL this process) or hang (sleep
-forever, so the other ranks block in their next collective). It fires after optimizer step STEP,
-on RANK (default: every rank). Tests set it through the spec's launch.env, so the faults go
-through the real launcher and the real process group; without the variable nothing happens.
+ACTION is raise (an exception), exit (exit code 3), kill (SIGKILL this process), abort (SIGABRT,
+as a C++ runtime does) or hang (sleep forever, so the other ranks block in their next collective).
+It fires after optimizer step STEP, or with STEP `end` after the rank finished its work (metrics
+written, done marker set: a fault at exit), on RANK (default: every rank). Tests set it through
+the spec's launch.env, so the faults go through the real launcher and the real process group;
+without the variable nothing happens.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 import time
 
 VARIABLE = "ACCEL_RUN_FAILPOINT"
+ACTIONS = ("raise", "exit", "kill", "abort", "hang")
+AT_END = -2  # STEP `end`
 
 
 class Failpoint:
@@ -24,15 +28,19 @@ class Failpoint:
         if not spec:
             return
         parts = spec.split(":")
-        if parts[0] not in ("raise", "exit", "kill", "hang") or len(parts) not in (2, 3):
-            raise SystemExit(f"{VARIABLE}={spec!r}: expected ACTION:STEP[:RANK] with ACTION raise, exit, kill or hang")
-        self.action, self.step = parts[0], int(parts[1])
+        if parts[0] not in ACTIONS or len(parts) not in (2, 3):
+            raise SystemExit(f"{VARIABLE}={spec!r}: expected ACTION:STEP[:RANK] with ACTION {', '.join(ACTIONS)}")
+        self.action, self.step = parts[0], AT_END if parts[1] == "end" else int(parts[1])
         self.rank = int(parts[2]) if len(parts) == 3 else None
 
     @staticmethod
     def from_env() -> Failpoint:
         """The failpoint of this process's environment."""
         return Failpoint(os.environ.get(VARIABLE))
+
+    def fire_at_end(self, rank: int) -> None:
+        """Inject the fault of STEP `end`: after this rank's work is finished and marked done."""
+        self.fire(AT_END, rank)
 
     def fire(self, step: int, rank: int) -> None:
         """Inject the fault if this is its step and rank."""
@@ -49,5 +57,7 @@ class Failpoint:
             os._exit(3)
         if self.action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.action == "abort":
+            os.abort()
         while self.action == "hang":
             time.sleep(3600)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import resource
+import socket
 import threading
 import time
 from pathlib import Path
@@ -108,6 +109,7 @@ def rank_facts(device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
     peak, source = peak_memory_mb(device)
     return {
         "pid": os.getpid(),
+        "hostname": socket.gethostname(),
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),

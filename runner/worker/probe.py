@@ -45,8 +45,13 @@ def attribution(
     batch: int,
     accumulation: int,
     step_time_s: float,
+    whole_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Median seconds per phase, the split of compute by op class, and how many probes were taken."""
+    """Median seconds per phase, the split of compute by op class, and how many probes were taken.
+
+    `whole_step` runs one optimizer step through the training loop's own code; its median time
+    (step_s) is what an undisturbed step costs, to hold the timed window's step against.
+    """
     device, world = accelerator.device, accelerator.num_processes
     micro_estimate = max(step_time_s / max(1, accumulation), 1e-4)
     probes = max(2, min(20, int(PROBE_BUDGET_S / micro_estimate)))
@@ -78,6 +83,12 @@ def attribution(
             phases["synced"].append(phases["compute"][-1])
         phases["optimizer"].append(_timed(device, raw.step))
         raw.zero_grad(set_to_none=True)
+    if whole_step is not None:
+        phases["step"] = []
+        for _ in range(max(2, min(probes, int(PROBE_BUDGET_S / max(step_time_s, 1e-4))))):
+            if world > 1:
+                accelerator.wait_for_everyone()
+            phases["step"].append(_timed(device, whole_step))
     medians = {name: statistics.median(values) for name, values in phases.items()}
     result: dict[str, Any] = {
         "probes": probes,
@@ -88,6 +99,8 @@ def attribution(
         "optimizer_s": medians["optimizer"],
         "accumulation": accumulation,
     }
+    if "step" in medians:
+        result["step_s"] = medians["step"]
     result.update(_op_shares(device, load, forward_backward, raw, steps=1 if micro_estimate > 0.5 else 2))
     return result
 

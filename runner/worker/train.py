@@ -23,9 +23,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from runner.compile import LAUNCH_T0_VAR
 from runner.jsonio import write_json_atomic
 from runner.spec import RunConfig
+from runner.worker import disturbance
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
 from runner.worker.failpoint import Failpoint
+from runner.worker.memory import cpu_tensor_peak_mb
 from runner.worker.observe import Progress, current_rss_mb, rank_facts, start_heartbeat
 from runner.worker.probe import attribution
 from runner.workload import workload_of
@@ -88,11 +90,24 @@ def run_plan(plan_path: str) -> None:
     epoch_gen = torch.Generator()
     failpoint = Failpoint.from_env()
 
+    def micro_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One micro-batch of the training step (the attribution probe times this same code)."""
+        with accelerator.accumulate(model):
+            loss = F.cross_entropy(model(x), y)
+            accelerator.backward(loss)
+            if train.max_grad_norm is not None and accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        return loss
+
     accelerator.wait_for_everyone()
     _sync(device)
     first_step_wall = time.time()
     train_start = time.perf_counter()
     timed_start = train_start if warmup == 0 else None
+    cpu_at_start = disturbance.sample() if warmup == 0 else None
     step = micro = epoch = 0
     while step < work.optimizer_steps:
         epoch_gen.manual_seed(train.seed * 1_000_003 + epoch)
@@ -105,15 +120,7 @@ def run_plan(plan_path: str) -> None:
             if step >= work.optimizer_steps:
                 break
             batch_index = order[index]
-            x, y = inputs.index_select(0, batch_index), labels.index_select(0, batch_index)
-            with accelerator.accumulate(model):
-                loss = F.cross_entropy(model(x), y)
-                accelerator.backward(loss)
-                if train.max_grad_norm is not None and accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            loss = micro_step(inputs.index_select(0, batch_index), labels.index_select(0, batch_index))
             losses[micro] = loss.detach()
             micro += 1
             if accelerator.sync_gradients:
@@ -122,12 +129,14 @@ def run_plan(plan_path: str) -> None:
                     accelerator.wait_for_everyone()
                     _sync(device)
                     timed_start = time.perf_counter()
+                    cpu_at_start = disturbance.sample()
                 progress.update(step)
                 failpoint.fire(step, rank)
         epoch += 1
     accelerator.wait_for_everyone()
     _sync(device)
     train_end = time.perf_counter()
+    cpu_at_end = disturbance.sample()
     progress.update(step, "eval", force=True)
 
     timed_steps = work.optimizer_steps - warmup
@@ -136,6 +145,7 @@ def run_plan(plan_path: str) -> None:
     eval_loss, accuracy = _evaluate(accelerator, model, eval_inputs, eval_labels)
     rank_report = rank_facts(device, accelerator.unwrap_model(model))
     rank_report["rss_at_start_mb"] = round(rss_at_start, 1)
+    rank_report["timed_cpu_s"] = round(disturbance.own_cpu_s(cpu_at_start or cpu_at_end, cpu_at_end), 6)
 
     probe: dict[str, Any] = {}
     if config.measure.attribution and timed_steps > 0:
@@ -151,7 +161,15 @@ def run_plan(plan_path: str) -> None:
             batch=batch,
             accumulation=work.accumulation,
             step_time_s=float(step_time.item()),
+            whole_step=lambda: _probe_step(micro_step, inputs, labels, batch, work.accumulation),
         )
+    if device.type == "cpu":
+        # Peak RSS holds the runtime too; measure the tensors, as CUDA's allocator peak does on a GPU.
+        progress.update(step, "memory", force=True)
+        resident = [*model.parameters(), *_state_tensors(optimizer), inputs, labels, eval_inputs, eval_labels]
+        peak = cpu_tensor_peak_mb(lambda: _probe_step(micro_step, inputs, labels, batch, work.accumulation), resident)
+        rank_report["peak_rss_mb"] = rank_report["peak_memory_mb"]
+        rank_report["peak_memory_mb"], rank_report["peak_memory_source"] = round(peak, 1), "tensor_peak"
     ranks = accelerator.gather_for_metrics([rank_report], use_gather_object=True)
     if accelerator.is_main_process:
         launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
@@ -191,6 +209,11 @@ def run_plan(plan_path: str) -> None:
             "accelerate": _accelerate_version(),
             "python": sys.version.split()[0],
         }
+        host = rank_report["hostname"]
+        local_cpu_s = sum(r["timed_cpu_s"] for r in ranks if r["hostname"] == host)
+        shares = disturbance.cpu_disturbance(cpu_at_start or cpu_at_end, cpu_at_end, local_cpu_s)
+        if device.type == "cuda":
+            shares["gpu_other_processes"] = disturbance.gpu_other_processes(device, {r["pid"] for r in ranks})
         write_json_atomic(
             outputs["metrics"],
             {
@@ -202,10 +225,42 @@ def run_plan(plan_path: str) -> None:
                 "observed": observed,
                 "ranks": ranks,
                 "attribution": probe,
+                "disturbance": shares,
             },
         )
         progress.update(step, "done", force=True)
+    _finish(accelerator, f"{outputs['done_prefix']}{rank}", failpoint, rank)
+
+
+def _state_tensors(optimizer: Any) -> list[torch.Tensor]:
+    """The optimizer's state tensors (Adam's moments, SGD's momentum)."""
+    raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+    return [v for state in raw.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+
+
+def _probe_step(micro_step: Any, inputs: torch.Tensor, labels: torch.Tensor, batch: int, accumulation: int) -> None:
+    """One whole optimizer step through the training loop's own code, on random batches."""
+    for _ in range(accumulation):
+        index = torch.randint(0, inputs.shape[0], (batch,)).to(inputs.device)
+        micro_step(inputs.index_select(0, index), labels.index_select(0, index))
+
+
+def _finish(accelerator: Any, done_marker: str, failpoint: Failpoint, rank: int) -> None:
+    """End the process once its work is durable, without running the interpreter's shutdown.
+
+    Why not return normally: gloo's worker threads can still hold Python-owned tensors of the last
+    collective when the interpreter finalises; freeing them then needs the interpreter and the
+    process aborts ("terminate called without an active exception", SIGABRT) after a run that
+    succeeded. Nothing is left to do at this point: metrics.json is written and fsynced, so the
+    process flushes its output, marks itself done (the runner keeps a run whose every rank got
+    here) and leaves with os._exit, which skips finalisation and its race.
+    """
     accelerator.end_training()
+    Path(done_marker).touch()
+    failpoint.fire_at_end(rank)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _losses(accelerator: Any, losses: torch.Tensor, work: Any, every: int) -> tuple[float, list[list[float]]]:
