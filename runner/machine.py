@@ -1,4 +1,4 @@
-"""What this machine offers a run: cores, memory, GPUs, bf16 support, the accelerate launcher.
+"""What this machine offers a run: cores, memory, GPUs, bf16 support (GPU and CPU), the accelerate launcher.
 
 Probing imports torch, so it happens only when something will be compiled or run, never for
 --validate or --explain.
@@ -29,6 +29,9 @@ class Machine:
     versions: dict[str, str] = field(default_factory=dict)
     hostname: str = ""
     platform: str = ""
+    cpu_model: str = ""
+    # The bf16 flags of /proc/cpuinfo present on this CPU (empty: none); None where it could not be read.
+    cpu_bf16_flags: tuple[str, ...] | None = None
 
     @property
     def has_cuda(self) -> bool:
@@ -63,6 +66,33 @@ def available_memory() -> int:
         return 0
 
 
+# The CPU flags (x86 `flags`, Arm `Features`) that matter to bf16 on CPU: dot products in bf16
+# (avx512_bf16, amx_bf16 with its tiles amx_tile, Arm's bf16) or conversions only (avx_ne_convert).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx_ne_convert", "bf16")
+
+
+def parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
+    """The CPU model and its bf16 flags (in BF16_CPU_FLAGS order), from /proc/cpuinfo's text."""
+    model, flags = "", set[str]()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, tuple(flag for flag in BF16_CPU_FLAGS if flag in flags)
+
+
+def cpu_facts(path: str = "/proc/cpuinfo") -> tuple[str, tuple[str, ...] | None]:
+    """The CPU model and bf16 flags of this machine; flags None where /proc/cpuinfo cannot be read (not Linux)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as cpuinfo:
+            return parse_cpuinfo(cpuinfo.read())
+    except OSError:
+        return platform.processor(), None
+
+
 def accelerate_launcher() -> tuple[str, ...]:
     """`accelerate launch` of this very environment: the console script beside our Python, else the module."""
     script = Path(sys.executable).parent / "accelerate"
@@ -86,6 +116,7 @@ def probe_machine() -> Machine:
         bf16 = bool(torch.cuda.is_bf16_supported())
     from runner import __version__
 
+    cpu_model, cpu_bf16_flags = cpu_facts()
     return Machine(
         cpu_count=available_cores(),
         memory_bytes=available_memory(),
@@ -101,6 +132,8 @@ def probe_machine() -> Machine:
         },
         hostname=socket.gethostname(),
         platform=platform.platform(),
+        cpu_model=cpu_model,
+        cpu_bf16_flags=cpu_bf16_flags,
     )
 
 

@@ -1,8 +1,10 @@
-"""The "Why" of a missed speedup, from measurements: where each step's time went, and what would change it.
+"""The "Why" of a missed speedup or ratio, from measurements: where each step's time (or memory) went.
 
 Pure arithmetic on the per-step attribution the worker measured (compute under no_sync, the
-extra time of a synchronised step, data, optimizer) and on measured step times. Estimates are
-labelled as such: they assume time scales the way the model below says, nothing more.
+extra time of a synchronised step, data, optimizer, the profiler's matmul and cast shares), on
+measured step times and peak memory, and on the machine's recorded facts (summary.json's
+"environment": cores, the CPU's bf16 flags from /proc/cpuinfo). Estimates are labelled as such:
+they assume time or memory scales the way the models below say, nothing more.
 
 Model for processes (a run R with N processes against a baseline B):
   per-sample time t = step time / global batch; speedup = t_B / t_R (throughput ratio)
@@ -12,16 +14,47 @@ Model for processes (a run R with N processes against a baseline B):
   so the declared speedup S needs x = S * comm / ((G_R/G_B) * T_B - S * (T_R - comm)), and is out
   of reach even for x -> infinity when (G_R/G_B) * T_B / (T_R - comm) < S (the processes compute
   slower than the single one, as when they share the same CPU cores).
+
+Model for precision (Amdahl): lower precision speeds up at best the baseline's matrix
+multiplications, M = matmul share x forward+backward per step. The rest of the step (other
+compute, communication, data, optimizer) stays, so the speedup is capped at T_B / (T_B - M).
+Communication stays for a reason worth saying: under Accelerate's autocast the parameters, and
+so the gradients the all-reduce moves, are fp32 in both runs.
+
+Model for memory under autocast: weights, gradients and the optimizer's state stay fp32
+(parameters x 4 bytes x (1 + 1 + 2 for Adam's moments)); only activations shrink, and on CPU
+peak RSS also carries the runtime that was resident before training began.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping
 from typing import Any
+
+MIB = 2**20
+TIME_METRICS = frozenset({"step_time_ms", "samples_per_s", "train_time_s", "timed_time_s"})
+MEMORY_METRICS = frozenset({"peak_memory_mb"})
+# The /proc/cpuinfo flags that give a CPU native bf16 arithmetic (dot products), by architecture;
+# avx_ne_convert and amx_tile alone are conversions and tile registers, not bf16 matmuls.
+NATIVE_BF16 = {"x86": ("avx512_bf16", "amx_bf16"), "arm": ("bf16",)}
+_SOURCES = {
+    "peak_rss": "peak RSS (the process's resident memory: Python, torch's libraries and every buffer, not only "
+    "tensors)",
+    "cuda_allocator_peak": "the CUDA allocator's peak (tensors only; the CUDA context and cached free blocks are "
+    "not counted)",
+    "tensor_peak": "the peak of live CPU tensor memory (tensors only, no runtime)",
+}
+NO_ATTRIBUTION = "no attribution was measured (measure.attribution: false, or a run failed)"
 
 
 def _step_s(run: dict[str, Any]) -> float | None:
     value = run.get("metrics", {}).get("step_time_ms")
     return value / 1000 if isinstance(value, int | float) and value > 0 else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _parts(run: dict[str, Any], step: float) -> dict[str, float]:
@@ -38,13 +71,18 @@ def _parts(run: dict[str, Any], step: float) -> dict[str, float]:
     return parts
 
 
+def _split_sentence(name: str, step: float, parts: dict[str, float]) -> str:
+    items = ", ".join(f"{k} {v * 1000:.3g} ms ({v / step:.0%})" for k, v in parts.items())
+    return f"per optimizer step of '{name}' ({step * 1000:.3g} ms): {items}"
+
+
 def explain_processes(
     run: dict[str, Any], base: dict[str, Any], declared: float | None, cores: int | None
 ) -> dict[str, Any]:
     """Figures and sentences for a speedup of a multi-process run over a baseline with fewer processes."""
     t_run, t_base = _step_s(run), _step_s(base)
     if t_run is None or t_base is None or not run.get("attribution") or not base.get("attribution"):
-        return {"sentences": ["no attribution was measured (measure.attribution: false, or a run failed)"]}
+        return {"sentences": [NO_ATTRIBUTION]}
     g_run = run["metrics"]["global_batch_size"]
     g_base = base["metrics"]["global_batch_size"]
     n_run, n_base = run["metrics"]["processes"], base["metrics"]["processes"]
@@ -75,11 +113,7 @@ def explain_processes(
     }
     sentences = [
         f"speedup {speedup:.2f}x of an ideal {ideal:.0f}x: scaling efficiency {speedup / ideal:.0%}",
-        "per optimizer step of '{name}' ({step:.3g} ms): {items}".format(
-            name=run.get("name", "run"),
-            step=t_run * 1000,
-            items=", ".join(f"{k} {v * 1000:.3g} ms ({v / t_run:.0%})" for k, v in parts.items()),
-        ),
+        _split_sentence(run.get("name", "run"), t_run, parts),
         f"gradient synchronisation takes {comm / t_run:.0%} of each step ({comm * 1000:.3g} ms per all-reduce "
         f"of the gradients)",
     ]
@@ -98,17 +132,17 @@ def explain_processes(
         if no_comm_limit <= declared:
             sentences.append(
                 f"even with free communication and a much larger model the speedup would stay below "
-                f"{no_comm_limit:.2f}x, short of the declared {declared:g}x: the per-process compute is the limit"
+                f"{no_comm_limit:.2f}x, short of the declared {declared:.3g}x: the per-process compute is the limit"
             )
             figures["compute_factor_needed"] = None
         else:
             denominator = scale * t_base - declared * (t_run - comm)
             factor = declared * comm / denominator if denominator > 0 else None
             figures["compute_factor_needed"] = factor
-            if factor is not None:
+            if factor is not None and factor > 1:
                 sentences.append(
-                    f"estimate: with this communication cost, {declared:g}x needs about {factor:.1f}x more compute per "
-                    f"step (a larger model or per-process batch) than this run has"
+                    f"estimate: with this communication cost, {declared:.3g}x needs about {factor:.1f}x more compute "
+                    f"per step (a larger model or per-process batch) than this run has"
                 )
     startup_run, startup_base = run["metrics"].get("startup_s"), base["metrics"].get("startup_s")
     if isinstance(startup_run, int | float) and isinstance(startup_base, int | float):
@@ -125,17 +159,67 @@ def _precision_name(mixed_precision: str) -> str:
     return "fp32" if mixed_precision == "no" else mixed_precision
 
 
-def explain_precision(run: dict[str, Any], base: dict[str, Any], declared: float | None) -> dict[str, Any]:
+def _device(run: dict[str, Any]) -> str | None:
+    """Where the run computed: what the worker observed, else what was declared."""
+    observed = run.get("observed", {}).get("device")
+    return str(observed) if observed else run.get("declared", {}).get("device")
+
+
+def _faster(ratio: float) -> str:
+    """1.25 -> '1.25x faster', 0.8 -> '1.25x slower'."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
+def cpu_bf16_sentence(environment: Mapping[str, Any], measured: str) -> str:
+    """What this CPU offers bf16, as /proc/cpuinfo recorded it in the environment, then `measured`."""
+    if "cpu_bf16_flags" not in environment:
+        return (
+            "whether this CPU has native bf16 instructions is unknown: this summary.json does not record "
+            f"/proc/cpuinfo's flags (an older accel-run wrote it); {measured}"
+        )
+    flags = environment["cpu_bf16_flags"]
+    if flags is None:
+        return f"whether this CPU has native bf16 instructions is unknown: /proc/cpuinfo could not be read; {measured}"
+    model = environment.get("cpu_model") or ""
+    cpu = f"this CPU ({model})" if model else "this CPU"
+    arch = "arm" if any(a in str(environment.get("platform", "")) for a in ("aarch64", "arm64")) else "x86"
+    native = [flag for flag in flags if flag in NATIVE_BF16[arch]]
+    if native:
+        return f"{cpu} has native bf16 instructions ({', '.join(native)} in /proc/cpuinfo), and {measured}"
+    wanted = " nor ".join(NATIVE_BF16[arch])
+    others = f"lists {', '.join(flags)} but neither {wanted}" if flags else f"lists neither {wanted}"
+    if arch == "arm":
+        others = "lacks bf16 in its Features"
+    return (
+        f"{cpu} has no native bf16 instructions: /proc/cpuinfo {others}, so bf16 matmuls run through "
+        f"conversions to fp32; {measured}"
+    )
+
+
+def explain_precision(
+    run: dict[str, Any],
+    base: dict[str, Any],
+    declared: float | None,
+    environment: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Figures and sentences for a mixed-precision run against a full-precision (or other) baseline."""
+    environment = environment or {}
     t_run, t_base = _step_s(run), _step_s(base)
     probe_run, probe_base = run.get("attribution") or {}, base.get("attribution") or {}
     if t_run is None or t_base is None or "matmul_share" not in probe_base or "compute_s" not in probe_run:
-        return {"sentences": ["no attribution was measured (measure.attribution: false, or a run failed)"]}
-    matmul = float(probe_base["matmul_share"])
-    cap = 1 / (1 - matmul) if matmul < 1 else float("inf")
-    compute_speedup = probe_base["compute_s"] / probe_run["compute_s"] if probe_run["compute_s"] else None
+        return {"sentences": [NO_ATTRIBUTION]}
     precision = _precision_name(run.get("metrics", {}).get("mixed_precision", "?"))
     base_precision = _precision_name(base.get("metrics", {}).get("mixed_precision", "?"))
+    matmul = float(probe_base["matmul_share"])
+    compute_base = float(probe_base.get("compute_s", 0.0))
+    compute_run = float(probe_run["compute_s"])
+    matmul_step = min(t_base, matmul * compute_base * (probe_base.get("accumulation", 1) or 1))
+    rest = t_base - matmul_step
+    cap = t_base / rest if rest > 0 else float("inf")
+    compute_cap = 1 / (1 - matmul) if matmul < 1 else float("inf")
+    compute_speedup = compute_base / compute_run if compute_run and compute_base else None
+    comm_run, comm_base = float(probe_run.get("sync_s", 0.0)), float(probe_base.get("sync_s", 0.0))
+    multi = max(run["metrics"].get("processes", 1), base["metrics"].get("processes", 1)) > 1
     figures: dict[str, Any] = {
         "speedup": t_base / t_run,
         "baseline_matmul_share": matmul,
@@ -143,55 +227,233 @@ def explain_precision(run: dict[str, Any], base: dict[str, Any], declared: float
         "cast_share": probe_run.get("cast_share"),
         "compute_speedup": compute_speedup,
         "amdahl_cap": cap,
+        "amdahl_cap_compute": compute_cap,
+        "communication_s": comm_run,
+        "baseline_communication_s": comm_base,
     }
-    sentences = [
-        f"in '{base.get('name', 'baseline')}' ({base_precision}) matrix multiplications are {matmul:.0%} of "
-        f"forward+backward time; even infinitely fast {precision} matmuls would cap the speedup at {cap:.2f}x",
-    ]
+    sentences = []
+    if base_precision == "fp32" and precision != "fp32":
+        among = f" (communication {comm_base * 1000:.3g} ms among them)" if multi else ""
+        base_name = base.get("name", "baseline")
+        named = f"'{base_name}'" if base_name == base_precision else f"'{base_name}' ({base_precision})"
+        sentences.append(
+            f"in {named} matrix multiplications are {matmul:.0%} of "
+            f"forward+backward, {matmul_step * 1000:.3g} ms of its {t_base * 1000:.3g} ms step; the other "
+            f"{rest * 1000:.3g} ms{among} stay, so even infinitely fast {precision} matmuls would cap the speedup at "
+            f"{cap:.2f}x ({compute_cap:.2f}x for forward+backward alone)"
+        )
+    measured = ""
     if compute_speedup is not None:
-        faster = f"{compute_speedup:.2f}x faster" if compute_speedup >= 1 else f"{1 / compute_speedup:.2f}x slower"
-        sentences.append(f"forward+backward measured {faster} in {precision} than in {base_precision}")
-        if compute_speedup < 1 and run.get("declared", {}).get("device") == "cpu":
+        measured = (
+            f"forward+backward measured {_faster(compute_speedup)} in {precision} than in {base_precision} "
+            f"({compute_run * 1000:.3g} ms vs {compute_base * 1000:.3g} ms per micro-batch)"
+        )
+    device = _device(run)
+    if device == "cpu" and "bf16" in (precision, base_precision):
+        sentences.append(cpu_bf16_sentence(environment, measured or "forward+backward was not measured"))
+    elif measured:
+        sentences.append(measured)
+        if device == "cuda" and "bf16" in (precision, base_precision) and environment.get("cuda_bf16") is False:
+            sentences.append("this GPU reports no native bf16 (torch.cuda.is_bf16_supported() was false)")
+    if isinstance(probe_run.get("matmul_share"), int | float) and compute_run and compute_base and matmul:
+        run_mm, base_mm = float(probe_run["matmul_share"]) * compute_run, matmul * compute_base
+        figures["matmul_speedup"] = base_mm / run_mm if run_mm else None
+        if run_mm:
             sentences.append(
-                f"on this CPU {precision} is slower: without native {precision} instructions (AVX-512 BF16, AMX) "
-                "the matmuls are emulated, and autocast adds casts"
+                f"estimate from the profiled shares: matrix multiplications take about {run_mm * 1000:.3g} ms per "
+                f"micro-batch in {precision} vs {base_mm * 1000:.3g} ms in {base_precision} "
+                f"({_faster(base_mm / run_mm)})"
             )
     if probe_run.get("cast_share"):
         sentences.append(
             f"dtype casts (autocast copying weights and activations) take {float(probe_run['cast_share']):.0%} of "
             f"the {precision} run's forward+backward"
         )
-    if declared is not None and declared > cap:
+    if multi:
         sentences.append(
-            f"the declared {declared:g}x exceeds that cap: it is out of reach for this model on this device"
+            "communication (the gradient all-reduce) per optimizer step: "
+            f"'{run.get('name', 'run')}' {comm_run * 1000:.3g} ms ({comm_run / t_run:.0%} of its "
+            f"{t_run * 1000:.3g} ms step), '{base.get('name', 'baseline')}' {comm_base * 1000:.3g} ms "
+            f"({comm_base / t_base:.0%} of {t_base * 1000:.3g} ms)"
+        )
+        params = _number(run["metrics"].get("params"))
+        volume = f" (the gradients of {int(params):,} parameters, {params * 4 / MIB:.3g} MB)" if params else ""
+        sentences.append(
+            f"{precision} does not shorten it: under Accelerate's autocast the parameters and their gradients stay "
+            f"fp32, so each step all-reduces the same volume in both runs{volume}"
+        )
+    if declared is not None and base_precision == "fp32" and declared > cap:
+        sentences.append(
+            f"the declared {declared:.3g}x exceeds that cap: it is out of reach for this model on this device"
         )
     figures["sentences"] = sentences
     return figures
 
 
-def explain(expectation: dict[str, Any], runs: dict[str, dict[str, Any]], cores: int | None) -> dict[str, Any] | None:
-    """The Why of a failed or inconclusive timing expectation (None when there is nothing to explain)."""
-    if expectation.get("kind") != "speedup" or expectation.get("verdict") not in ("fail", "inconclusive"):
+def _rss_at_start(run: dict[str, Any]) -> float | None:
+    """Resident MB before training, of the rank with the highest peak, median over the ok repeats."""
+    values = []
+    for repeat in run.get("repeats", []):
+        ranks = [r for r in repeat.get("ranks") or [] if _number(r.get("rss_at_start_mb")) is not None]
+        if repeat.get("status", "ok") != "ok" or not ranks:
+            continue
+        top = max(ranks, key=lambda r: _number(r.get("peak_memory_mb")) or 0.0)
+        values.append(float(top["rss_at_start_mb"]))
+    return statistics.median(values) if values else None
+
+
+def _mb(value: float) -> str:
+    return f"{value:,.0f} MB" if value >= 10 else f"{value:.3g} MB"
+
+
+def explain_memory(
+    run: dict[str, Any], base: dict[str, Any], at_least: float | None, at_most: float | None
+) -> dict[str, Any]:
+    """Figures and sentences for a ratio of peak memory: what the measure includes and what cannot shrink."""
+    m_run, m_base = _number(run["metrics"].get("peak_memory_mb")), _number(base["metrics"].get("peak_memory_mb"))
+    if not m_run or not m_base:
+        return {"sentences": ["no peak memory was measured"]}
+    name, base_name = run.get("name", "run"), base.get("name", "baseline")
+    source, base_source = run["metrics"].get("peak_memory_source"), base["metrics"].get("peak_memory_source")
+    figures: dict[str, Any] = {"ratio": m_run / m_base, "peak_memory_mb": m_run, "baseline_peak_memory_mb": m_base}
+    described = _SOURCES.get(str(source), f"'{source}'")
+    sentences = [
+        f"peak memory of '{name}' is {_mb(m_run)} vs {_mb(m_base)} for '{base_name}' ({m_run / m_base:.2f}x), "
+        f"measured as {described}"
+    ]
+    if source != base_source:
+        sentences.append(
+            f"the two runs measured peak memory differently ('{source}' vs '{base_source}'): the ratio compares "
+            "unlike quantities"
+        )
+        figures["sentences"] = sentences
+        return figures
+    resident = 0.0
+    if source == "peak_rss":
+        start_run, start_base = _rss_at_start(run), _rss_at_start(base)
+        if start_run is not None and start_base is not None:
+            resident = start_base
+            added_run, added_base = m_run - start_run, m_base - start_base
+            figures.update(rss_at_start_mb=start_run, baseline_rss_at_start_mb=start_base)
+            sentences.append(
+                f"on CPU peak RSS includes what was resident before training began (Python, torch and its libraries, "
+                f"the process group): {_mb(start_run)} in '{name}' and {_mb(start_base)} in '{base_name}', "
+                f"{start_base / m_base:.0%} of the baseline's peak; a constant both runs carry pulls the ratio "
+                "towards 1x, so the ratio of RSS understates any saving"
+            )
+            if added_base > 0:
+                figures["added_ratio"] = added_run / added_base
+                sentences.append(
+                    f"what data, model and training added on top is {_mb(added_run)} vs {_mb(added_base)} "
+                    f"({added_run / added_base:.2f}x)"
+                )
+    processes = run["metrics"].get("processes", 1), base["metrics"].get("processes", 1)
+    if processes[0] != processes[1]:
+        sentences.append(
+            "peak_memory_mb is the largest of the ranks' peaks: each process holds its own full copy of the "
+            "weights, gradients and optimizer state"
+        )
+    precisions = run["metrics"].get("mixed_precision"), base["metrics"].get("mixed_precision")
+    params = _number(run["metrics"].get("params"))
+    if precisions[0] != precisions[1] and "no" in precisions and params:
+        low = _precision_name(precisions[0] if precisions[1] == "no" else precisions[1])
+        state = params * 4 * 4 / MIB
+        copy = params * 2 / MIB
+        figures.update(fp32_state_mb=state, autocast_weight_copy_mb=copy)
+        sentences.append(
+            f"under autocast the weights, gradients and optimizer state stay fp32 in both runs: {int(params):,} "
+            f"parameters x 4 bytes x (1 weight + 1 gradient + 2 Adam moments) = {_mb(state)} that {low} does not "
+            f"shrink; only activations are kept in {low}, and autocast holds a {low} copy of the weights "
+            f"({_mb(copy)}) during each step"
+        )
+        fixed = resident + state
+        if precisions[1] == "no" and m_base > fixed:
+            best = fixed + copy + (m_base - fixed) / 2
+            figures["best_ratio_estimate"] = best / m_base
+            sentences.append(
+                f"estimate: even if everything else in the peak of '{base_name}' ({_mb(m_base - fixed)}: activations, "
+                f"data, buffers) took half the memory, the {low} peak would be about {_mb(best)}, "
+                f"{best / m_base:.2f}x of {_precision_name('no')}'s (optimistic: the data stays fp32)"
+            )
+            if at_most is not None and at_most < best / m_base:
+                sentences.append(
+                    f"the declared <= {at_most:g}x is below that estimate: out of reach for this model under autocast"
+                )
+    figures["sentences"] = sentences
+    return figures
+
+
+def _ratio_as_speedup(
+    expectation: dict[str, Any], run: dict[str, Any], base: dict[str, Any]
+) -> tuple[float | None, str | None]:
+    """A timing ratio's bound as the throughput speedup the timing Why compares with, and a note saying so."""
+    metric = expectation.get("metric")
+    at_least, at_most = _number(expectation.get("at_least")), _number(expectation.get("at_most"))
+    if metric == "samples_per_s" and at_least is not None:
+        return at_least, None  # a throughput ratio is the speedup itself
+    if metric == "step_time_ms" and at_most:
+        g_run, g_base = (
+            _number(run["metrics"].get("global_batch_size")),
+            _number(base["metrics"].get("global_batch_size")),
+        )
+        if g_run and g_base:
+            speedup = (g_run / g_base) / at_most
+            batches = (
+                f"at the same global batch of {int(g_run)}"
+                if g_run == g_base
+                else f"with global batches of {int(g_run)} vs {int(g_base)}"
+            )
+            return (
+                speedup,
+                f"a step_time_ms ratio <= {at_most:g}x is a throughput speedup >= {speedup:.3g}x ({batches})",
+            )
+    return None, None
+
+
+def explain(
+    expectation: dict[str, Any], runs: dict[str, dict[str, Any]], environment: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The Why of a failed or inconclusive speedup or ratio (None when there is nothing to explain).
+
+    `environment` is summary.json's: cpu_count and the CPU's bf16 flags (absent in old summaries,
+    which the sentences then call unknown).
+    """
+    kind, metric = expectation.get("kind"), expectation.get("metric") or "samples_per_s"
+    if expectation.get("verdict") not in ("fail", "inconclusive") or kind not in ("speedup", "ratio"):
+        return None
+    if kind == "ratio" and metric not in TIME_METRICS | MEMORY_METRICS:
         return None
     name, base_name = expectation["runs"]
     run, base = runs.get(name), runs.get(base_name)
     if not run or not base or not run.get("metrics") or not base.get("metrics"):
         return None
     run, base = {**run, "name": name}, {**base, "name": base_name}
-    declared = _declared_bound(expectation)
+    if kind == "ratio" and metric in MEMORY_METRICS:
+        return explain_memory(run, base, _number(expectation.get("at_least")), _number(expectation.get("at_most")))
+    declared, note = (
+        (_declared_bound(expectation), None) if kind == "speedup" else _ratio_as_speedup(expectation, run, base)
+    )
+    why = _explain_timing(run, base, declared, environment)
+    if why is not None and note:
+        why["sentences"].insert(0, note)
+    return why
+
+
+def _explain_timing(
+    run: dict[str, Any], base: dict[str, Any], declared: float | None, environment: Mapping[str, Any]
+) -> dict[str, Any] | None:
     if run["metrics"].get("processes", 1) != base["metrics"].get("processes", 1):
-        return explain_processes(run, base, declared, cores)
+        cores = environment.get("cpu_count")
+        return explain_processes(run, base, declared, cores if isinstance(cores, int) else None)
     if run["metrics"].get("mixed_precision") != base["metrics"].get("mixed_precision"):
-        return explain_precision(run, base, declared)
+        return explain_precision(run, base, declared, environment)
     t_run, t_base = _step_s(run), _step_s(base)
     if t_run is None or t_base is None:
         return None
-    parts = _parts(run, t_run)
     return {
         "sentences": [
-            "per optimizer step of '{name}' ({step:.3g} ms): {items}".format(
-                name=name, step=t_run * 1000, items=", ".join(f"{k} {v * 1000:.3g} ms" for k, v in parts.items())
-            )
+            _split_sentence(run["name"], t_run, _parts(run, t_run)),
+            _split_sentence(base["name"], t_base, _parts(base, t_base)),
         ]
     }
 
