@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from runner.results import NOISY_METRICS, RunRecord
+from runner.results import NOISY_METRICS, TIMING_METRICS, RunRecord
 from runner.spec import (
     BoundExpectation,
     CloseExpectation,
@@ -21,8 +21,19 @@ from runner.spec import (
     RatioExpectation,
     SpeedupExpectation,
 )
-from runner.stats import Interval, check_bounds, median_interval, paired_ratios, repeats_to_settle
+from runner.stats import (
+    SMALL_SAMPLE,
+    Interval,
+    check_bounds,
+    median_interval,
+    paired_ratios,
+    repeats_to_settle,
+    timing_noise,
+)
 
+# A speedup this far above what the declared change can give is a disturbed measurement, not a result.
+# Generous on purpose: caches and memory bandwidth can make real scaling a little superlinear.
+CEILING_MARGIN = 0.25
 _SYMBOL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR", "skipped": "SKIP"}
 
 
@@ -42,6 +53,10 @@ class Verdict:
     metric: str = ""
     at_least: float | None = None
     at_most: float | None = None
+    repeats_used: int | None = None  # the repeats (pairs, for two runs) the verdict rests on
+    repeats_unfit: int = 0  # launches left out of a timing: disturbed or too short
+    stopped: str = ""  # why no more repeats were launched (decided, a budget, fixed)
+    cause: str = ""  # why an inconclusive verdict rests on no usable measurement: unfit, ceiling, rss
 
     def line(self) -> str:
         """`FAIL  dual >= 1.8x faster than single: measured 0.98x, needs >= 1.8x (46% short)`"""
@@ -123,33 +138,40 @@ def check_one(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     )
 
 
+def metric_of(expectation: Any) -> str:
+    """The metric an expectation judges (a speedup judges samples/s)."""
+    return "samples_per_s" if isinstance(expectation, SpeedupExpectation) else str(expectation.metric)
+
+
 def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     title = expectation.title or default_title(expectation)
     names = tuple(n for n in (expectation.run, getattr(expectation, "baseline", None)) if n)
     kind = expectation.kind
-    metric = "samples_per_s" if isinstance(expectation, SpeedupExpectation) else expectation.metric
+    metric = metric_of(expectation)
+
+    def verdict(outcome: str, message: str, needed: int | None = None, cause: str = "") -> Verdict:
+        return Verdict(
+            title, kind, outcome, None, "", message, names, repeats_needed=needed, metric=metric, cause=cause
+        )
+
     for name in names:
         record = runs.get(name)
         if record is None or not record.selected:  # left out on purpose: shown, not counted
-            message = f"not evaluated: run '{name}' was not selected (--only)"
-            return Verdict(title, kind, "skipped", None, "", message, names, metric=metric)
+            return verdict("skipped", f"not evaluated: run '{name}' was not selected (--only)")
         if record.status.value != "ok":
-            state = f"is {record.status.value}"
             why = f": {record.reason}" if record.reason else ""
-            return Verdict(
-                title, kind, "error", None, "", f"cannot be evaluated: run '{name}' {state}{why}", names, metric=metric
-            )
-        if not record.values(metric):
-            return Verdict(
-                title,
-                kind,
-                "error",
-                None,
-                "",
-                f"cannot be evaluated: run '{name}' has no {metric}",
-                names,
-                metric=metric,
-            )
+            return verdict("error", f"cannot be evaluated: run '{name}' is {record.status.value}{why}")
+        if not record.values(metric, fit_only=False):
+            return verdict("error", f"cannot be evaluated: run '{name}' has no {metric}")
+    if metric in TIMING_METRICS:
+        for name in names:
+            unfit = _unfit(runs[name], metric)
+            if unfit is not None:
+                return verdict("inconclusive", unfit[0], unfit[1], "unfit")
+    if metric == "peak_memory_mb" and len(names) == 2:
+        rss = [n for n in names if _memory_source(runs[n]) == "peak_rss"]
+        if rss:
+            return verdict("inconclusive", _RSS_SENTENCE.format(run=rss[0]), cause="rss")
     if isinstance(expectation, SpeedupExpectation | RatioExpectation):
         return _check_ratio(expectation, runs, title, metric, names)
     if isinstance(expectation, BoundExpectation):
@@ -157,19 +179,56 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     return _check_close(expectation, runs, title, names)
 
 
+_RSS_SENTENCE = (
+    "cannot be compared: peak memory of '{run}' is the process's peak RSS (no tensor memory was measured), "
+    "which includes a few hundred MB of Python and torch runtime, so a ratio of it cannot show a saving"
+)
+
+
+def _memory_source(record: RunRecord) -> str | None:
+    launches = record.ok_launches()
+    source = launches[0].metrics.get("peak_memory_source") if launches else None
+    return str(source) if source is not None else None
+
+
+def _unfit(record: RunRecord, metric: str) -> tuple[str, int | None] | None:
+    """(sentence, repeats that may settle it) when no repeat of `record` can time `metric`."""
+    if record.values(metric):
+        return None
+    problems = record.timing_problems()
+    if not problems:
+        return None
+    repeat, problem = problems[-1]  # the latest says most about the machine now
+    count = len(record.ok_launches())
+    which = "its only repeat" if count == 1 else f"none of its {count} repeats is fit to time; repeat {repeat}"
+    sentence = f"cannot be timed: '{record.name}': {which}: {problem.sentence}"
+    if not problem.repeatable:
+        return sentence + " (raise train.epochs or train.max_steps, or lower measure.min_duration_s)", None
+    return sentence, count + 1
+
+
+def _no_pairs(title: str, kind: str, names: tuple[str, ...], metric: str) -> Verdict:
+    """Both runs have repeats fit to time, but never the same repeat: the next pair may be."""
+    message = f"cannot be timed: no repeat of '{names[0]}' and '{names[1]}' was fit to time side by side"
+    return Verdict(title, kind, "inconclusive", None, "", message, names, None, 1, metric, cause="unfit")
+
+
 def _noise_floor(records: list[RunRecord]) -> float:
     return max(r.noise_floor for r in records)
 
 
 def _paired(run: RunRecord, base: RunRecord, metric: str) -> tuple[list[float], list[float]]:
-    a, b = run.values(metric), base.values(metric)
-    n = min(len(a), len(b))
-    return a[:n], b[:n]
+    """Repeat k of the run with repeat k of its baseline (launched side by side), where both are fit."""
+    a, b = run.by_repeat(metric), base.by_repeat(metric)
+    both = sorted(set(a) & set(b))
+    return [a[k] for k in both], [b[k] for k in both]
 
 
 def _judge(
-    values: list[float], floor: float, at_least: float | None, at_most: float | None
+    values: list[float], floor: float, at_least: float | None, at_most: float | None, timing: bool
 ) -> tuple[Interval, str, int | None, str]:
+    if timing:
+        floor = timing_noise(len(values), floor)
     interval = median_interval(values, floor)
     verdict = check_bounds(interval, at_least, at_most)
     needed = None
@@ -177,7 +236,9 @@ def _judge(
     if verdict == "inconclusive":
         bound = at_least if at_least is not None and interval.low < at_least <= interval.high else at_most
         needed = repeats_to_settle(values, bound if bound is not None else interval.median, floor)
-        if needed is None:
+        if timing and len(values) < SMALL_SAMPLE:
+            note = f"; {len(values)} repeat(s) cannot measure a spread: {SMALL_SAMPLE} or more may settle it"
+        elif needed is None:
             note = (
                 f"; the bound is within the {floor:.0%} noise floor of the measurement, "
                 "no number of repeats will settle it (move the bound or lower measure.noise_floor)"
@@ -189,12 +250,53 @@ def _judge(
     return interval, verdict, needed, note
 
 
+def _ceiling(expectation: Any, run: RunRecord, base: RunRecord) -> tuple[float, str] | None:
+    """The largest speedup the declared difference between two runs can give, and what it rests on.
+
+    Known for two changes alone: more processes at equal per-process work (N/M), and mixed
+    precision (matmuls at most free, every other op at most 2x faster on half the bytes).
+    """
+    if not isinstance(expectation, SpeedupExpectation):
+        return None
+    r, b = _first(run), _first(base)
+    if r is None or b is None or r.metrics.get("params") != b.metrics.get("params"):
+        return None
+    n_run, n_base = r.metrics.get("processes") or 1, b.metrics.get("processes") or 1
+    per_process = [m.metrics.get("global_batch_size", 0) / (m.metrics.get("processes") or 1) for m in (r, b)]
+    same_precision = r.metrics.get("mixed_precision") == b.metrics.get("mixed_precision")
+    if n_run != n_base and same_precision and per_process[0] == per_process[1]:
+        return n_run / n_base, f"{n_run} processes can give over {n_base} at equal per-process work"
+    share = b.attribution.get("matmul_share")
+    if n_run == n_base and not same_precision and isinstance(share, int | float) and share < 1:
+        cap = 2 / (1 - share)
+        return cap, (
+            f"{_precision(r)} can give over {_precision(b)} here (matmuls are {share:.0%} of the baseline's "
+            "forward+backward: free matmuls and every other op 2x faster would give that much)"
+        )
+    return None
+
+
+def _first(record: RunRecord) -> Any:
+    launches = record.ok_launches()
+    return launches[0] if launches else None
+
+
+def _precision(launch: Any) -> str:
+    value = str(launch.metrics.get("mixed_precision", "?"))
+    return "fp32" if value == "no" else value
+
+
 def _check_ratio(
     expectation: Any, runs: dict[str, RunRecord], title: str, metric: str, names: tuple[str, ...]
 ) -> Verdict:
     run, base = runs[expectation.run], runs[expectation.baseline]
     a, b = _paired(run, base, metric)
-    if not b or any(v == 0 for v in b):
+    if not a:
+        message = f"cannot be timed: no repeat of '{run.name}' and '{base.name}' was fit to time side by side"
+        return Verdict(
+            title, expectation.kind, "inconclusive", None, "", message, names, None, 1, metric, cause="unfit"
+        )
+    if any(v == 0 for v in b):
         return Verdict(
             title,
             expectation.kind,
@@ -210,11 +312,23 @@ def _check_ratio(
     expected = _bounds_text(expectation.at_least, expectation.at_most, unit)
     noisy = metric in NOISY_METRICS
     if noisy:
+        timing = metric in TIMING_METRICS
         interval, verdict, needed, note = _judge(
-            ratios, _noise_floor([run, base]), expectation.at_least, expectation.at_most
+            ratios, _noise_floor([run, base]), expectation.at_least, expectation.at_most, timing
         )
         measured = interval.median
         shown = interval.describe("{:.2f}", unit) if interval.n > 1 else f"{measured:.2f}{unit}"
+        ceiling = _ceiling(expectation, run, base)
+        if ceiling is not None and measured > ceiling[0] * (1 + CEILING_MARGIN):
+            verdict, needed = "inconclusive", len(ratios) + 1
+            note = (
+                f"; beyond the {ceiling[0]:.2f}x that {ceiling[1]}, even with a {CEILING_MARGIN:.0%} margin: "
+                "the machine was not the same for both runs"
+            )
+            return Verdict(
+                title, expectation.kind, verdict, measured, expected, f"measured {shown}{note}", names,
+                interval.__dict__, needed, metric, cause="ceiling",
+            )  # fmt: skip
     else:
         measured = statistics.median(ratios)  # fixed by the seeds: every repeat gives the same value
         interval, needed, note = None, None, ""
@@ -240,7 +354,9 @@ def _check_bound(expectation: BoundExpectation, run: RunRecord, title: str, name
     values = run.values(expectation.metric)
     expected = _bounds_text(expectation.at_least, expectation.at_most, "")
     if expectation.metric in NOISY_METRICS:
-        interval, verdict, needed, note = _judge(values, run.noise_floor, expectation.at_least, expectation.at_most)
+        interval, verdict, needed, note = _judge(
+            values, run.noise_floor, expectation.at_least, expectation.at_most, expectation.metric in TIMING_METRICS
+        )
         measured = interval.median
         shown = interval.describe() if interval.n > 1 else _fmt(measured)
         interval_data: dict[str, Any] | None = interval.__dict__
@@ -260,6 +376,21 @@ def _check_close(
 ) -> Verdict:
     run, base = runs[expectation.run], runs[expectation.baseline]
     a, b = _paired(run, base, expectation.metric)
+    if not a:
+        message = f"cannot be timed: no repeat of '{run.name}' and '{base.name}' was fit to time side by side"
+        return Verdict(
+            title,
+            expectation.kind,
+            "inconclusive",
+            None,
+            "",
+            message,
+            names,
+            None,
+            1,
+            expectation.metric,
+            cause="unfit",
+        )
     value, reference = statistics.median(a), statistics.median(b)
     difference = abs(value - reference)
     relative = difference / abs(reference) if reference else None
@@ -271,7 +402,11 @@ def _check_close(
         # a noisy metric with a relative tolerance: judge the interval of the paired ratios
         tol = expectation.rel_tol or 0.0
         interval, verdict, needed, note = _judge(
-            [x / y for x, y in zip(a, b, strict=True)], _noise_floor([run, base]), 1 - tol, 1 + tol
+            [x / y for x, y in zip(a, b, strict=True)],
+            _noise_floor([run, base]),
+            1 - tol,
+            1 + tol,
+            expectation.metric in TIMING_METRICS,
         )
         interval_data = interval.__dict__
     else:

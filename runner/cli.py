@@ -156,8 +156,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
         if args.report:
             from runner.pipeline import rerender_report
 
-            out.write(rerender_report(args.report))
-            return int(ExitCode.OK)
+            text, code = rerender_report(args.report)
+            out.write(text)
+            return int(code)
         if args.only or args.repeats or args.output != "results":
             parser.error("--resume reruns a result as it was started: --only, --repeats and --output cannot change it")
         from runner.pipeline import resume

@@ -20,8 +20,17 @@ from pathlib import Path
 
 import psutil
 
-from runner.compile import HEARTBEAT_PREFIX, LAUNCH_T0_VAR, METRICS_FILE, PROGRESS_FILE, RUNNER_PID_VAR, LaunchPlan
+from runner.compile import (
+    DONE_PREFIX,
+    HEARTBEAT_PREFIX,
+    LAUNCH_T0_VAR,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    RUNNER_PID_VAR,
+    LaunchPlan,
+)
 from runner.jsonio import read_json
+from runner.logs import first_error
 
 STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
 DEAD_RANK_S = 10.0  # heartbeats come every second; ten missed ones mean the process is gone
@@ -63,6 +72,7 @@ class LaunchOutcome:
     reason: str = ""
     log_tail: str = ""
     leftovers_killed: int = 0
+    warning: str = ""  # a fault after every rank had finished: the measurements stand, the reader is told
 
     @property
     def ok(self) -> bool:
@@ -153,6 +163,8 @@ class _Heartbeats:
                 mtime = beat.stat().st_mtime
             except OSError:
                 continue
+            if (self.directory / beat.name.replace(HEARTBEAT_PREFIX, DONE_PREFIX, 1)).exists():
+                continue  # finished: its heartbeat stops with it
             last = self.seen.get(beat.name)
             if last is None or last[0] != mtime:
                 self.seen[beat.name] = (mtime, now)
@@ -214,18 +226,32 @@ def execute(
     returncode = proc.wait()
     leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
     wall = time.monotonic() - started
-    tail = log_tail(directory / STDERR_LOG)
+    tail = first_error(log_tail(directory / STDERR_LOG, lines=64 * 1024), TAIL_LINES)  # every line of the 64 KiB read
+    warning = ""
     if status is None:
-        if returncode == 0 and (directory / METRICS_FILE).exists():
+        finished = (directory / METRICS_FILE).exists()
+        how = f"was killed by {_signal_name(returncode)}" if returncode < 0 else f"exited with code {returncode}"
+        if returncode == 0 and finished:
             status = Status.OK
         elif returncode == 0:
             status, reason = Status.FAILED, f"the launch exited 0 but wrote no {METRICS_FILE}"
+        elif finished and _all_done(directory, plan.declared.local_processes):
+            status = Status.OK
+            warning = (
+                f"the launch {how} after every rank had finished and {METRICS_FILE} was written; "
+                f"the measurements are kept (see {STDERR_LOG})"
+            )
         else:
-            how = f"was killed by {_signal_name(returncode)}" if returncode < 0 else f"exited with code {returncode}"
             status, reason = Status.FAILED, f"the launch {how}"
     if on_progress is not None and status is Status.OK:
         _report_progress(directory, on_progress)
-    return LaunchOutcome(status, returncode, wall, reason, tail if status is not Status.OK else "", leftovers)
+    shown_tail = tail if status is not Status.OK or warning else ""
+    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning)
+
+
+def _all_done(directory: Path, ranks: int) -> bool:
+    """Whether every rank on this machine marked its work finished (runner.worker.train writes the markers)."""
+    return len(list(directory.glob(f"{DONE_PREFIX}*"))) >= ranks
 
 
 def _report_progress(directory: Path, on_progress: Callable[[int, int, str], None]) -> None:

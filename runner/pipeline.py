@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from runner.check import Verdict, check_expectations
-from runner.compile import METRICS_FILE, LaunchPlan, compile_launch, declared_of
+from runner.compile import DONE_PREFIX, METRICS_FILE, LaunchPlan, compile_launch, declared_of
 from runner.conformance import mismatches
 from runner.diagnose import did_you_mean
 from runner.errors import ExitCode, PreflightError, ResultError, UsageError
@@ -36,6 +36,7 @@ from runner.results import (
     REPORT_FILE,
     SPEC_COPY,
     SUMMARY_FORMAT,
+    TIMING_METRICS,
     LaunchRecord,
     RunRecord,
     launch_dir,
@@ -44,6 +45,7 @@ from runner.results import (
     save_summary,
     sha256_text,
 )
+from runner.spec import ExperimentSpec
 from runner.validate import ResolvedRun, ValidatedSpec, require_valid
 from runner.why import explain
 
@@ -79,7 +81,8 @@ class Session:
         expectations = []
         for verdict in self.verdicts or []:
             data = verdict.as_json()
-            data["why"] = explain(data, runs, self.machine.cpu_count)
+            # no Why from timings that cannot be trusted: the verdict's message already says why
+            data["why"] = None if verdict.cause else explain(data, runs, self.machine.as_json())
             expectations.append(data)
         spec = self.validated.spec
         return {
@@ -124,24 +127,32 @@ def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
     return [n for n in names if not only or n in only]
 
 
-def _repeats(run: ResolvedRun, options: RunOptions) -> int:
-    return options.repeats or run.config.measure.repeats
+def _repeats(run: ResolvedRun, options: RunOptions) -> int | None:
+    """The fixed number of repeats of a run, or None for measure.repeats: auto."""
+    repeats = options.repeats or run.config.measure.repeats
+    return None if repeats == "auto" else int(repeats)
 
 
 def _new_records(
     validated: ValidatedSpec, selected: list[str], machine: Machine, options: RunOptions
 ) -> dict[str, RunRecord]:
-    return {
-        name: RunRecord(
+    records = {}
+    for name, run in validated.runs.items():
+        measure, fixed = run.config.measure, _repeats(run, options)
+        records[name] = RunRecord(
             name=name,
             description=run.description,
-            repeats=_repeats(run, options),
+            repeats=fixed or 1,
             declared=declared_of(run, machine).as_json(),
             selected=name in selected,
-            noise_floor=run.config.measure.noise_floor,
+            noise_floor=measure.noise_floor,
+            auto=fixed is None,
+            max_repeats=measure.max_repeats,
+            max_time_s=measure.max_time_s,
+            min_duration_s=measure.min_duration_s,
+            max_disturbance=measure.max_disturbance,
         )
-        for name, run in validated.runs.items()
-    }
+    return records
 
 
 @dataclass(frozen=True)
@@ -184,7 +195,9 @@ def _prepare_launch(
     run = validated.runs[name]
     directory = launch_dir(result_dir, name, repeat)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / METRICS_FILE).unlink(missing_ok=True)  # a resumed launch must not read an old result
+    # a resumed launch must not read an old result, nor an old rank's done marker
+    for stale in (directory / METRICS_FILE, *directory.glob(f"{DONE_PREFIX}*")):
+        stale.unlink(missing_ok=True)
     plan = compile_launch(
         run,
         spec_name=validated.spec.name,
@@ -211,7 +224,7 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> str:
     lines += [f"# preflight would refuse: {p}" for p in problems]
     lines += [f"# warning: {w}" for w in warnings]
     for name in selected:
-        plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(validated.runs[name], options))
+        plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(validated.runs[name], options) or 1)
         lines.append(
             f"\n# run '{name}' ({plan.declared.processes} process(es), {plan.declared.device}, "
             f"{plan.declared.mixed_precision}); config: {plan.directory / 'accelerate_config.yaml'}"
@@ -282,14 +295,15 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     return _run_session(session, ui)
 
 
-def rerender_report(result_dir: str) -> str:
-    """`--report`: the report of a result, from its summary.json (report.md and plots rewritten)."""
+def rerender_report(result_dir: str) -> tuple[str, ExitCode]:
+    """`--report`: the report of a result, from its summary.json (report.md and plots rewritten), and
+    the exit code the session that made it had."""
     folder = Path(result_dir)
     summary = load_summary(folder)
     plots, hint = write_plots(summary, folder)
     write_text_atomic(folder / REPORT_FILE, render(summary, markdown=True, plots=plots))
     text = render(summary, markdown=False, plots=plots)
-    return text + (f"\n{hint}\n" if hint else "")
+    return text + (f"\n{hint}\n" if hint else ""), exit_code_of(summary)
 
 
 @contextmanager
@@ -320,23 +334,82 @@ def _schedule(session: Session) -> list[tuple[str, int]]:
     return todo
 
 
+def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
+    """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict; how many were added.
+
+    A verdict is undecided when it is inconclusive and more repeats may settle it (a spread that
+    holds the bound, disturbed repeats, a speedup beyond what the change can give); both runs of a
+    pair get the same next repeat number, so they stay paired. A run stops at measure.max_repeats
+    or once its launches took measure.max_time_s.
+    """
+    wanted: list[tuple[str, ...]] = []
+    for verdict in check_expectations(spec, records):
+        if verdict.verdict == "inconclusive" and verdict.repeats_needed is not None:
+            if all(records[n].auto and _budget_left(records[n]) for n in verdict.runs):
+                wanted.append(verdict.runs)
+    added = 0
+    for names in wanted:
+        target = max(records[n].repeats for n in names) + 1
+        for name in names:
+            record = records[name]
+            if record.repeats < target:
+                added += target - record.repeats
+                record.repeats = target
+    return added
+
+
+def _budget_left(record: RunRecord) -> bool:
+    return len(record.launches) < record.max_repeats and record.launch_time_s() < record.max_time_s
+
+
+def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) -> Verdict:
+    """The verdict with how many repeats it used and why no more were launched."""
+    runs = [records[n] for n in verdict.runs if n in records and records[n].selected]
+    if not runs or verdict.verdict in ("skipped", "error"):
+        return verdict
+    launches = max(len(r.ok_launches()) for r in runs)
+    unfit = sum(len(r.timing_problems()) for r in runs) if verdict.metric in TIMING_METRICS else 0
+    used = int(verdict.interval["n"]) if verdict.interval else launches
+    if interrupted:
+        why = "interrupted"
+    elif not all(r.auto for r in runs):
+        why = f"measure.repeats fixed at {max(r.repeats for r in runs)}"
+    elif verdict.verdict != "inconclusive":
+        why = "decided"
+    elif verdict.repeats_needed is None:
+        why = "more repeats cannot settle it"
+    elif any(len(r.launches) >= r.max_repeats for r in runs):
+        why = f"measure.max_repeats ({min(r.max_repeats for r in runs)}) reached"
+    else:
+        why = f"measure.max_time_s ({min(r.max_time_s for r in runs):g} s) spent"
+    return replace(verdict, repeats_used=used, repeats_unfit=unfit, stopped=why)
+
+
 def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
-    todo = _schedule(session)
     interrupts = Interrupts()
-    ui.begin(len(todo))
+    ui.begin(len(_schedule(session)))
     session.save("running")
     interrupted = False
+    todo: list[tuple[str, int]] = []
     try:
         with _interruptible(interrupts):
-            for name, repeat in todo:
-                if interrupts.count:
-                    interrupted = True
-                    break
-                outcome = _launch(session, name, repeat, interrupts, ui)
-                session.save("running")
-                if outcome.status is Status.INTERRUPTED:
-                    interrupted = True
-                    break
+            while not interrupted:
+                todo = _schedule(session)
+                if not todo:
+                    added = next_round(session.validated.spec, session.records)
+                    if not added:
+                        break
+                    ui.extend(added)
+                    continue
+                for name, repeat in todo:
+                    if interrupts.count:
+                        interrupted = True
+                        break
+                    outcome = _launch(session, name, repeat, interrupts, ui)
+                    session.save("running")
+                    if outcome.status is Status.INTERRUPTED:
+                        interrupted = True
+                        break
     except KeyboardInterrupt:
         interrupted = True
         for name, repeat in todo:  # the launch in flight: recorded as interrupted
@@ -349,7 +422,8 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
                 break
     finally:
         ui.close()
-    session.verdicts = check_expectations(session.validated.spec, session.records)
+    verdicts = check_expectations(session.validated.spec, session.records)
+    session.verdicts = [stopped(v, session.records, interrupted) for v in verdicts]
     summary = session.save("interrupted" if interrupted else "complete")
     plots, hint = write_plots(summary, session.result_dir)
     write_text_atomic(session.result_dir / REPORT_FILE, render(summary, markdown=True, plots=plots))
@@ -359,20 +433,22 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     return SessionResult(
         "\n" + render(summary, markdown=False, plots=plots),
         tuple(notes),
-        _exit_code(session, interrupted),
+        exit_code_of(summary),
         session.result_dir,
     )
 
 
-def _exit_code(session: Session, interrupted: bool) -> ExitCode:
-    if interrupted:
+def exit_code_of(summary: dict[str, Any]) -> ExitCode:
+    """The exit code of a session, from its summary (the same for the run and for --report)."""
+    if summary.get("status") == "interrupted":
         return ExitCode.INTERRUPTED
-    if any(r.status in (Status.FAILED, Status.TIMEOUT) for r in session.records.values()):
+    runs = summary.get("runs", {}).values()
+    if any(run.get("status") in (Status.FAILED, Status.TIMEOUT) for run in runs):
         return ExitCode.RUN_FAILED
-    verdicts = {v.verdict for v in session.verdicts or []}
+    verdicts = {expectation.get("verdict") for expectation in summary.get("expectations", [])}
     if verdicts & {"fail", "error"}:
         return ExitCode.FAILED
-    if "inconclusive" in verdicts and not session.options.allow_inconclusive:
+    if "inconclusive" in verdicts and not summary.get("options", {}).get("allow_inconclusive"):
         return ExitCode.FAILED
     return ExitCode.OK
 
@@ -384,6 +460,8 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     record = session.records[name]
     plan = _prepare_launch(session.validated, session.machine, session.result_dir, name, repeat, record.repeats)
     label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
+    if record.auto and record.repeats > 1:
+        label = f"{name} (repeat {repeat}, auto)"
     ui.start(label)
     timeout = session.options.timeout_s or run.config.launch.timeout_s
     started_at = time.time()
@@ -401,17 +479,19 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         started_at=started_at,
         prepare_s=round(prepare_s, 4),
     )
+    if outcome.warning:
+        launch.notes.append(outcome.warning)
     if outcome.leftovers_killed:
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:
-        _read_metrics(launch, plan, run.config.measure.min_duration_s)
+        _read_metrics(launch, plan)
     record.launches[repeat] = launch
     if launch.status is Status.OK:
         m = launch.metrics
-        ui.finish(
-            label,
-            f"ok in {outcome.wall_s:.1f} s (train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s)",
-        )
+        problem = record.timing_problem(launch)
+        unfit = f"; not fit to time: {problem.sentence}" if problem else ""
+        timing = f"train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s"
+        ui.finish(label, f"ok in {outcome.wall_s:.1f} s ({timing}{unfit})")
         for note in launch.notes:
             ui.say(f"  note: {note}")
     else:
@@ -423,11 +503,12 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     return outcome
 
 
-def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, min_duration_s: float | None) -> None:
+def _read_metrics(launch: LaunchRecord, plan: LaunchPlan) -> None:
     """Fill a launch record from metrics.json, failing it when what ran differs from the spec."""
     data = read_json(plan.directory / METRICS_FILE)
     launch.metrics, launch.observed = data["metrics"], data["observed"]
     launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
+    launch.disturbance = data.get("disturbance") or {}
     problems = mismatches(plan.declared.as_json(), launch.observed)
     if problems:
         launch.status = Status.FAILED
@@ -435,9 +516,3 @@ def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, min_duration_s: float 
     elif launch.observed.get("diverged"):
         launch.status = Status.FAILED
         launch.reason = "training diverged: the training loss is not finite (lower train.optimizer.lr?)"
-    timed = launch.metrics.get("timed_time_s") or 0.0
-    if min_duration_s and timed < min_duration_s:
-        launch.notes.append(
-            f"the timed part took {timed:.2f} s, under measure.min_duration_s ({min_duration_s:g} s): "
-            "its timings are mostly noise"
-        )

@@ -27,6 +27,12 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
                 f"{where}: launch.device is cuda but this machine has no CUDA GPU (use device: auto or cpu)"
             )
             continue
+        if device == "cpu" and launch.gpu_ids is not None and not machine.has_cuda:
+            ids = ", ".join(str(g) for g in launch.gpu_ids)
+            warnings.append(
+                f"{where}: launch.gpu_ids names GPU(s) {ids}, but this machine has no CUDA GPU: "
+                "the run uses the CPU (device: auto) and gpu_ids is not applied"
+            )
         if device == "cpu" and launch.mixed_precision == "fp16":
             problems.append(
                 f"{where}: launch.mixed_precision fp16 needs a GPU and this machine has none (use bf16 or no)"

@@ -35,6 +35,13 @@ class ProgressUI:
             self._tqdm = tqdm
             self.outer = tqdm(total=total, desc="runs", unit="launch", file=self.stream, position=0, **self.size)
 
+    def extend(self, more: int) -> None:
+        """More launches were planned (measure.repeats: auto adds rounds)."""
+        self.total += more
+        if self.outer is not None:
+            self.outer.total = self.total
+            self.outer.refresh()
+
     def start(self, label: str) -> None:
         """A launch begins."""
         if self.bars:

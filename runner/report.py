@@ -84,9 +84,21 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
                 _num(metrics.get("final_loss"), 4),
                 f"{accuracy:.1%}" if isinstance(accuracy, int | float) else "-",
                 _with_spread(run, "peak_memory_mb", " MB", 4),
+                _disturbance(run),
             ]
         )
     return rows
+
+
+def _disturbance(run: dict[str, Any]) -> str:
+    """The most CPU other processes took while a repeat was timed, and how many repeats were unfit."""
+    figures = run.get("disturbance") or {}
+    share = figures.get("max_others_share")
+    if not isinstance(share, int | float):
+        return "-"
+    unfit = len(figures.get("unfit_repeats") or {})
+    launches = sum(1 for r in run.get("repeats", []) if r.get("status") == "ok")
+    return f"{share:.0%}" + (f" ({unfit}/{launches} unfit)" if unfit else "")
 
 
 def _rates(run: dict[str, Any]) -> list[float]:
@@ -111,6 +123,7 @@ RUN_HEADER = [
     "Final loss",
     "Accuracy",
     "Peak memory",
+    "Others' CPU",
 ]
 
 
@@ -127,6 +140,15 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str
         ).rstrip()
 
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+def repeats_line(verdict: dict[str, Any]) -> str:
+    """'3 repeats (1 unfit left out); stopped: decided' for one verdict."""
+    used = verdict.get("repeats_used")
+    unfit = verdict.get("repeats_unfit") or 0
+    count = f"{used} repeat(s)" if used is not None else "no repeat"
+    left_out = f" ({unfit} unfit left out)" if unfit else ""
+    return f"{count}{left_out}; stopped: {verdict['stopped']}"
 
 
 def environment_line(summary: dict[str, Any]) -> str:
@@ -190,7 +212,8 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
     lines.append("")
     lines.append(
         f"Speedup: samples/s relative to the baseline run '{spec.get('baseline')}' (warm-up steps excluded). "
-        "Train time: the whole training loop."
+        "Train time: the whole training loop. Others' CPU: the largest share of the CPU cores other processes "
+        "took while a repeat was timed; an unfit repeat (disturbed, too short) is left out of timings and repeated."
     )
     for note in honesty_notes(summary):
         lines.append(("- " if markdown else "* ") + note)
@@ -201,6 +224,8 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
         for verdict in expectations:
             text = verdict_line(verdict["verdict"], verdict["title"], verdict["message"])
             lines.append(f"- `{text}`" if markdown else text)
+            if verdict.get("stopped"):
+                lines.append(("  - " if markdown else "      ") + repeats_line(verdict))
         lines.append("")
     whys = [v for v in expectations if v.get("why")]
     if whys:

@@ -26,10 +26,25 @@ SUMMARY_FILE = "summary.json"
 SPEC_COPY = "spec.yaml"
 REPORT_FILE = "report.md"
 SUMMARY_FORMAT = 1
+# Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
+TIMING_METRICS = frozenset({"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "step_time_ms"})
 # Measured quantities that vary from launch to launch; the rest are fixed by seeds and sizes.
-NOISY_METRICS = frozenset(
-    {"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "step_time_ms", "peak_memory_mb"}
-)
+NOISY_METRICS = TIMING_METRICS | {"peak_memory_mb"}
+# A timed step this many times longer than the same step probed after training was not the step alone.
+STEP_PROBE_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class TimingProblem:
+    """Why one launch's timings cannot decide a verdict; `repeatable`: another launch may do better."""
+
+    kind: str  # "short", "disturbed" or "step_vs_probe"
+    sentence: str
+
+    @property
+    def repeatable(self) -> bool:
+        """A short timed window stays short however often it is launched; the others are chance."""
+        return self.kind != "short"
 
 
 def utc_stamp(now: dt.datetime | None = None) -> str:
@@ -93,6 +108,38 @@ class LaunchRecord:
     started_at: float = 0.0  # wall clock (epoch seconds) when the launch started
     prepare_s: float = 0.0  # the runner's own time before it: compile, write files, pick a port
     notes: list[str] = field(default_factory=list)  # what a reader should know (short timing, leftovers)
+    disturbance: dict[str, Any] = field(default_factory=dict)  # what other work took while it was timed
+
+    def timing_problem(self, min_duration_s: float, max_disturbance: float) -> TimingProblem | None:
+        """Why this launch's timings cannot decide a timing verdict, or None when they can."""
+        timed = self.metrics.get("timed_time_s")
+        if isinstance(timed, int | float) and timed < min_duration_s:
+            return TimingProblem(
+                "short", f"its timed part took {timed:.2f} s, under measure.min_duration_s ({min_duration_s:g} s)"
+            )
+        share = self.disturbance.get("others_share")
+        if isinstance(share, int | float) and share > max_disturbance:
+            return TimingProblem(
+                "disturbed",
+                f"other processes took {share:.0%} of the CPU cores while it was timed "
+                f"(measure.max_disturbance: {max_disturbance:.0%})",
+            )
+        step_ms, probe_s = self.metrics.get("step_time_ms"), self.attribution.get("step_s")
+        # the same disturbance seen by its effect; max_disturbance 1 accepts any load, so both checks are off
+        if (
+            max_disturbance < 1
+            and isinstance(step_ms, int | float)
+            and isinstance(probe_s, int | float)
+            and probe_s > 0
+        ):
+            factor = step_ms / 1000 / probe_s
+            if factor > STEP_PROBE_FACTOR:
+                return TimingProblem(
+                    "step_vs_probe",
+                    f"its timed step took {step_ms:.3g} ms, {factor:.1f}x the {probe_s * 1000:.3g} ms the same step "
+                    "took when probed after training",
+                )
+        return None
 
     def as_json(self) -> dict[str, Any]:
         """As summary.json stores it."""
@@ -116,11 +163,16 @@ class RunRecord:
 
     name: str
     description: str
-    repeats: int
+    repeats: int  # launches planned so far (with measure.repeats: auto, rounds add to it)
     declared: dict[str, Any]
     noise_floor: float
     selected: bool = True
     launches: dict[int, LaunchRecord] = field(default_factory=dict)
+    auto: bool = False  # measure.repeats: auto
+    max_repeats: int = 10
+    max_time_s: float = 600.0
+    min_duration_s: float = 1.0
+    max_disturbance: float = 0.10
 
     @property
     def status(self) -> Status:
@@ -148,14 +200,39 @@ class RunRecord:
         """The launches that finished and passed their checks, in repeat order."""
         return [self.launches[r] for r in sorted(self.launches) if self.launches[r].status is Status.OK]
 
-    def values(self, metric: str) -> list[float]:
-        """The metric from each ok repeat, in repeat order."""
-        out = []
+    def timing_problem(self, launch: LaunchRecord) -> TimingProblem | None:
+        """Why `launch` cannot time this run, by this run's measure settings."""
+        return launch.timing_problem(self.min_duration_s, self.max_disturbance)
+
+    def by_repeat(self, metric: str, fit_only: bool = True) -> dict[int, float]:
+        """The metric of each ok repeat; for a timing, only repeats fit to time unless `fit_only` is false."""
+        out = {}
+        unfit_excluded = fit_only and metric in TIMING_METRICS
         for launch in self.ok_launches():
             value = launch.metrics.get(metric)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                out.append(float(value))
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if unfit_excluded and self.timing_problem(launch) is not None:
+                continue  # disturbed or too short: repeated, never averaged in
+            out[launch.repeat] = float(value)
         return out
+
+    def values(self, metric: str, fit_only: bool = True) -> list[float]:
+        """The metric from each ok repeat (fit to time, for a timing), in repeat order."""
+        return list(self.by_repeat(metric, fit_only).values())
+
+    def timing_problems(self) -> list[tuple[int, TimingProblem]]:
+        """(repeat, problem) for every ok launch unfit to time."""
+        found = []
+        for launch in self.ok_launches():
+            problem = self.timing_problem(launch)
+            if problem is not None:
+                found.append((launch.repeat, problem))
+        return found
+
+    def launch_time_s(self) -> float:
+        """Seconds its launches took so far (the budget measure.max_time_s counts)."""
+        return sum(launch.wall_s for launch in self.launches.values())
 
     def summary(self) -> dict[str, Any]:
         """The run as summary.json stores it: medians, spreads and every repeat's raw values."""
@@ -164,8 +241,9 @@ class RunRecord:
         spreads: dict[str, Any] = {}
         if launches:
             for key, first in launches[0].metrics.items():
-                values = self.values(key)
-                if values and len(values) == len(launches):
+                # timings: the repeats fit to time; when none is, every repeat (the verdicts say why)
+                values = self.values(key) or self.values(key, fit_only=False)
+                if values:
                     median = statistics.median(values)
                     whole = all(isinstance(launch.metrics.get(key), int) for launch in launches)
                     metrics[key] = int(median) if whole and float(median).is_integer() else median
@@ -174,6 +252,8 @@ class RunRecord:
                 else:
                     metrics[key] = first
         first = launches[0] if launches else None
+        shares = [launch.disturbance.get("others_share") for launch in launches]
+        measured = [share for share in shares if isinstance(share, int | float)]
         return {
             "status": str(self.status),
             "reason": self.reason,
@@ -185,6 +265,12 @@ class RunRecord:
             "spread": spreads,
             "attribution": _median_attribution([launch.attribution for launch in launches]),
             "loss_curve": first.loss_curve if first else [],
+            "disturbance": {
+                "max_others_share": max(measured) if measured else None,
+                "median_others_share": statistics.median(measured) if measured else None,
+                "limit": self.max_disturbance,
+                "unfit_repeats": {str(repeat): problem.sentence for repeat, problem in self.timing_problems()},
+            },
             "repeats": [self.launches[r].as_json() for r in sorted(self.launches)],
         }
 

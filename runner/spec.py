@@ -401,24 +401,45 @@ class LaunchSection(Strict):
 
 
 class MeasureSection(Strict):
-    """How timings are taken: repeats, warm-up, noise floor."""
+    """How timings are taken: repeats, warm-up, what makes a repeat fit to time, noise floor."""
 
-    repeats: int = Field(
-        default=1,
+    repeats: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
+        default="auto",
+        description="Separate launches of each run. auto (the default): launch interleaved repeats until every "
+        "timing verdict is decided, or max_repeats or max_time_s is spent; a number fixes the count. "
+        "Runs compared by an expectation are interleaved (A B A B ...).",
+        examples=["auto", 5],
+    )
+    max_repeats: int = Field(
+        default=10,
         ge=1,
         le=1000,
-        description="Separate launches of each run; timings are summarised as median, min, max. "
-        "Runs compared by an expectation are interleaved (A B A B ...).",
-        examples=[5],
+        description="With repeats: auto, the most launches of one run (disturbed ones count).",
+    )
+    max_time_s: float = Field(
+        default=600,
+        gt=0,
+        le=7 * 86400,
+        description="With repeats: auto, no new repeat of a run starts once its launches took this long in all "
+        "(seconds, launch to exit).",
     )
     warmup_steps: int = Field(
         default=3, ge=0, le=1_000_000, description="Optimizer steps at the start excluded from the timed part."
     )
-    min_duration_s: float | None = Field(
-        default=None,
+    min_duration_s: float = Field(
+        default=1.0,
         gt=0,
         le=86400,
-        description="Warn when the timed part of a run is shorter than this (short timings are mostly noise).",
+        description="A repeat whose timed part is shorter than this cannot decide a timing verdict (it is "
+        "inconclusive): below about a second, scheduler ticks and one-off stalls are a large share of it.",
+    )
+    max_disturbance: float = Field(
+        default=0.10,
+        ge=0,
+        le=1,
+        description="A repeat during whose timed part other processes took more than this share of the CPU "
+        "cores (0.10 = 10%), or whose timed step took over 3x the same step probed after training, is disturbed: "
+        "it is repeated, never averaged in. 1 accepts any load.",
     )
     noise_floor: float = Field(
         default=0.03,

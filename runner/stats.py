@@ -18,6 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 CONFIDENCE = 0.90
+# Under this many repeats a timing has no measured spread: its interval is widened by
+# SMALL_SAMPLE_NOISE instead of the noise floor, the launch-to-launch variation an undisturbed
+# repeat may still show, so a single measurement decides only when it is far from the bound.
+SMALL_SAMPLE = 3
+SMALL_SAMPLE_NOISE = 0.25
 # For large n the order-statistic interval of the median is about +-1.645 * 1.2533 * sigma / sqrt(n).
 _HALF_WIDTH_FACTOR = 1.645 * 1.2533
 MAX_SUGGESTED_REPEATS = 200
@@ -61,6 +66,11 @@ def median_interval(values: Sequence[float], noise_floor: float) -> Interval:
     return Interval(median, low, high, n, coverage)
 
 
+def timing_noise(n: int, noise_floor: float) -> float:
+    """The relative widening of a timing's interval from n repeats (see SMALL_SAMPLE)."""
+    return max(noise_floor, SMALL_SAMPLE_NOISE) if n < SMALL_SAMPLE else noise_floor
+
+
 def check_bounds(interval: Interval, at_least: float | None, at_most: float | None) -> str:
     """'pass': the whole interval satisfies the bounds; 'fail': none of it does; else 'inconclusive'."""
     verdicts = []
@@ -80,8 +90,8 @@ def repeats_to_settle(values: Sequence[float], bound: float, noise_floor: float)
     single value there is no spread yet: 3 repeats are the least that can measure one.
     """
     n = len(values)
-    if n < 2:
-        return 3
+    if n < SMALL_SAMPLE:
+        return SMALL_SAMPLE
     median = statistics.median(values)
     gap = abs(median - bound) - abs(median) * noise_floor
     if gap <= 0:

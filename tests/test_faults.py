@@ -220,3 +220,26 @@ def test_an_unwritable_output_folder_is_a_clean_usage_error(tmp_path: Path) -> N
     assert done.returncode == 2
     assert done.stderr.startswith(f"accel-run: error: cannot create the results folder {target}/nowrite: ")
     assert "Traceback" not in done.stderr
+
+
+def test_a_rank_that_aborts_after_finishing_keeps_the_measurements_with_a_warning(tmp_path: Path) -> None:
+    runs = (
+        "  late:\n    launch: {processes: 2, env: {ACCEL_RUN_FAILPOINT: 'abort:end:1'}}\n"
+        "  early:\n    launch: {processes: 2, env: {ACCEL_RUN_FAILPOINT: 'abort:5:1'}}\n"
+    )
+    path = spec(tmp_path, "teardown", runs)
+    done = run_cli(str(path), "--output", str(tmp_path / "out"), "--no-progress")
+    summary = summary_of(result_dir(tmp_path / "out"))
+    late, early = summary["runs"]["late"], summary["runs"]["early"]
+    # After every rank finished and metrics.json was durable: the run stands, with a visible warning.
+    assert late["status"] == "ok"
+    assert late["metrics"]["optimizer_steps"] == 20
+    assert late["repeats"][0]["notes"] == [
+        "the launch exited with code 1 after every rank had finished and metrics.json was written; "
+        "the measurements are kept (see stderr.log)"
+    ]
+    assert "note: the launch exited with code 1 after every rank had finished" in done.stderr
+    # Before it finished: a failure, as ever.
+    assert early["status"] == "failed"
+    assert early["reason"] == "the launch exited with code 1"
+    assert done.returncode == 3

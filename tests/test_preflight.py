@@ -76,3 +76,12 @@ def test_oversubscribed_threads_are_a_warning() -> None:
     assert warnings == [
         "run 'main': 2 process(es) x 2 thread(s) oversubscribe the 2 cores (launch.cpu_threads_per_process)"
     ]
+
+
+def test_gpu_ids_on_a_machine_without_gpus_is_reported() -> None:
+    refused, warned = problems("{gpu_ids: [6, 7], processes: 2}", CPU)
+    assert refused == []
+    assert warned[0] == (
+        "run 'main': launch.gpu_ids names GPU(s) 6, 7, but this machine has no CUDA GPU: the run uses the CPU "
+        "(device: auto) and gpu_ids is not applied"
+    )

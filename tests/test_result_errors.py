@@ -55,3 +55,36 @@ def test_resume_keeps_the_options_it_was_started_with(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1] == (
         "accel-run: error: --resume reruns a result as it was started: --only, --repeats and --output cannot change it"
     )
+
+
+def recorded(folder: Path, status: str, runs: dict[str, str], verdicts: list[str], allow: bool = False) -> Path:
+    folder.mkdir(parents=True)
+    summary = {
+        "format": 1,
+        "status": status,
+        "spec": {"name": "r", "path": "r.yaml", "sha256": "0" * 64, "baseline": None, "runs": list(runs)},
+        "options": {"allow_inconclusive": allow},
+        "environment": {},
+        "runs": {name: {"status": run_status, "metrics": {}, "repeats": []} for name, run_status in runs.items()},
+        "expectations": [
+            {"title": f"e{i}", "kind": "bound", "verdict": v, "message": "m", "runs": ["a"]}
+            for i, v in enumerate(verdicts)
+        ],
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_report_exits_with_the_code_of_the_session_it_shows(tmp_path: Path) -> None:
+    from runner.cli import main
+
+    cases = {
+        "all-pass": (recorded(tmp_path / "1", "complete", {"a": "ok"}, ["pass"]), 0),
+        "a-fail": (recorded(tmp_path / "2", "complete", {"a": "ok"}, ["pass", "fail"]), 1),
+        "inconclusive": (recorded(tmp_path / "3", "complete", {"a": "ok"}, ["inconclusive"]), 1),
+        "allowed": (recorded(tmp_path / "4", "complete", {"a": "ok"}, ["inconclusive"], allow=True), 0),
+        "run-failed": (recorded(tmp_path / "5", "complete", {"a": "failed"}, ["error"]), 3),
+        "interrupted": (recorded(tmp_path / "6", "interrupted", {"a": "ok"}, ["pass"]), 130),
+    }
+    codes = {name: main(["--report", str(folder)]) for name, (folder, _) in cases.items()}
+    assert codes == {name: code for name, (_, code) in cases.items()}
