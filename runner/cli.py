@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
 from runner.errors import AccelRunError, Diagnostic, ExitCode, Severity, SpecError
-from runner.render import diagnostics_text, plural, use_color
+from runner.report.diagnostics import diagnostics_text, plural, use_color
 
 if TYPE_CHECKING:
     from runner.pipeline import RunOptions, SessionResult
-    from runner.validate import ValidatedSpec
+    from runner.spec.validate import ValidatedSpec
 
 DESCRIPTION = """\
 Run Hugging Face Accelerate experiments described by one YAML spec, measure them honestly,
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.schema:
-        from runner.schema import schema_text
+        from runner.spec.schema import schema_text
 
         out.write(schema_text())
         return int(ExitCode.OK)
@@ -174,7 +174,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
         parser.error("give one spec (several are accepted only with --validate)")
     spec_path = args.specs[0]
     if args.explain:
-        from runner.explain import explain
+        from runner.report.explain import explain
 
         out.write(explain(_load_for_use(spec_path, strict=args.strict, err=err)))
         return int(ExitCode.OK)
@@ -212,7 +212,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 def _load_for_use(path: str, *, strict: bool, err: TextIO) -> ValidatedSpec:
     """Validate a spec before using it: errors stop with exit 2, warnings are shown."""
-    from runner.validate import validate_file
+    from runner.spec.validate import validate_file
 
     result = validate_file(path)
     diagnostics = _strict(result.diagnostics) if strict else result.diagnostics
@@ -245,7 +245,7 @@ def _strict(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
 
 def validate_command(paths: Sequence[str], *, strict: bool, output_format: str, out: TextIO) -> int:
     """`--validate`: every file checked, diagnostics printed, one summary line; exit 0 or 1."""
-    from runner.validate import validate_file
+    from runner.spec.validate import validate_file
 
     color = use_color(out) and output_format == "text"
     files = []

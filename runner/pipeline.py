@@ -20,21 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from runner.check import Verdict, check_expectations
-from runner.compile import DONE_PREFIX, METRICS_FILE, LaunchPlan, compile_launch, declared_of
-from runner.conformance import mismatches
-from runner.diagnose import did_you_mean
+from runner.engines.local import Interrupts, LaunchOutcome, execute
 from runner.errors import ExitCode, PreflightError, ResultError, UsageError
-from runner.execute import Interrupts, LaunchOutcome, Status, execute
 from runner.jsonio import read_json, write_text_atomic
-from runner.machine import Machine, free_port, probe_machine
-from runner.plots import write_plots
-from runner.preflight import preflight
-from runner.progress import ProgressUI
-from runner.report import render
-from runner.results import (
-    REPORT_FILE,
-    SPEC_COPY,
+from runner.plan.compile import LaunchPlan, compile_launch, declared_of
+from runner.plan.machine import Machine, free_port, probe_machine
+from runner.plan.preflight import preflight
+from runner.report.plots import write_plots
+from runner.report.progress import ProgressUI
+from runner.report.text import render
+from runner.results.records import (
     SUMMARY_FORMAT,
     TIMING_METRICS,
     LaunchRecord,
@@ -45,9 +40,13 @@ from runner.results import (
     save_summary,
     sha256_text,
 )
-from runner.spec import ExperimentSpec
-from runner.validate import ResolvedRun, ValidatedSpec, require_valid
-from runner.why import explain
+from runner.spec.diagnose import did_you_mean
+from runner.spec.models import ExperimentSpec
+from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid
+from runner.verdicts.check import Verdict, check_expectations
+from runner.verdicts.conformance import mismatches
+from runner.verdicts.why import explain
+from runner.vocab import DONE_PREFIX, METRICS_FILE, REPORT_FILE, SPEC_COPY, Outcome, Status, precision_name
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,7 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> str:
         plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(validated.runs[name], options) or 1)
         lines.append(
             f"\n# run '{name}' ({plan.declared.processes} process(es), {plan.declared.device}, "
-            f"{plan.declared.mixed_precision}); config: {plan.directory / 'accelerate_config.yaml'}"
+            f"{precision_name(plan.declared.mixed_precision)}); config: {plan.directory / 'accelerate_config.yaml'}"
         )
         lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
     return "\n".join(lines) + "\n"
@@ -344,7 +343,7 @@ def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
     """
     wanted: list[tuple[str, ...]] = []
     for verdict in check_expectations(spec, records):
-        if verdict.verdict == "inconclusive" and verdict.repeats_needed is not None:
+        if verdict.verdict == Outcome.INCONCLUSIVE and verdict.repeats_needed is not None:
             if all(records[n].auto and _budget_left(records[n]) for n in verdict.runs):
                 wanted.append(verdict.runs)
     added = 0
@@ -365,7 +364,7 @@ def _budget_left(record: RunRecord) -> bool:
 def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) -> Verdict:
     """The verdict with how many repeats it used and why no more were launched."""
     runs = [records[n] for n in verdict.runs if n in records and records[n].selected]
-    if not runs or verdict.verdict in ("skipped", "error"):
+    if not runs or verdict.verdict in (Outcome.SKIPPED, Outcome.ERROR):
         return verdict
     launches = max(len(r.ok_launches()) for r in runs)
     unfit = sum(len(r.timing_problems()) for r in runs) if verdict.metric in TIMING_METRICS else 0
@@ -374,7 +373,7 @@ def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) 
         why = "interrupted"
     elif not all(r.auto for r in runs):
         why = f"measure.repeats fixed at {max(r.repeats for r in runs)}"
-    elif verdict.verdict != "inconclusive":
+    elif verdict.verdict != Outcome.INCONCLUSIVE:
         why = "decided"
     elif verdict.repeats_needed is None:
         why = "more repeats cannot settle it"
@@ -446,9 +445,9 @@ def exit_code_of(summary: dict[str, Any]) -> ExitCode:
     if any(run.get("status") in (Status.FAILED, Status.TIMEOUT) for run in runs):
         return ExitCode.RUN_FAILED
     verdicts = {expectation.get("verdict") for expectation in summary.get("expectations", [])}
-    if verdicts & {"fail", "error"}:
+    if verdicts & {Outcome.FAIL, Outcome.ERROR}:
         return ExitCode.FAILED
-    if "inconclusive" in verdicts and not summary.get("options", {}).get("allow_inconclusive"):
+    if Outcome.INCONCLUSIVE in verdicts and not summary.get("options", {}).get("allow_inconclusive"):
         return ExitCode.FAILED
     return ExitCode.OK
 

@@ -9,9 +9,9 @@ import pytest
 import yaml  # PyYAML: what Accelerate itself reads configs with
 from accelerate.commands.config.config_args import load_config_from_file
 
-from runner.compile import compile_launch, declared_of
-from runner.machine import Machine
-from runner.validate import require_valid
+from runner.plan.compile import compile_launch, declared_of
+from runner.plan.machine import Machine
+from runner.spec.validate import require_valid
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_BOX = Machine(cpu_count=8, memory_bytes=32 << 30, launcher=("accelerate", "launch"))

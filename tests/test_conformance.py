@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.conformance import mismatches
+from runner.verdicts.conformance import mismatches
 
 DECLARED = {
     "device": "cpu",

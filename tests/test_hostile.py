@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, TINY_SPEC, run_cli
-from runner.validate import validate_file, validate_text
+from runner.spec.validate import validate_file, validate_text
 
 # Far above the sub-second times measured (see benchmarks/hostile_inputs.py): these bounds catch
 # a hang or an explosion, they are not speed targets.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.logs import first_error
+from runner.engines.logs import first_error
 
 CASES = Path(__file__).parent / "cases" / "logs"
 NAMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())

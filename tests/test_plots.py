@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner.plots import PLOTS_HINT, write_plots
+from runner.report.plots import PLOTS_HINT, write_plots
 
 
 def summary() -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from runner.machine import Machine
-from runner.preflight import preflight
-from runner.validate import validate_text
+from runner.plan.machine import Machine
+from runner.plan.preflight import preflight
+from runner.spec.validate import validate_text
 
 BASE = """\
 name: pre

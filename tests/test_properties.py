@@ -11,9 +11,9 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.load import parse_spec
-from runner.spec import ExperimentSpec
-from runner.validate import validate_text
+from runner.spec.load import parse_spec
+from runner.spec.models import ExperimentSpec
+from runner.spec.validate import validate_text
 from runner.yamlout import dump_yaml, yaml_tree
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "experiment.schema.json").read_text())

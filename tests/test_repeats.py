@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.check import check_expectations
-from runner.execute import Status
 from runner.pipeline import next_round, stopped
-from runner.results import LaunchRecord, RunRecord
-from runner.validate import validate_text
+from runner.results.records import LaunchRecord, RunRecord
+from runner.spec.validate import validate_text
+from runner.verdicts.check import check_expectations
+from runner.vocab import Status
 
 SPEC = """\
 name: auto

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from runner.load import parse_spec
-from runner.schema import SCHEMA_ID, build_schema, schema_text
-from runner.validate import validate_file
+from runner.spec.load import parse_spec
+from runner.spec.schema import SCHEMA_ID, build_schema, schema_text
+from runner.spec.validate import validate_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schemas" / "experiment.schema.json"

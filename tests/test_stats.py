@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.stats import check_bounds, median_interval, repeats_to_settle
+from runner.verdicts.stats import check_bounds, median_interval, repeats_to_settle
 
 
 def test_five_values_use_the_min_max_envelope_widened_by_the_floor() -> None:

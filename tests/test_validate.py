@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import Severity
-from runner.validate import validate_file, validate_text
+from runner.spec.validate import validate_file, validate_text
 
 CASES = Path(__file__).parent / "cases" / "diagnostics"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from runner.machine import Machine, cpu_facts, parse_cpuinfo
-from runner.why import explain, explain_memory, explain_precision, explain_processes
+from runner.plan.machine import Machine, cpu_facts, parse_cpuinfo
+from runner.verdicts.why import explain, explain_memory, explain_precision, explain_processes
 
 # /proc/cpuinfo lines as these CPUs write them (flags shortened to the neighbourhood of the bf16 ones).
 EPYC_GENOA = """processor\t: 0

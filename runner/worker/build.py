@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from runner.spec import LinearModel, MLPModel, SGDOptimizer, TrainSection
+from runner.spec.models import LinearModel, MLPModel, SGDOptimizer, TrainSection
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.spec import SyntheticClassification
+from runner.spec.models import SyntheticClassification
 
 
 def teacher_labels(inputs: torch.Tensor, spec: SyntheticClassification, generator: torch.Generator) -> torch.Tensor:

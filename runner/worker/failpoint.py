@@ -15,7 +15,8 @@ import signal
 import sys
 import time
 
-VARIABLE = "ACCEL_RUN_FAILPOINT"
+from runner.vocab import FAILPOINT_VAR as VARIABLE
+
 ACTIONS = ("raise", "exit", "kill", "abort", "hang")
 AT_END = -2  # STEP `end`
 

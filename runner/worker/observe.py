@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from runner.compile import RUNNER_PID_VAR
 from runner.jsonio import write_json_atomic
+from runner.vocab import RUNNER_PID_VAR
 
 HEARTBEAT_INTERVAL_S = 1.0
 

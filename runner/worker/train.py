@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from runner.compile import LAUNCH_T0_VAR
 from runner.jsonio import write_json_atomic
-from runner.spec import RunConfig
+from runner.spec.models import RunConfig
+from runner.spec.workload import workload_of
+from runner.vocab import LAUNCH_T0_VAR
 from runner.worker import disturbance
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
@@ -30,7 +31,6 @@ from runner.worker.failpoint import Failpoint
 from runner.worker.memory import cpu_tensor_peak_mb
 from runner.worker.observe import Progress, current_rss_mb, rank_facts, start_heartbeat
 from runner.worker.probe import attribution
-from runner.workload import workload_of
 
 
 def _sync(device: torch.device) -> None:

@@ -17,6 +17,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runner.vocab import Outcome
+
 CONFIDENCE = 0.90
 # Under this many repeats a timing has no measured spread: its interval is widened by
 # SMALL_SAMPLE_NOISE instead of the noise floor, the launch-to-launch variation an undisturbed
@@ -71,16 +73,20 @@ def timing_noise(n: int, noise_floor: float) -> float:
     return max(noise_floor, SMALL_SAMPLE_NOISE) if n < SMALL_SAMPLE else noise_floor
 
 
-def check_bounds(interval: Interval, at_least: float | None, at_most: float | None) -> str:
-    """'pass': the whole interval satisfies the bounds; 'fail': none of it does; else 'inconclusive'."""
+def _side(holds: bool, violated: bool) -> Outcome:
+    return Outcome.PASS if holds else Outcome.FAIL if violated else Outcome.INCONCLUSIVE
+
+
+def check_bounds(interval: Interval, at_least: float | None, at_most: float | None) -> Outcome:
+    """pass: the whole interval satisfies the bounds; fail: none of it does; else inconclusive."""
     verdicts = []
     if at_least is not None:
-        verdicts.append("pass" if interval.low >= at_least else "fail" if interval.high < at_least else "inconclusive")
+        verdicts.append(_side(interval.low >= at_least, interval.high < at_least))
     if at_most is not None:
-        verdicts.append("pass" if interval.high <= at_most else "fail" if interval.low > at_most else "inconclusive")
-    if "fail" in verdicts:
-        return "fail"
-    return "inconclusive" if "inconclusive" in verdicts else "pass"
+        verdicts.append(_side(interval.high <= at_most, interval.low > at_most))
+    if Outcome.FAIL in verdicts:
+        return Outcome.FAIL
+    return Outcome.INCONCLUSIVE if Outcome.INCONCLUSIVE in verdicts else Outcome.PASS
 
 
 def repeats_to_settle(values: Sequence[float], bound: float, noise_floor: float) -> int | None:

@@ -9,7 +9,6 @@ in a session of its own, so a process-group kill is not enough; we track every d
 
 from __future__ import annotations
 
-import enum
 import os
 import signal
 import subprocess
@@ -20,35 +19,26 @@ from pathlib import Path
 
 import psutil
 
-from runner.compile import (
+from runner.engines.logs import first_error
+from runner.jsonio import read_json
+from runner.plan.compile import LaunchPlan
+from runner.vocab import (
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
     LAUNCH_T0_VAR,
     METRICS_FILE,
     PROGRESS_FILE,
     RUNNER_PID_VAR,
-    LaunchPlan,
+    STDERR_LOG,
+    STDOUT_LOG,
+    Status,
 )
-from runner.jsonio import read_json
-from runner.logs import first_error
 
-STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
 DEAD_RANK_S = 10.0  # heartbeats come every second; ten missed ones mean the process is gone
 TERM_GRACE_S = 5.0
 POLL_S = 0.1  # how soon the launcher's exit is noticed
 SLOW_POLL_EVERY = 5  # process tree, heartbeats and progress: every 0.5 s
 TAIL_LINES = 20
-
-
-class Status(enum.StrEnum):
-    """How a launch (and a run) ended."""
-
-    OK = "ok"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    INTERRUPTED = "interrupted"
-    SKIPPED = "skipped"
-    PENDING = "pending"
 
 
 @dataclass

@@ -11,7 +11,7 @@ import copy
 import json
 from typing import Any
 
-from runner.spec import OVERRIDE_MARK, ExperimentSpec
+from runner.spec.models import OVERRIDE_MARK, ExperimentSpec
 
 SCHEMA_ID = "https://accel-run.dev/schemas/experiment-v1.schema.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -13,15 +13,15 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from runner.results import NOISY_METRICS, TIMING_METRICS, RunRecord
-from runner.spec import (
+from runner.results.records import NOISY_METRICS, TIMING_METRICS, RunRecord
+from runner.spec.models import (
     BoundExpectation,
     CloseExpectation,
     ExperimentSpec,
     RatioExpectation,
     SpeedupExpectation,
 )
-from runner.stats import (
+from runner.verdicts.stats import (
     SMALL_SAMPLE,
     Interval,
     check_bounds,
@@ -30,11 +30,18 @@ from runner.stats import (
     repeats_to_settle,
     timing_noise,
 )
+from runner.vocab import Outcome, precision_name
 
 # A speedup this far above what the declared change can give is a disturbed measurement, not a result.
 # Generous on purpose: caches and memory bandwidth can make real scaling a little superlinear.
 CEILING_MARGIN = 0.25
-_SYMBOL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR", "skipped": "SKIP"}
+_SYMBOL = {
+    Outcome.PASS: "PASS",
+    Outcome.FAIL: "FAIL",
+    Outcome.INCONCLUSIVE: "INCONCLUSIVE",
+    Outcome.ERROR: "ERROR",
+    Outcome.SKIPPED: "SKIP",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class Verdict:
 
     title: str
     kind: str
-    verdict: str
+    verdict: Outcome
     measured: float | None
     expected: str
     message: str
@@ -71,7 +78,7 @@ class Verdict:
 
 def verdict_line(verdict: str, title: str, message: str) -> str:
     """One expectation as one line: verdict, title, measured value, bound, margin."""
-    return f"{_SYMBOL[verdict]:<5} {title}: {message}"
+    return f"{_SYMBOL[Outcome(verdict)]:<5} {title}: {message}"
 
 
 def default_title(expectation: Any) -> str:
@@ -149,7 +156,7 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     kind = expectation.kind
     metric = metric_of(expectation)
 
-    def verdict(outcome: str, message: str, needed: int | None = None, cause: str = "") -> Verdict:
+    def verdict(outcome: Outcome, message: str, needed: int | None = None, cause: str = "") -> Verdict:
         return Verdict(
             title, kind, outcome, None, "", message, names, repeats_needed=needed, metric=metric, cause=cause
         )
@@ -157,21 +164,21 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     for name in names:
         record = runs.get(name)
         if record is None or not record.selected:  # left out on purpose: shown, not counted
-            return verdict("skipped", f"not evaluated: run '{name}' was not selected (--only)")
+            return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' was not selected (--only)")
         if record.status.value != "ok":
             why = f": {record.reason}" if record.reason else ""
-            return verdict("error", f"cannot be evaluated: run '{name}' is {record.status.value}{why}")
+            return verdict(Outcome.ERROR, f"cannot be evaluated: run '{name}' is {record.status.value}{why}")
         if not record.values(metric, fit_only=False):
-            return verdict("error", f"cannot be evaluated: run '{name}' has no {metric}")
+            return verdict(Outcome.ERROR, f"cannot be evaluated: run '{name}' has no {metric}")
     if metric in TIMING_METRICS:
         for name in names:
             unfit = _unfit(runs[name], metric)
             if unfit is not None:
-                return verdict("inconclusive", unfit[0], unfit[1], "unfit")
+                return verdict(Outcome.INCONCLUSIVE, unfit[0], unfit[1], "unfit")
     if metric == "peak_memory_mb" and len(names) == 2:
         rss = [n for n in names if _memory_source(runs[n]) == "peak_rss"]
         if rss:
-            return verdict("inconclusive", _RSS_SENTENCE.format(run=rss[0]), cause="rss")
+            return verdict(Outcome.INCONCLUSIVE, _RSS_SENTENCE.format(run=rss[0]), cause="rss")
     if isinstance(expectation, SpeedupExpectation | RatioExpectation):
         return _check_ratio(expectation, runs, title, metric, names)
     if isinstance(expectation, BoundExpectation):
@@ -210,7 +217,7 @@ def _unfit(record: RunRecord, metric: str) -> tuple[str, int | None] | None:
 def _no_pairs(title: str, kind: str, names: tuple[str, ...], metric: str) -> Verdict:
     """Both runs have repeats fit to time, but never the same repeat: the next pair may be."""
     message = f"cannot be timed: no repeat of '{names[0]}' and '{names[1]}' was fit to time side by side"
-    return Verdict(title, kind, "inconclusive", None, "", message, names, None, 1, metric, cause="unfit")
+    return Verdict(title, kind, Outcome.INCONCLUSIVE, None, "", message, names, None, 1, metric, cause="unfit")
 
 
 def _noise_floor(records: list[RunRecord]) -> float:
@@ -226,14 +233,14 @@ def _paired(run: RunRecord, base: RunRecord, metric: str) -> tuple[list[float], 
 
 def _judge(
     values: list[float], floor: float, at_least: float | None, at_most: float | None, timing: bool
-) -> tuple[Interval, str, int | None, str]:
+) -> tuple[Interval, Outcome, int | None, str]:
     if timing:
         floor = timing_noise(len(values), floor)
     interval = median_interval(values, floor)
     verdict = check_bounds(interval, at_least, at_most)
     needed = None
     note = ""
-    if verdict == "inconclusive":
+    if verdict == Outcome.INCONCLUSIVE:
         bound = at_least if at_least is not None and interval.low < at_least <= interval.high else at_most
         needed = repeats_to_settle(values, bound if bound is not None else interval.median, floor)
         if timing and len(values) < SMALL_SAMPLE:
@@ -269,8 +276,9 @@ def _ceiling(expectation: Any, run: RunRecord, base: RunRecord) -> tuple[float, 
     share = b.attribution.get("matmul_share")
     if n_run == n_base and not same_precision and isinstance(share, int | float) and share < 1:
         cap = 2 / (1 - share)
+        low, high = (precision_name(m.metrics.get("mixed_precision")) for m in (r, b))
         return cap, (
-            f"{_precision(r)} can give over {_precision(b)} here (matmuls are {share:.0%} of the baseline's "
+            f"{low} can give over {high} here (matmuls are {share:.0%} of the baseline's "
             "forward+backward: free matmuls and every other op 2x faster would give that much)"
         )
     return None
@@ -281,11 +289,6 @@ def _first(record: RunRecord) -> Any:
     return launches[0] if launches else None
 
 
-def _precision(launch: Any) -> str:
-    value = str(launch.metrics.get("mixed_precision", "?"))
-    return "fp32" if value == "no" else value
-
-
 def _check_ratio(
     expectation: Any, runs: dict[str, RunRecord], title: str, metric: str, names: tuple[str, ...]
 ) -> Verdict:
@@ -294,13 +297,13 @@ def _check_ratio(
     if not a:
         message = f"cannot be timed: no repeat of '{run.name}' and '{base.name}' was fit to time side by side"
         return Verdict(
-            title, expectation.kind, "inconclusive", None, "", message, names, None, 1, metric, cause="unfit"
+            title, expectation.kind, Outcome.INCONCLUSIVE, None, "", message, names, None, 1, metric, cause="unfit"
         )
     if any(v == 0 for v in b):
         return Verdict(
             title,
             expectation.kind,
-            "error",
+            Outcome.ERROR,
             None,
             "",
             f"cannot divide: {metric} of '{base.name}' is 0",
@@ -320,7 +323,7 @@ def _check_ratio(
         shown = interval.describe("{:.2f}", unit) if interval.n > 1 else f"{measured:.2f}{unit}"
         ceiling = _ceiling(expectation, run, base)
         if ceiling is not None and measured > ceiling[0] * (1 + CEILING_MARGIN):
-            verdict, needed = "inconclusive", len(ratios) + 1
+            verdict, needed = Outcome.INCONCLUSIVE, len(ratios) + 1
             note = (
                 f"; beyond the {ceiling[0]:.2f}x that {ceiling[1]}, even with a {CEILING_MARGIN:.0%} margin: "
                 "the machine was not the same for both runs"
@@ -381,7 +384,7 @@ def _check_close(
         return Verdict(
             title,
             expectation.kind,
-            "inconclusive",
+            Outcome.INCONCLUSIVE,
             None,
             "",
             message,
@@ -413,7 +416,7 @@ def _check_close(
         within = (expectation.rel_tol is not None and relative is not None and relative <= expectation.rel_tol) or (
             expectation.abs_tol is not None and difference <= expectation.abs_tol
         )
-        verdict = "pass" if within else "fail"
+        verdict = Outcome.PASS if within else Outcome.FAIL
     message = f"measured {_fmt(value)} vs {_fmt(reference)} ({apart}), needs within {tolerance}" + note
     return Verdict(
         title, expectation.kind, verdict, relative, expected, message, names, interval_data, needed, expectation.metric

@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ResultError
-from runner.execute import Status
 from runner.jsonio import read_json, write_json_atomic
-from runner.stats import spread
+from runner.verdicts.stats import spread
+from runner.vocab import SUMMARY_FILE, Status
 
-SUMMARY_FILE = "summary.json"
-SPEC_COPY = "spec.yaml"
-REPORT_FILE = "report.md"
 SUMMARY_FORMAT = 1
 # Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
 TIMING_METRICS = frozenset({"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "step_time_ms"})

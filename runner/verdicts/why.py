@@ -32,6 +32,8 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from runner.vocab import Outcome, precision_name
+
 MIB = 2**20
 TIME_METRICS = frozenset({"step_time_ms", "samples_per_s", "train_time_s", "timed_time_s"})
 MEMORY_METRICS = frozenset({"peak_memory_mb"})
@@ -154,11 +156,6 @@ def explain_processes(
     return figures
 
 
-def _precision_name(mixed_precision: str) -> str:
-    """Accelerate's 'no' reads as fp32 in a sentence."""
-    return "fp32" if mixed_precision == "no" else mixed_precision
-
-
 def _device(run: dict[str, Any]) -> str | None:
     """Where the run computed: what the worker observed, else what was declared."""
     observed = run.get("observed", {}).get("device")
@@ -208,8 +205,8 @@ def explain_precision(
     probe_run, probe_base = run.get("attribution") or {}, base.get("attribution") or {}
     if t_run is None or t_base is None or "matmul_share" not in probe_base or "compute_s" not in probe_run:
         return {"sentences": [NO_ATTRIBUTION]}
-    precision = _precision_name(run.get("metrics", {}).get("mixed_precision", "?"))
-    base_precision = _precision_name(base.get("metrics", {}).get("mixed_precision", "?"))
+    precision = precision_name(run.get("metrics", {}).get("mixed_precision", "?"))
+    base_precision = precision_name(base.get("metrics", {}).get("mixed_precision", "?"))
     matmul = float(probe_base["matmul_share"])
     compute_base = float(probe_base.get("compute_s", 0.0))
     compute_run = float(probe_run["compute_s"])
@@ -356,7 +353,7 @@ def explain_memory(
     precisions = run["metrics"].get("mixed_precision"), base["metrics"].get("mixed_precision")
     params = _number(run["metrics"].get("params"))
     if precisions[0] != precisions[1] and "no" in precisions and params:
-        low = _precision_name(precisions[0] if precisions[1] == "no" else precisions[1])
+        low = precision_name(precisions[0] if precisions[1] == "no" else precisions[1])
         state = params * 4 * 4 / MIB
         copy = params * 2 / MIB
         figures.update(fp32_state_mb=state, autocast_weight_copy_mb=copy)
@@ -373,7 +370,7 @@ def explain_memory(
             sentences.append(
                 f"estimate: even if everything else in the peak of '{base_name}' ({_mb(m_base - fixed)}: activations, "
                 f"data, buffers) took half the memory, the {low} peak would be about {_mb(best)}, "
-                f"{best / m_base:.2f}x of {_precision_name('no')}'s (optimistic: the data stays fp32)"
+                f"{best / m_base:.2f}x of {precision_name('no')}'s (optimistic: the data stays fp32)"
             )
             if at_most is not None and at_most < best / m_base:
                 sentences.append(
@@ -419,7 +416,7 @@ def explain(
     which the sentences then call unknown).
     """
     kind, metric = expectation.get("kind"), expectation.get("metric") or "samples_per_s"
-    if expectation.get("verdict") not in ("fail", "inconclusive") or kind not in ("speedup", "ratio"):
+    if expectation.get("verdict") not in (Outcome.FAIL, Outcome.INCONCLUSIVE) or kind not in ("speedup", "ratio"):
         return None
     if kind == "ratio" and metric not in TIME_METRICS | MEMORY_METRICS:
         return None

@@ -15,11 +15,11 @@ from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
-from runner.diagnose import did_you_mean, findings_from
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError, sorted_unique
-from runner.load import Document, parse_spec, read_spec_text
-from runner.merge import merge_sections, source_of
-from runner.spec import (
+from runner.spec.diagnose import did_you_mean, findings_from
+from runner.spec.load import Document, parse_spec, read_spec_text
+from runner.spec.merge import merge_sections, source_of
+from runner.spec.models import (
     BoundExpectation,
     CloseExpectation,
     ExperimentSpec,
@@ -27,7 +27,7 @@ from runner.spec import (
     RunConfig,
     SpeedupExpectation,
 )
-from runner.workload import Workload, human_bytes, workload_of
+from runner.spec.workload import Workload, human_bytes, workload_of
 
 SECTIONS = ("model", "data", "train", "launch", "measure")
 DEFAULT_RUN = "main"

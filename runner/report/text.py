@@ -9,8 +9,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from runner.check import verdict_line
-from runner.stats import paired_ratios
+from runner.verdicts.check import verdict_line
+from runner.verdicts.stats import paired_ratios
+from runner.vocab import precision_name
 
 STATUS_MARK = {
     "ok": "ok",
@@ -75,7 +76,7 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
                 name,
                 STATUS_MARK.get(run.get("status", ""), run.get("status", "")),
                 str(metrics.get("processes", declared.get("processes", "-"))),
-                str(metrics.get("mixed_precision", declared.get("mixed_precision", "-"))),
+                precision_name(metrics.get("mixed_precision", declared.get("mixed_precision", "-"))),
                 _num(metrics.get("global_batch_size")),
                 _num(metrics.get("optimizer_steps")),
                 _with_spread(run, "train_time_s", " s"),

@@ -131,7 +131,7 @@ def _literal_message(field: str, value: Any, expected: str) -> str:
 
 
 def _pattern_message(field: str, value: Any, pattern: str) -> str:
-    from runner.spec import NAME_PATTERN, NAME_RULE
+    from runner.spec.models import NAME_PATTERN, NAME_RULE
 
     if pattern == NAME_PATTERN:
         return f"invalid name {value!r} for {field}: use {NAME_RULE} (it becomes a folder name)"
@@ -139,7 +139,7 @@ def _pattern_message(field: str, value: Any, pattern: str) -> str:
 
 
 def _key_message(path: KeyPath, value: Any, msg: str) -> str:
-    from runner.spec import NAME_RULE
+    from runner.spec.models import NAME_RULE
 
     key = path[-1] if path else value
     where = _field_label(path[:-1])

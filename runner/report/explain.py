@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from runner.validate import ResolvedRun, ValidatedSpec
-from runner.workload import human_bytes, human_count
+from runner.spec.validate import ResolvedRun, ValidatedSpec
+from runner.spec.workload import human_bytes, human_count
 from runner.yamlout import dump_yaml, yaml_tree
 
 

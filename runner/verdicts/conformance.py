@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_DTYPES = {"no": "torch.float32", "bf16": "torch.bfloat16", "fp16": "torch.float16"}
+from runner.vocab import COMPUTE_DTYPES as _DTYPES
 
 
 def mismatches(declared: dict[str, Any], observed: dict[str, Any]) -> list[str]:

@@ -23,19 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import runner
-from runner.machine import Machine
-from runner.validate import ResolvedRun
+from runner.plan.machine import Machine
+from runner.spec.validate import ResolvedRun
+from runner.vocab import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    DONE_PREFIX,
+    HEARTBEAT_PREFIX,
+    METRICS_FILE,
+    PLAN_FILE,
+    PROGRESS_FILE,
+)
 from runner.yamlout import dump_yaml, yaml_tree
 
-CONFIG_FILE = "accelerate_config.yaml"
-PLAN_FILE = "plan.json"
-COMMAND_FILE = "command.txt"
-METRICS_FILE = "metrics.json"
-PROGRESS_FILE = "progress.json"
-HEARTBEAT_PREFIX = "heartbeat.rank"
-DONE_PREFIX = "done.rank"  # written by each rank once its work is finished (metrics durable on the main rank)
-LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time
-RUNNER_PID_VAR = "ACCEL_RUN_RUNNER_PID"  # workers exit when this process is gone (no orphans)
 PACKAGE_ROOT = str(Path(runner.__file__).resolve().parent.parent)
 
 _CONFIG_NOTES = {

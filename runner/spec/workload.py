@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from runner.spec import LinearModel, MLPModel, RunConfig
+from runner.spec.models import LinearModel, MLPModel, RunConfig
 
 FLOAT_BYTES = 4
 # Adam-family training keeps weights, gradients and two moment buffers: 4 copies of the parameters.

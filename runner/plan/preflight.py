@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from runner.compile import local_processes, resolve_device, threads_per_process
-from runner.machine import Machine, port_is_free
-from runner.validate import ResolvedRun
-from runner.workload import human_bytes
+from runner.plan.compile import local_processes, resolve_device, threads_per_process
+from runner.plan.machine import Machine, port_is_free
+from runner.spec.validate import ResolvedRun
+from runner.spec.workload import human_bytes
 
 
 def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str], list[str]]:

@@ -1,0 +1,1 @@
+"""Judging measurements: declared = observed, noise-aware statistics, expectations checked, and the Why."""

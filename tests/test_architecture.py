@@ -1,0 +1,49 @@
+"""The layout's promises, checked by importing: light modules stay light, stages depend one way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def modules_after_import(module: str) -> set[str]:
+    """Every module loaded by importing `module` in a fresh interpreter."""
+    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout))
+
+
+VALIDATION_STACK = {"runner.spec.load", "runner.spec.validate", "runner.spec.diagnose", "runner.spec.merge", "ruamel"}
+PROCESS_CONTROL = {"runner.engines.local", "psutil", "runner.pipeline"}
+
+
+def test_a_worker_rank_does_not_import_the_compiler_or_the_validation_stack() -> None:
+    loaded = modules_after_import("runner.worker.train")
+    assert not loaded & (VALIDATION_STACK | {"runner.plan.compile", "runner.plan.machine"})
+
+
+@pytest.mark.parametrize(
+    "module", ["runner.verdicts.check", "runner.verdicts.why", "runner.report.text", "runner.results.records"]
+)
+def test_verdicts_and_reports_do_not_import_process_control_or_torch(module: str) -> None:
+    loaded = modules_after_import(module)
+    assert not loaded & (PROCESS_CONTROL | {"torch", "accelerate"})
+
+
+def test_validation_imports_neither_torch_nor_accelerate() -> None:
+    loaded = modules_after_import("runner.spec.validate")
+    assert not loaded & {"torch", "accelerate", "psutil"}
+
+
+def test_the_vocabulary_is_a_leaf() -> None:
+    assert {m for m in modules_after_import("runner.vocab") if m.startswith("runner")} == {"runner", "runner.vocab"}
+
+
+def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
+    packages = sorted(p.name for p in (ROOT / "runner").iterdir() if (p / "__init__.py").is_file())
+    assert packages == ["engines", "plan", "report", "results", "spec", "verdicts", "worker"]
