@@ -152,7 +152,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
         return int(ExitCode.OK)
     if args.report or args.resume:
         if args.specs:
-            parser.error(f"--{'report' if args.report else 'resume'} takes a result folder, not a spec")
+            return _usage(parser, err, f"--{'report' if args.report else 'resume'} takes a result folder, not a spec")
         if args.report:
             from runner.pipeline import rerender_report
 
@@ -160,18 +160,20 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
             out.write(text)
             return int(code)
         if args.only or args.repeats or args.output != "results":
-            parser.error("--resume reruns a result as it was started: --only, --repeats and --output cannot change it")
+            return _usage(
+                parser,
+                err,
+                "--resume reruns a result as it was started: --only, --repeats and --output cannot change it",
+            )
         from runner.pipeline import resume
 
         return _finish(resume(args.resume, options=_run_options(args), err=err), out, err)
     if not args.specs:
-        parser.print_usage(err)
-        print("accel-run: error: give a spec file (for instance specs/day6.yaml), or see --help", file=err)
-        return int(ExitCode.USAGE)
+        return _usage(parser, err, "give a spec file (for instance specs/day6.yaml), or see --help")
     if args.validate:
         return validate_command(args.specs, strict=args.strict, output_format=args.format, out=out)
     if len(args.specs) > 1:
-        parser.error("give one spec (several are accepted only with --validate)")
+        return _usage(parser, err, "give one spec (several are accepted only with --validate)")
     spec_path = args.specs[0]
     if args.explain:
         from runner.report.explain import explain
@@ -185,6 +187,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
         out.write(dry_run(validated, options=_run_options(args)))
         return int(ExitCode.OK)
     return _finish(run_spec(validated, options=_run_options(args), err=err), out, err)
+
+
+def _usage(parser: argparse.ArgumentParser, err: TextIO, message: str) -> int:
+    """A usage error as argparse prints one, returned as exit 2 (never SystemExit: main stays total)."""
+    parser.print_usage(err)
+    print(f"accel-run: error: {message}", file=err)
+    return int(ExitCode.USAGE)
 
 
 def _finish(result: SessionResult, out: TextIO, err: TextIO) -> int:

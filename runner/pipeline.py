@@ -26,6 +26,7 @@ from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
 from runner.plan.machine import Machine, free_port, probe_machine
 from runner.plan.preflight import preflight
+from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
 from runner.report.text import render
@@ -508,7 +509,7 @@ def _read_metrics(launch: LaunchRecord, plan: LaunchPlan) -> None:
     launch.metrics, launch.observed = data["metrics"], data["observed"]
     launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
     launch.disturbance = data.get("disturbance") or {}
-    problems = mismatches(plan.declared.as_json(), launch.observed)
+    problems = mismatches(plan.declared, Observed.from_json(launch.observed))
     if problems:
         launch.status = Status.FAILED
         launch.reason = "what ran differs from the spec: " + "; ".join(problems)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from runner.verdicts.conformance import mismatches
+from runner.plan.worker_plan import Declared, Observed
+from runner.verdicts.conformance import mismatches as check
+
+
+def mismatches(declared: dict, observed: dict) -> list[str]:  # type: ignore[type-arg]
+    return check(Declared.from_json(declared), Observed.from_json(observed))
+
 
 DECLARED = {
     "device": "cpu",
@@ -43,8 +49,8 @@ def test_two_unsynchronised_trainings_are_caught() -> None:
 def test_a_precision_that_did_not_apply_is_caught() -> None:
     observed = {**GOOD, "launcher_mixed_precision": "no", "compute_dtype": "torch.float32"}
     assert mismatches(DECLARED, observed) == [
-        "launch.mixed_precision is 'bf16', but accelerate launch passed 'no' (the compiled config did not take effect)",
-        "mixed precision 'bf16' should compute in torch.bfloat16, but layers computed in torch.float32",
+        "launch.mixed_precision is bf16, but accelerate launch passed fp32 (the compiled config did not take effect)",
+        "mixed precision bf16 should compute in torch.bfloat16, but layers computed in torch.float32",
     ]
 
 

@@ -25,6 +25,7 @@ name: {name}
 model: {{kind: mlp, input_dim: 16, hidden: [64], classes: 4}}
 data: {{kind: synthetic-classification, samples: 4096, features: 16, classes: 4}}
 train: {{max_steps: {steps}, batch_size: 16, eval_samples: 0}}
+launch: {{device: cpu}}
 measure: {{warmup_steps: 2, attribution: false}}
 """
 
@@ -243,3 +244,28 @@ def test_a_rank_that_aborts_after_finishing_keeps_the_measurements_with_a_warnin
     assert early["status"] == "failed"
     assert early["reason"] == "the launch exited with code 1"
     assert done.returncode == 3
+
+
+def test_a_precision_the_launch_did_not_apply_fails_the_run_naming_the_field(tmp_path: Path) -> None:
+    """The compiled config decides the precision; when what ran differs from the spec, the run fails."""
+    from runner.engines.local import Interrupts, execute
+    from runner.pipeline import _prepare_launch, _read_metrics
+    from runner.plan.machine import probe_machine
+    from runner.results.records import LaunchRecord
+    from runner.spec.validate import require_valid
+    from runner.vocab import Status
+
+    validated = require_valid(str(spec(tmp_path, "precision", "  fp32: {}\n")))
+    plan = _prepare_launch(validated, probe_machine(), tmp_path / "out", "fp32", 1, 1)
+    config = plan.directory / "accelerate_config.yaml"
+    config.write_text(config.read_text().replace("mixed_precision: 'no'", "mixed_precision: bf16"))
+    outcome = execute(plan, timeout_s=120, interrupts=Interrupts())
+    assert outcome.status is Status.OK, outcome.log_tail
+    launch = LaunchRecord(1, outcome.status, "fp32")
+    _read_metrics(launch, plan)
+    assert launch.status is Status.FAILED
+    assert launch.reason == (
+        "what ran differs from the spec: launch.mixed_precision is fp32, but Accelerate ran bf16; "
+        "launch.mixed_precision is fp32, but accelerate launch passed bf16 (the compiled config did not take effect); "
+        "mixed precision fp32 should compute in torch.float32, but layers computed in torch.bfloat16"
+    )

@@ -4,7 +4,6 @@ never an explosion of time or memory, and nothing in a spec is ever executed."""
 from __future__ import annotations
 
 import ast
-import os
 import random
 import time
 from pathlib import Path
@@ -209,5 +208,8 @@ def test_fuzz_random_bytes(data: bytes, tmp_path_factory: pytest.TempPathFactory
     assert result.spec is None or not result.errors
 
 
-def test_fuzz_tests_do_not_leave_files_behind() -> None:
-    assert not list(Path(os.getcwd()).glob("fuzz.yaml"))
+def test_validation_writes_nothing(tmp_path: Path) -> None:
+    for text in VALID_TEXTS:
+        (tmp_path / "spec.yaml").write_text(text, encoding="utf-8")
+        validate_file(str(tmp_path / "spec.yaml"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # no cache, no results, no copies

@@ -23,6 +23,7 @@ name: e2e
 model: {kind: mlp, input_dim: 16, hidden: [64], classes: 4}
 data: {kind: synthetic-classification, samples: 2048, features: 16, classes: 4}
 train: {epochs: 3, batch_size: 32, lr_schedule: cosine, optimizer: {lr: 0.01}}
+launch: {device: cpu}  # these tests are about gloo on CPU; on a GPU machine too
 # one repeat, any window, any load: these tests are about the pipeline, not the verdict's statistics
 measure: {warmup_steps: 2, repeats: 1, min_duration_s: 0.01, max_disturbance: 1.0}
 baseline: one

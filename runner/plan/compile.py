@@ -15,7 +15,6 @@ Two traps are compiled away:
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from typing import Any
 
 import runner
 from runner.plan.machine import Machine
+from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
 from runner.spec.validate import ResolvedRun
 from runner.vocab import (
     COMMAND_FILE,
@@ -55,23 +55,6 @@ _CONFIG_NOTES = {
     "debug": "extra collective checks (slower)",
     "enable_cpu_affinity": "pin processes to cores (off: the OS schedules)",
 }
-
-
-@dataclass(frozen=True)
-class Declared:
-    """What a launch must be observed to be; the worker's observation is compared with this."""
-
-    device: str  # "cpu" or "cuda"
-    processes: int  # world size over all machines
-    local_processes: int
-    distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU
-    mixed_precision: str
-    threads_per_process: int
-    gradient_accumulation_steps: int
-
-    def as_json(self) -> dict[str, Any]:
-        """For plan.json and summary.json."""
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -222,22 +205,21 @@ def compile_launch(
         "runner.worker",
         str(directory / PLAN_FILE),
     )
-    plan = {
-        "format": 1,
-        "spec": spec_name,
-        "run": run.name,
-        "repeat": repeat,
-        "repeats": repeats,
-        "config": run.config.model_dump(mode="json"),
-        "workload": run.workload.__dict__,
-        "declared": declared.as_json(),
-        "outputs": {
-            "metrics": str(directory / METRICS_FILE),
-            "progress": str(directory / PROGRESS_FILE),
-            "heartbeat_prefix": str(directory / HEARTBEAT_PREFIX),
-            "done_prefix": str(directory / DONE_PREFIX),
-        },
-    }
+    worker_plan = WorkerPlan(
+        spec=spec_name,
+        run=run.name,
+        repeat=repeat,
+        repeats=repeats,
+        config=run.config,
+        declared=declared,
+        outputs=Outputs(
+            metrics=str(directory / METRICS_FILE),
+            progress=str(directory / PROGRESS_FILE),
+            heartbeat_prefix=str(directory / HEARTBEAT_PREFIX),
+            done_prefix=str(directory / DONE_PREFIX),
+        ),
+        workload=dict(run.workload.__dict__),
+    )
     result = LaunchPlan(
         run=run.name,
         repeat=repeat,
@@ -251,7 +233,7 @@ def compile_launch(
     )
     files = {
         CONFIG_FILE: accelerate_config_text(run, declared, port),
-        PLAN_FILE: json.dumps(plan, indent=2) + "\n",
+        PLAN_FILE: worker_plan.to_json(),
         COMMAND_FILE: command_text(result, spec_name=spec_name, repeats=repeats, pinned=launch.main_process_port),
     }
     return replace(result, files=files)

@@ -8,7 +8,6 @@ nothing on the hot path forces a host sync (losses stay on the device until the 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from runner.jsonio import write_json_atomic
-from runner.spec.models import RunConfig
+from runner.plan.worker_plan import Observed, WorkerPlan
 from runner.spec.workload import workload_of
 from runner.vocab import LAUNCH_T0_VAR
 from runner.worker import disturbance
@@ -43,25 +42,23 @@ def run_plan(plan_path: str) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
-    config = RunConfig.model_validate(plan["config"])
-    declared, outputs = plan["declared"], plan["outputs"]
+    plan = WorkerPlan.read(plan_path)
+    config, declared, outputs = plan.config, plan.declared, plan.outputs
     work = workload_of(config)
     train = config.train
 
-    accelerator = Accelerator(
-        mixed_precision=declared["mixed_precision"],
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-    )
+    # Precision comes from `accelerate launch` (the compiled config), never from here: passing it
+    # would override the launcher, and "the declared precision ran" could then never fail.
+    accelerator = Accelerator(gradient_accumulation_steps=train.gradient_accumulation_steps)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    start_heartbeat(f"{outputs['heartbeat_prefix']}{rank}")
-    if world != declared["processes"]:
+    start_heartbeat(f"{outputs.heartbeat_prefix}{rank}")
+    if world != declared.processes:
         # A wrong world size changes what every later number means; stop before training.
         raise SystemExit(
-            f"accel-run worker: declared {declared['processes']} processes but this process sees a world of "
+            f"accel-run worker: declared {declared.processes} processes but this process sees a world of "
             f"{world} ({accelerator.distributed_type}); the launch did not start a real process group"
         )
-    progress = Progress(outputs["progress"], work.optimizer_steps, enabled=accelerator.is_main_process)
+    progress = Progress(outputs.progress, work.optimizer_steps, enabled=accelerator.is_main_process)
     rss_at_start = current_rss_mb()
 
     set_seed(train.seed)
@@ -191,45 +188,45 @@ def run_plan(plan_path: str) -> None:
             "global_batch_size": work.global_batch,
             "params": work.params,
         }
-        observed = {
-            "world_size": world,
-            "distributed_type": str(accelerator.distributed_type).split(".")[-1],
-            "backend": getattr(accelerator.state, "backend", None),
-            "mixed_precision": accelerator.mixed_precision,
-            "launcher_mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION"),
-            "compute_dtype": compute_dtype[0] if compute_dtype else None,
-            "device": device.type,
-            "device_names": sorted({r["device_name"] for r in ranks}),
-            "threads_per_process": [r["threads"] for r in ranks],
-            "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
-            "optimizer_implementation": optimizer_impl,
-            "param_hashes": [r["param_hash"] for r in ranks],
-            "diverged": not math.isfinite(final_loss),
-            "torch": torch.__version__,
-            "accelerate": _accelerate_version(),
-            "python": sys.version.split()[0],
-        }
+        observed = Observed(
+            world_size=world,
+            distributed_type=str(accelerator.distributed_type).split(".")[-1],
+            backend=getattr(accelerator.state, "backend", None),
+            mixed_precision=accelerator.mixed_precision,
+            launcher_mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION"),
+            compute_dtype=compute_dtype[0] if compute_dtype else None,
+            device=device.type,
+            device_names=sorted({r["device_name"] for r in ranks}),
+            threads_per_process=[r["threads"] for r in ranks],
+            gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
+            optimizer_implementation=optimizer_impl,
+            param_hashes=[r["param_hash"] for r in ranks],
+            diverged=not math.isfinite(final_loss),
+            torch=torch.__version__,
+            accelerate=_accelerate_version(),
+            python=sys.version.split()[0],
+        )
         host = rank_report["hostname"]
         local_cpu_s = sum(r["timed_cpu_s"] for r in ranks if r["hostname"] == host)
         shares = disturbance.cpu_disturbance(cpu_at_start or cpu_at_end, cpu_at_end, local_cpu_s)
         if device.type == "cuda":
             shares["gpu_other_processes"] = disturbance.gpu_other_processes(device, {r["pid"] for r in ranks})
         write_json_atomic(
-            outputs["metrics"],
+            outputs.metrics,
             {
                 "format": 1,
-                "run": plan["run"],
-                "repeat": plan["repeat"],
+                "run": plan.run,
+                "repeat": plan.repeat,
                 "metrics": metrics,
                 "loss_curve": loss_curve,
-                "observed": observed,
+                "observed": observed.as_json(),
                 "ranks": ranks,
                 "attribution": probe,
                 "disturbance": shares,
             },
         )
         progress.update(step, "done", force=True)
-    _finish(accelerator, f"{outputs['done_prefix']}{rank}", failpoint, rank)
+    _finish(accelerator, f"{outputs.done_prefix}{rank}", failpoint, rank)
 
 
 def _state_tensors(optimizer: Any) -> list[torch.Tensor]:

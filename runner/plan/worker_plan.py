@@ -1,0 +1,126 @@
+"""The contract between the runner and a worker: the plan it reads, what it must be, what it was.
+
+plan.json is the JSON form of WorkerPlan (written by plan.compile, read by the worker); Declared
+is what a launch must be observed to be, Observed what the worker reports it was (in
+metrics.json). JSON stays at the file boundary: inside a process these are typed. Light on
+purpose (the spec models and the vocabulary only): every worker rank imports it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from runner.spec.models import RunConfig
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a launch must be observed to be; the worker's observation is compared with this."""
+
+    device: str  # "cpu" or "cuda"
+    processes: int  # world size over all machines
+    local_processes: int
+    distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU
+    mixed_precision: str  # Accelerate's value: no, fp16, bf16
+    threads_per_process: int
+    gradient_accumulation_steps: int
+
+    def as_json(self) -> dict[str, Any]:
+        """For plan.json and summary.json."""
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Declared:
+        """From plan.json or summary.json."""
+        return Declared(**{f.name: data[f.name] for f in fields(Declared)})
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a worker writes: metrics (main rank), progress, one heartbeat and one done marker per rank."""
+
+    metrics: str
+    progress: str
+    heartbeat_prefix: str
+    done_prefix: str
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One launch as its worker sees it: the resolved run, what it must be and where to write."""
+
+    spec: str
+    run: str
+    repeat: int
+    repeats: int
+    config: RunConfig
+    declared: Declared
+    outputs: Outputs
+    workload: dict[str, Any] = field(default_factory=dict)  # for a reader of plan.json; the worker recomputes it
+
+    def to_json(self) -> str:
+        """plan.json's text."""
+        data = {
+            "format": PLAN_FORMAT,
+            "spec": self.spec,
+            "run": self.run,
+            "repeat": self.repeat,
+            "repeats": self.repeats,
+            "config": self.config.model_dump(mode="json"),
+            "workload": self.workload,
+            "declared": self.declared.as_json(),
+            "outputs": asdict(self.outputs),
+        }
+        return json.dumps(data, indent=2) + "\n"
+
+    @staticmethod
+    def read(path: str | Path) -> WorkerPlan:
+        """plan.json, parsed and typed (the config validated by the spec models again)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return WorkerPlan(
+            spec=data["spec"],
+            run=data["run"],
+            repeat=data["repeat"],
+            repeats=data["repeats"],
+            config=RunConfig.model_validate(data["config"]),
+            declared=Declared.from_json(data["declared"]),
+            outputs=Outputs(**data["outputs"]),
+            workload=data.get("workload", {}),
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the worker saw of its launch (the main rank reports it in metrics.json)."""
+
+    world_size: int | None = None
+    distributed_type: str | None = None
+    backend: str | None = None
+    mixed_precision: str | None = None  # what Accelerate ran (its value: no, fp16, bf16)
+    launcher_mixed_precision: str | None = None  # what `accelerate launch` passed to the process
+    compute_dtype: str | None = None  # what the first layer really computed in
+    device: str | None = None
+    device_names: list[str] = field(default_factory=list)
+    threads_per_process: list[int] = field(default_factory=list)
+    gradient_accumulation_steps: int | None = None
+    optimizer_implementation: str | None = None
+    param_hashes: list[str] = field(default_factory=list)
+    diverged: bool = False
+    torch: str | None = None
+    accelerate: str | None = None
+    python: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """For metrics.json and summary.json."""
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Observed:
+        """From metrics.json; keys this version does not know are ignored."""
+        known = {f.name for f in fields(Observed)}
+        return Observed(**{k: v for k, v in data.items() if k in known})
