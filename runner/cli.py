@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import traceback
 from collections.abc import Sequence
@@ -113,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `accel-run` and `python -m runner`; returns the exit code."""
     parser = build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
+        args.command = shlex.join(["accel-run", *argv])  # recorded in summary.json as typed
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return int(exc.code or 0)
     out, err = sys.stdout, sys.stderr
@@ -216,6 +219,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         timeout_s=args.timeout,
         allow_inconclusive=args.allow_inconclusive,
         progress=not args.no_progress,
+        command=args.command,
     )
 
 

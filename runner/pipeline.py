@@ -1,27 +1,27 @@
 """The main job: validated spec -> preflight -> launches (interleaved repeats) -> checks -> report.
 
-This module owns a session's side effects: the result folder, the SIGINT handler, the order of
-launches and the summary written after each of them. Everything it decides is computed by the
-pure stages (compile, conformance, check, why, report).
+This module orchestrates a session: the result folder, the SIGINT handler, the launches in the
+order verdicts.rounds decides, and the summary written after each of them. What it decides is
+computed elsewhere: compiling (plan), running (engines), judging (verdicts), summary.json and
+the resume policy (results.summary), the report (report).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from runner.engines.local import Interrupts, LaunchOutcome, execute
-from runner.errors import ExitCode, PreflightError, ResultError, UsageError
+from runner.engines.base import Engine, Interrupts, LaunchOutcome
+from runner.engines.local import LocalEngine
+from runner.errors import ExitCode, PreflightError, UsageError
 from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
 from runner.plan.machine import Machine, free_port, probe_machine
@@ -30,24 +30,23 @@ from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
 from runner.report.text import render
-from runner.results.records import (
-    SUMMARY_FORMAT,
-    TIMING_METRICS,
-    LaunchRecord,
-    RunRecord,
-    launch_dir,
+from runner.results.layout import launch_dir, new_result_dir, sha256_text
+from runner.results.records import LaunchRecord, RunRecord
+from runner.results.summary import (
+    build_summary,
+    exit_code_of,
+    keep_finished,
     load_summary,
-    new_result_dir,
+    now,
+    resumable_spec,
     save_summary,
-    sha256_text,
 )
 from runner.spec.diagnose import did_you_mean
-from runner.spec.models import ExperimentSpec
 from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid
 from runner.verdicts.check import Verdict, check_expectations
 from runner.verdicts.conformance import mismatches
-from runner.verdicts.why import explain
-from runner.vocab import DONE_PREFIX, METRICS_FILE, REPORT_FILE, SPEC_COPY, Outcome, Status, precision_name
+from runner.verdicts.rounds import next_round, schedule, stopped
+from runner.vocab import DONE_PREFIX, METRICS_FILE, REPORT_FILE, SPEC_COPY, STDERR_LOG, Status, precision_name
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class RunOptions:
     timeout_s: float | None = None
     allow_inconclusive: bool = False
     progress: bool = True
+    command: str = "accel-run"  # the command line as typed, recorded in summary.json
 
 
 @dataclass
@@ -73,22 +73,15 @@ class Session:
     records: dict[str, RunRecord]
     spec_sha256: str
     started_at: str
-    verdicts: list[Verdict] | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    engine: Engine = field(default_factory=LocalEngine)
 
-    def summary(self, status: str) -> dict[str, Any]:
-        """summary.json as of now."""
-        runs = {name: record.summary() for name, record in self.records.items()}
-        expectations = []
-        for verdict in self.verdicts or []:
-            data = verdict.as_json()
-            # no Why from timings that cannot be trusted: the verdict's message already says why
-            data["why"] = None if verdict.cause else explain(data, runs, self.machine.as_json())
-            expectations.append(data)
+    def save(self, status: str) -> dict[str, Any]:
+        """Write summary.json now (atomically) and return it."""
         spec = self.validated.spec
-        return {
-            "format": SUMMARY_FORMAT,
-            "status": status,
-            "spec": {
+        summary = build_summary(
+            status=status,
+            spec={
                 "name": spec.name,
                 "description": spec.description,
                 "path": self.validated.path,
@@ -96,26 +89,28 @@ class Session:
                 "baseline": self.validated.baseline,
                 "runs": list(self.records),
             },
-            "options": asdict(self.options),
-            "environment": {
+            options=asdict(self.options),
+            environment={
                 **self.machine.as_json(),
+                "engine": self.engine.name,
                 "started_at": self.started_at,
-                "updated_at": _now(),
-                "command": shlex.join(["accel-run", *sys.argv[1:]]),
+                "command": self.options.command,
             },
-            "runs": runs,
-            "expectations": expectations,
-        }
-
-    def save(self, status: str) -> dict[str, Any]:
-        """Write summary.json now (atomically) and return it."""
-        summary = self.summary(status)
+            records=self.records,
+            verdicts=self.verdicts,
+        )
         save_summary(self.result_dir, summary)
         return summary
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class SessionResult:
+    """What a session hands back to the CLI: the report to print, notes for stderr, the exit code."""
+
+    report: str
+    notes: tuple[str, ...]
+    exit_code: ExitCode
+    result_dir: Path
 
 
 def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
@@ -155,16 +150,6 @@ def _new_records(
     return records
 
 
-@dataclass(frozen=True)
-class SessionResult:
-    """What a session hands back to the CLI: the report to print, notes for stderr, the exit code."""
-
-    report: str
-    notes: tuple[str, ...]
-    exit_code: ExitCode
-    result_dir: Path
-
-
 def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machine, ui: ProgressUI) -> None:
     problems, warnings = preflight([validated.runs[n] for n in selected], machine)
     for warning in warnings:
@@ -183,7 +168,7 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     text = validated.document.text
     write_text_atomic(result_dir / SPEC_COPY, text)
     records = _new_records(validated, selected, machine, options)
-    session = Session(validated, machine, result_dir, options, records, sha256_text(text), _now())
+    session = Session(validated, machine, result_dir, options, records, sha256_text(text), now())
     ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
     return _run_session(session, ui)
 
@@ -237,29 +222,12 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     """`--resume`: rerun the launches of a result that did not finish, if its spec is unchanged.
 
     The result keeps the options it was started with (--only, --repeats, --output); a time limit
-    and --allow-inconclusive may be given anew. A finished launch is kept only if it was declared
-    as it would be now (the same machine facts: threads, device), so repeats never mix set-ups.
+    and --allow-inconclusive may be given anew. Which finished launches are kept is
+    results.summary.keep_finished's policy.
     """
     folder = Path(result_dir)
     summary = load_summary(folder)
-    copy = folder / SPEC_COPY
-    try:
-        text = copy.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultError(f"cannot read {copy}: {exc.strerror or exc}") from None
-    recorded = summary["spec"]["sha256"]
-    if sha256_text(text) != recorded:
-        raise ResultError(f"{copy} was edited after the result was started; it cannot be resumed")
-    original = Path(summary["spec"]["path"])
-    if original.is_file():
-        current = sha256_text(original.read_text(encoding="utf-8"))
-        if current != recorded:
-            raise ResultError(
-                f"{original} changed since this result was started (sha256 {recorded[:12]} -> {current[:12]}); "
-                f"resuming would mix two specs. Start a new result with `accel-run {original}`, "
-                "or restore the spec to resume"
-            )
-    validated = require_valid(str(copy))
+    validated = require_valid(str(resumable_spec(folder, summary)))
     validated = replace(validated, document=replace(validated.document, path=summary["spec"]["path"]))
     saved = summary.get("options", {})
     merged = RunOptions(
@@ -269,41 +237,34 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
         timeout_s=options.timeout_s if options.timeout_s is not None else saved.get("timeout_s"),
         allow_inconclusive=options.allow_inconclusive or bool(saved.get("allow_inconclusive")),
         progress=options.progress,
+        command=options.command,
     )
     selected = select_runs(validated, merged.only)
     machine = probe_machine()
     ui = ProgressUI(stream=err, bars=options.progress)
     _check_machine(validated, selected, machine, ui)
     records = _new_records(validated, selected, machine, merged)
-    kept = dropped = 0
-    for name, run in summary.get("runs", {}).items():
-        if name not in records:
-            continue
-        for launch in run.get("repeats", []):
-            record = LaunchRecord.from_json(launch)
-            if record.status is not Status.OK:
-                continue
-            if run.get("declared") != records[name].declared:
-                dropped += 1  # declared differently (another machine?): rerun it, do not mix set-ups
-                continue
-            records[name].launches[record.repeat] = record
-            kept += 1
-    started = summary["environment"].get("started_at", _now())
-    session = Session(validated, machine, folder, merged, records, recorded, started)
+    kept, dropped = keep_finished(summary, records)
+    started = summary["environment"].get("started_at", now())
+    session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}")
     return _run_session(session, ui)
 
 
-def rerender_report(result_dir: str) -> tuple[str, ExitCode]:
-    """`--report`: the report of a result, from its summary.json (report.md and plots rewritten), and
-    the exit code the session that made it had."""
-    folder = Path(result_dir)
-    summary = load_summary(folder)
+def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]:
+    """report.md and the plots into the result folder; returns the terminal text and notes for stderr."""
     plots, hint = write_plots(summary, folder)
     write_text_atomic(folder / REPORT_FILE, render(summary, markdown=True, plots=plots))
-    text = render(summary, markdown=False, plots=plots)
-    return text + (f"\n{hint}\n" if hint else ""), exit_code_of(summary)
+    return render(summary, markdown=False, plots=plots), [hint] if hint else []
+
+
+def rerender_report(result_dir: str) -> tuple[str, ExitCode]:
+    """`--report`: the report of a result, rewritten from its summary.json, and the exit code it stands for."""
+    folder = Path(result_dir)
+    summary = load_summary(folder)
+    text, hints = write_report(summary, folder)
+    return text + "".join(f"\n{hint}\n" for hint in hints), exit_code_of(summary)
 
 
 @contextmanager
@@ -323,134 +284,53 @@ def _interruptible(interrupts: Interrupts) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _schedule(session: Session) -> list[tuple[str, int]]:
-    """Launches still to do, repeats interleaved (A1 B1 A2 B2 ...) so machine drift hits every run alike."""
-    todo = []
-    most = max((r.repeats for r in session.records.values() if r.selected), default=0)
-    for repeat in range(1, most + 1):
-        for name, record in session.records.items():
-            if record.selected and repeat <= record.repeats and repeat not in record.launches:
-                todo.append((name, repeat))
-    return todo
-
-
-def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
-    """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict; how many were added.
-
-    A verdict is undecided when it is inconclusive and more repeats may settle it (a spread that
-    holds the bound, disturbed repeats, a speedup beyond what the change can give); both runs of a
-    pair get the same next repeat number, so they stay paired. A run stops at measure.max_repeats
-    or once its launches took measure.max_time_s.
-    """
-    wanted: list[tuple[str, ...]] = []
-    for verdict in check_expectations(spec, records):
-        if verdict.verdict == Outcome.INCONCLUSIVE and verdict.repeats_needed is not None:
-            if all(records[n].auto and _budget_left(records[n]) for n in verdict.runs):
-                wanted.append(verdict.runs)
-    added = 0
-    for names in wanted:
-        target = max(records[n].repeats for n in names) + 1
-        for name in names:
-            record = records[name]
-            if record.repeats < target:
-                added += target - record.repeats
-                record.repeats = target
-    return added
-
-
-def _budget_left(record: RunRecord) -> bool:
-    return len(record.launches) < record.max_repeats and record.launch_time_s() < record.max_time_s
-
-
-def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) -> Verdict:
-    """The verdict with how many repeats it used and why no more were launched."""
-    runs = [records[n] for n in verdict.runs if n in records and records[n].selected]
-    if not runs or verdict.verdict in (Outcome.SKIPPED, Outcome.ERROR):
-        return verdict
-    launches = max(len(r.ok_launches()) for r in runs)
-    unfit = sum(len(r.timing_problems()) for r in runs) if verdict.metric in TIMING_METRICS else 0
-    used = int(verdict.interval["n"]) if verdict.interval else launches
-    if interrupted:
-        why = "interrupted"
-    elif not all(r.auto for r in runs):
-        why = f"measure.repeats fixed at {max(r.repeats for r in runs)}"
-    elif verdict.verdict != Outcome.INCONCLUSIVE:
-        why = "decided"
-    elif verdict.repeats_needed is None:
-        why = "more repeats cannot settle it"
-    elif any(len(r.launches) >= r.max_repeats for r in runs):
-        why = f"measure.max_repeats ({min(r.max_repeats for r in runs)}) reached"
-    else:
-        why = f"measure.max_time_s ({min(r.max_time_s for r in runs):g} s) spent"
-    return replace(verdict, repeats_used=used, repeats_unfit=unfit, stopped=why)
-
-
 def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     interrupts = Interrupts()
-    ui.begin(len(_schedule(session)))
+    ui.begin(len(schedule(session.records)))
     session.save("running")
-    interrupted = False
-    todo: list[tuple[str, int]] = []
     try:
         with _interruptible(interrupts):
-            while not interrupted:
-                todo = _schedule(session)
-                if not todo:
-                    added = next_round(session.validated.spec, session.records)
-                    if not added:
-                        break
-                    ui.extend(added)
-                    continue
-                for name, repeat in todo:
-                    if interrupts.count:
-                        interrupted = True
-                        break
-                    outcome = _launch(session, name, repeat, interrupts, ui)
-                    session.save("running")
-                    if outcome.status is Status.INTERRUPTED:
-                        interrupted = True
-                        break
+            interrupted = _launch_until_decided(session, interrupts, ui)
     except KeyboardInterrupt:
         interrupted = True
-        for name, repeat in todo:  # the launch in flight: recorded as interrupted
-            record = session.records[name]
-            if repeat not in record.launches:
-                directory = launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)
-                record.launches[repeat] = LaunchRecord(
-                    repeat, Status.INTERRUPTED, str(directory), "interrupted by a second Ctrl-C (killed at once)"
-                )
-                break
+        _record_killed_launch(session)
     finally:
         ui.close()
     verdicts = check_expectations(session.validated.spec, session.records)
     session.verdicts = [stopped(v, session.records, interrupted) for v in verdicts]
     summary = session.save("interrupted" if interrupted else "complete")
-    plots, hint = write_plots(summary, session.result_dir)
-    write_text_atomic(session.result_dir / REPORT_FILE, render(summary, markdown=True, plots=plots))
-    notes = ([f"accel-run: {hint}"] if hint else []) + [
-        f"accel-run: results in {session.result_dir} (report.md, summary.json)"
-    ]
-    return SessionResult(
-        "\n" + render(summary, markdown=False, plots=plots),
-        tuple(notes),
-        exit_code_of(summary),
-        session.result_dir,
-    )
+    text, hints = write_report(summary, session.result_dir)
+    notes = [f"accel-run: {hint}" for hint in hints]
+    notes.append(f"accel-run: results in {session.result_dir} (report.md, summary.json)")
+    return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
 
 
-def exit_code_of(summary: dict[str, Any]) -> ExitCode:
-    """The exit code of a session, from its summary (the same for the run and for --report)."""
-    if summary.get("status") == "interrupted":
-        return ExitCode.INTERRUPTED
-    runs = summary.get("runs", {}).values()
-    if any(run.get("status") in (Status.FAILED, Status.TIMEOUT) for run in runs):
-        return ExitCode.RUN_FAILED
-    verdicts = {expectation.get("verdict") for expectation in summary.get("expectations", [])}
-    if verdicts & {Outcome.FAIL, Outcome.ERROR}:
-        return ExitCode.FAILED
-    if Outcome.INCONCLUSIVE in verdicts and not summary.get("options", {}).get("allow_inconclusive"):
-        return ExitCode.FAILED
-    return ExitCode.OK
+def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:
+    """Launch what the schedule holds, then the rounds auto repeats ask for; True when interrupted."""
+    while True:
+        todo = schedule(session.records)
+        if not todo:
+            added = next_round(session.validated.spec, session.records)
+            if not added:
+                return False
+            ui.extend(added)
+            continue
+        for name, repeat in todo:
+            if interrupts.count:
+                return True
+            outcome = _launch(session, name, repeat, interrupts, ui)
+            session.save("running")
+            if outcome.status is Status.INTERRUPTED:
+                return True
+
+
+def _record_killed_launch(session: Session) -> None:
+    """After a second Ctrl-C: the launch in flight is recorded as interrupted."""
+    for name, repeat in schedule(session.records)[:1]:
+        directory = launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)
+        session.records[name].launches[repeat] = LaunchRecord(
+            repeat, Status.INTERRUPTED, str(directory), "interrupted by a second Ctrl-C (killed at once)"
+        )
 
 
 def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui: ProgressUI) -> LaunchOutcome:
@@ -466,7 +346,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     timeout = session.options.timeout_s or run.config.launch.timeout_s
     started_at = time.time()
     prepare_s = time.perf_counter() - begun
-    outcome = execute(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
+    outcome = session.engine.run(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
     launch = LaunchRecord(
         repeat=repeat,
         status=outcome.status,
@@ -486,21 +366,26 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     if outcome.ok:
         _read_metrics(launch, plan)
     record.launches[repeat] = launch
+    _tell(ui, label, record, launch, plan)
+    return outcome
+
+
+def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, plan: LaunchPlan) -> None:
+    """One launch's end on the terminal: its timings and notes, or why it failed and its log's last lines."""
     if launch.status is Status.OK:
         m = launch.metrics
         problem = record.timing_problem(launch)
         unfit = f"; not fit to time: {problem.sentence}" if problem else ""
         timing = f"train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s"
-        ui.finish(label, f"ok in {outcome.wall_s:.1f} s ({timing}{unfit})")
+        ui.finish(label, f"ok in {launch.wall_s:.1f} s ({timing}{unfit})")
         for note in launch.notes:
             ui.say(f"  note: {note}")
-    else:
-        ui.finish(label, f"{launch.status.value.upper()}: {launch.reason}")
-        if launch.log_tail:
-            ui.say("  last lines of " + str(plan.directory / "stderr.log") + ":")
-            for line in launch.log_tail.splitlines()[-12:]:
-                ui.say("  | " + line)
-    return outcome
+        return
+    ui.finish(label, f"{launch.status.value.upper()}: {launch.reason}")
+    if launch.log_tail:
+        ui.say("  last lines of " + str(plan.directory / STDERR_LOG) + ":")
+        for line in launch.log_tail.splitlines()[-12:]:
+            ui.say("  | " + line)
 
 
 def _read_metrics(launch: LaunchRecord, plan: LaunchPlan) -> None:

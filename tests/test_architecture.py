@@ -28,7 +28,8 @@ def test_a_worker_rank_does_not_import_the_compiler_or_the_validation_stack() ->
 
 
 @pytest.mark.parametrize(
-    "module", ["runner.verdicts.check", "runner.verdicts.why", "runner.report.text", "runner.results.records"]
+    "module",
+    ["runner.verdicts.check", "runner.verdicts.rounds", "runner.report.text", "runner.results.summary"],
 )
 def test_verdicts_and_reports_do_not_import_process_control_or_torch(module: str) -> None:
     loaded = modules_after_import(module)

@@ -248,7 +248,8 @@ def test_a_rank_that_aborts_after_finishing_keeps_the_measurements_with_a_warnin
 
 def test_a_precision_the_launch_did_not_apply_fails_the_run_naming_the_field(tmp_path: Path) -> None:
     """The compiled config decides the precision; when what ran differs from the spec, the run fails."""
-    from runner.engines.local import Interrupts, execute
+    from runner.engines.base import Interrupts
+    from runner.engines.local import execute
     from runner.pipeline import _prepare_launch, _read_metrics
     from runner.plan.machine import probe_machine
     from runner.results.records import LaunchRecord

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.pipeline import next_round, stopped
 from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.validate import validate_text
 from runner.verdicts.check import check_expectations
+from runner.verdicts.rounds import next_round, stopped
 from runner.vocab import Status
 
 SPEC = """\

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import TINY_SPEC, run_cli
-from runner.results.records import sha256_text
+from runner.results.layout import sha256_text
 
 
 def fake_result(folder: Path, spec_text: str, recorded_sha: str, spec_path: str) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from runner.engines.base import Interrupts, LaunchOutcome
 from runner.engines.logs import first_error
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
@@ -39,35 +40,6 @@ TERM_GRACE_S = 5.0
 POLL_S = 0.1  # how soon the launcher's exit is noticed
 SLOW_POLL_EVERY = 5  # process tree, heartbeats and progress: every 0.5 s
 TAIL_LINES = 20
-
-
-@dataclass
-class Interrupts:
-    """Ctrl-C presses seen by the runner: the first stops the current run cleanly, the second at once."""
-
-    count: int = 0
-
-    def press(self) -> None:
-        """Record one Ctrl-C (called from the SIGINT handler)."""
-        self.count += 1
-
-
-@dataclass(frozen=True)
-class LaunchOutcome:
-    """The end of one launch, as data."""
-
-    status: Status
-    returncode: int | None
-    wall_s: float
-    reason: str = ""
-    log_tail: str = ""
-    leftovers_killed: int = 0
-    warning: str = ""  # a fault after every rank had finished: the measurements stand, the reader is told
-
-    @property
-    def ok(self) -> bool:
-        """Whether the launch finished and wrote its metrics."""
-        return self.status is Status.OK
 
 
 @dataclass
@@ -161,6 +133,23 @@ class _Heartbeats:
             elif now - last[1] > DEAD_RANK_S:
                 return beat.name.removeprefix(HEARTBEAT_PREFIX), now - last[1]
         return None
+
+
+class LocalEngine:
+    """Launches on this machine: `accelerate launch` as a child process tree, watched until it ends."""
+
+    name = "local"
+
+    def run(
+        self,
+        plan: LaunchPlan,
+        *,
+        timeout_s: float | None,
+        interrupts: Interrupts,
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ) -> LaunchOutcome:
+        """One launch to its end (see execute)."""
+        return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress)
 
 
 def execute(

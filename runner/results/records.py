@@ -1,28 +1,19 @@
-"""The results folder: its layout, the records of runs and launches, and summary.json built from them.
+"""The records of runs and launches: how each launch ended, what it measured, whether it can time.
 
-Layout (a contract; see the README):
-    OUTPUT/<spec name>/<UTC timestamp>/spec.yaml, summary.json, report.md
-    OUTPUT/<spec name>/<UTC timestamp>/<run>/accelerate_config.yaml, command.txt, plan.json,
-                                            metrics.json, stdout.log, stderr.log
-    with measure.repeats > 1, repeat k >= 2 of a run lives in <run>/repeat-<k>/ (same files).
+A RunRecord turns into its part of summary.json (medians over the repeats fit to time, spreads,
+every repeat's raw values); results.summary builds the whole file.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import os
 import statistics
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from runner.errors import ResultError
-from runner.jsonio import read_json, write_json_atomic
 from runner.verdicts.stats import spread
-from runner.vocab import SUMMARY_FILE, Status
+from runner.vocab import Status
 
-SUMMARY_FORMAT = 1
 # Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
 TIMING_METRICS = frozenset({"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "step_time_ms"})
 # Measured quantities that vary from launch to launch; the rest are fixed by seeds and sizes.
@@ -42,47 +33,6 @@ class TimingProblem:
     def repeatable(self) -> bool:
         """A short timed window stays short however often it is launched; the others are chance."""
         return self.kind != "short"
-
-
-def utc_stamp(now: dt.datetime | None = None) -> str:
-    """20261128T101500Z"""
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-
-
-def new_result_dir(output: str | Path, spec_name: str) -> Path:
-    """Create OUTPUT/<spec>/<timestamp>/, with a -2, -3 ... suffix when a concurrent run took the name."""
-    parent = Path(output) / spec_name
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ResultError(
-            f"cannot create the results folder {parent}: {exc.strerror or exc} (choose another with --output)"
-        ) from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ResultError(f"the results folder {parent} is not writable (choose another with --output)")
-    stamp = utc_stamp()
-    for attempt in range(1, 1000):
-        candidate = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise ResultError(
-                f"cannot create {candidate}: {exc.strerror or exc} (choose another with --output)"
-            ) from None
-        return candidate
-    raise ResultError(f"too many results named {stamp} in {parent}")
-
-
-def launch_dir(result_dir: Path, run: str, repeat: int) -> Path:
-    """Where launch `repeat` of `run` writes its files."""
-    return result_dir / run if repeat == 1 else result_dir / run / f"repeat-{repeat}"
-
-
-def sha256_text(text: str) -> str:
-    """Content hash of a spec, to notice when it changed before --resume."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -281,24 +231,3 @@ def _median_attribution(probes: list[dict[str, Any]]) -> dict[str, Any]:
         values = [p[key] for p in probes if isinstance(p.get(key), int | float)]
         out[key] = statistics.median(values) if isinstance(value, int | float) and values else value
     return out
-
-
-def load_summary(result_dir: str | Path) -> dict[str, Any]:
-    """Read a result's summary.json, with one clear error when it is missing or damaged."""
-    path = Path(result_dir) / SUMMARY_FILE
-    if not Path(result_dir).is_dir():
-        raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
-    try:
-        data = read_json(path)
-    except FileNotFoundError:
-        raise ResultError(f"{path} does not exist; is {result_dir} a result folder?") from None
-    except (OSError, ValueError) as exc:
-        raise ResultError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT:
-        raise ResultError(f"{path} is not an accel-run summary (format {SUMMARY_FORMAT})")
-    return data
-
-
-def save_summary(result_dir: Path, summary: dict[str, Any]) -> None:
-    """Rewrite summary.json atomically (after every launch: a crash loses at most the launch in flight)."""
-    write_json_atomic(result_dir / SUMMARY_FILE, summary)

@@ -1,0 +1,61 @@
+"""What every engine offers the session: run one compiled launch to its end and say how it ended.
+
+The local engine starts `accelerate launch` here; a cluster engine will submit the same launch
+and watch it there. Either way the session sees a LaunchOutcome, and the launch folder holds the
+worker's metrics.json, so everything after an engine (records, verdicts, report) is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from runner.plan.compile import LaunchPlan
+from runner.vocab import Status
+
+
+@dataclass
+class Interrupts:
+    """Ctrl-C presses seen by the runner: the first stops the current run cleanly, the second at once."""
+
+    count: int = 0
+
+    def press(self) -> None:
+        """Record one Ctrl-C (called from the SIGINT handler)."""
+        self.count += 1
+
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    """The end of one launch, as data."""
+
+    status: Status
+    returncode: int | None
+    wall_s: float
+    reason: str = ""
+    log_tail: str = ""
+    leftovers_killed: int = 0
+    warning: str = ""  # a fault after every rank had finished: the measurements stand, the reader is told
+
+    @property
+    def ok(self) -> bool:
+        """Whether the launch finished and wrote its metrics."""
+        return self.status is Status.OK
+
+
+class Engine(Protocol):
+    """Runs launches; never raises for a launch's own failure (that is a LaunchOutcome)."""
+
+    name: str
+
+    def run(
+        self,
+        plan: LaunchPlan,
+        *,
+        timeout_s: float | None,
+        interrupts: Interrupts,
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ) -> LaunchOutcome:
+        """Run `plan` to its end: finished, failed, timed out or interrupted."""
+        ...

@@ -1,0 +1,133 @@
+"""summary.json: built from the records and verdicts, read back for --report and --resume, and the
+policies that rest on it: the exit code a result stands for, and what a resume may keep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ExitCode, ResultError
+from runner.jsonio import read_json, write_json_atomic
+from runner.results.layout import sha256_text
+from runner.results.records import LaunchRecord, RunRecord
+from runner.verdicts.check import Verdict
+from runner.verdicts.why import explain
+from runner.vocab import SPEC_COPY, SUMMARY_FILE, Outcome, Status
+
+SUMMARY_FORMAT = 1
+
+
+def now() -> str:
+    """UTC time as summary.json writes it."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def build_summary(
+    *,
+    status: str,
+    spec: dict[str, Any],
+    options: dict[str, Any],
+    environment: dict[str, Any],
+    records: dict[str, RunRecord],
+    verdicts: list[Verdict],
+) -> dict[str, Any]:
+    """summary.json as of now: the spec's facts, the options, the machine, every run and verdict."""
+    runs = {name: record.summary() for name, record in records.items()}
+    expectations = []
+    for verdict in verdicts:
+        data = verdict.as_json()
+        # no Why from timings that cannot be trusted: the verdict's message already says why
+        data["why"] = None if verdict.cause else explain(data, runs, environment)
+        expectations.append(data)
+    return {
+        "format": SUMMARY_FORMAT,
+        "status": status,
+        "spec": spec,
+        "options": options,
+        "environment": {**environment, "updated_at": now()},
+        "runs": runs,
+        "expectations": expectations,
+    }
+
+
+def exit_code_of(summary: dict[str, Any]) -> ExitCode:
+    """The exit code a result stands for (the same for the session and for --report)."""
+    if summary.get("status") == "interrupted":
+        return ExitCode.INTERRUPTED
+    runs = summary.get("runs", {}).values()
+    if any(run.get("status") in (Status.FAILED, Status.TIMEOUT) for run in runs):
+        return ExitCode.RUN_FAILED
+    verdicts = {expectation.get("verdict") for expectation in summary.get("expectations", [])}
+    if verdicts & {Outcome.FAIL, Outcome.ERROR}:
+        return ExitCode.FAILED
+    if Outcome.INCONCLUSIVE in verdicts and not summary.get("options", {}).get("allow_inconclusive"):
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def load_summary(result_dir: str | Path) -> dict[str, Any]:
+    """Read a result's summary.json, with one clear error when it is missing or damaged."""
+    path = Path(result_dir) / SUMMARY_FILE
+    if not Path(result_dir).is_dir():
+        raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise ResultError(f"{path} does not exist; is {result_dir} a result folder?") from None
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT:
+        raise ResultError(f"{path} is not an accel-run summary (format {SUMMARY_FORMAT})")
+    return data
+
+
+def save_summary(result_dir: Path, summary: dict[str, Any]) -> None:
+    """Rewrite summary.json atomically (after every launch: a crash loses at most the launch in flight)."""
+    write_json_atomic(result_dir / SUMMARY_FILE, summary)
+
+
+def resumable_spec(folder: Path, summary: dict[str, Any]) -> Path:
+    """The spec copy of a result that may be resumed; refuses when the copy or the original changed."""
+    copy = folder / SPEC_COPY
+    try:
+        text = copy.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultError(f"cannot read {copy}: {exc.strerror or exc}") from None
+    recorded = summary["spec"]["sha256"]
+    if sha256_text(text) != recorded:
+        raise ResultError(f"{copy} was edited after the result was started; it cannot be resumed")
+    original = Path(summary["spec"]["path"])
+    if original.is_file():
+        current = sha256_text(original.read_text(encoding="utf-8"))
+        if current != recorded:
+            raise ResultError(
+                f"{original} changed since this result was started (sha256 {recorded[:12]} -> {current[:12]}); "
+                f"resuming would mix two specs. Start a new result with `accel-run {original}`, "
+                "or restore the spec to resume"
+            )
+    return copy
+
+
+def keep_finished(summary: dict[str, Any], records: dict[str, RunRecord]) -> tuple[int, int]:
+    """Put a result's finished launches into fresh records; (kept, dropped).
+
+    A finished launch is kept only if its run is declared as it would be now (the same machine
+    facts: threads, device), so repeats never mix set-ups; the others are rerun.
+    """
+    kept = dropped = 0
+    for name, run in summary.get("runs", {}).items():
+        if name not in records:
+            continue
+        for launch in run.get("repeats", []):
+            record = LaunchRecord.from_json(launch)
+            if record.status is not Status.OK:
+                continue
+            if run.get("declared") != records[name].declared:
+                dropped += 1
+                continue
+            records[name].launches[record.repeat] = record
+            records[name].repeats = max(records[name].repeats, record.repeat)
+            kept += 1
+    return kept, dropped

@@ -1,0 +1,75 @@
+"""Which launches come next: repeats interleaved, and with measure.repeats: auto, the rounds verdicts still need.
+
+Pure decisions over the run records and the verdicts; the session launches what this says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from runner.results.records import TIMING_METRICS, RunRecord
+from runner.spec.models import ExperimentSpec
+from runner.verdicts.check import Verdict, check_expectations
+from runner.vocab import Outcome
+
+
+def schedule(records: dict[str, RunRecord]) -> list[tuple[str, int]]:
+    """Launches still to do, repeats interleaved (A1 B1 A2 B2 ...) so machine drift hits every run alike."""
+    todo = []
+    most = max((r.repeats for r in records.values() if r.selected), default=0)
+    for repeat in range(1, most + 1):
+        for name, record in records.items():
+            if record.selected and repeat <= record.repeats and repeat not in record.launches:
+                todo.append((name, repeat))
+    return todo
+
+
+def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
+    """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict; how many were added.
+
+    A verdict is undecided when it is inconclusive and more repeats may settle it (a spread that
+    holds the bound, disturbed repeats, a speedup beyond what the change can give); both runs of a
+    pair get the same next repeat number, so they stay paired. A run stops at measure.max_repeats
+    or once its launches took measure.max_time_s.
+    """
+    wanted: list[tuple[str, ...]] = []
+    for verdict in check_expectations(spec, records):
+        if verdict.verdict == Outcome.INCONCLUSIVE and verdict.repeats_needed is not None:
+            if all(records[n].auto and _budget_left(records[n]) for n in verdict.runs):
+                wanted.append(verdict.runs)
+    added = 0
+    for names in wanted:
+        target = max(records[n].repeats for n in names) + 1
+        for name in names:
+            record = records[name]
+            if record.repeats < target:
+                added += target - record.repeats
+                record.repeats = target
+    return added
+
+
+def _budget_left(record: RunRecord) -> bool:
+    return len(record.launches) < record.max_repeats and record.launch_time_s() < record.max_time_s
+
+
+def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) -> Verdict:
+    """The verdict with how many repeats it used and why no more were launched."""
+    runs = [records[n] for n in verdict.runs if n in records and records[n].selected]
+    if not runs or verdict.verdict in (Outcome.SKIPPED, Outcome.ERROR):
+        return verdict
+    launches = max(len(r.ok_launches()) for r in runs)
+    unfit = sum(len(r.timing_problems()) for r in runs) if verdict.metric in TIMING_METRICS else 0
+    used = int(verdict.interval["n"]) if verdict.interval else launches
+    if interrupted:
+        why = "interrupted"
+    elif not all(r.auto for r in runs):
+        why = f"measure.repeats fixed at {max(r.repeats for r in runs)}"
+    elif verdict.verdict != Outcome.INCONCLUSIVE:
+        why = "decided"
+    elif verdict.repeats_needed is None:
+        why = "more repeats cannot settle it"
+    elif any(len(r.launches) >= r.max_repeats for r in runs):
+        why = f"measure.max_repeats ({min(r.max_repeats for r in runs)}) reached"
+    else:
+        why = f"measure.max_time_s ({min(r.max_time_s for r in runs):g} s) spent"
+    return replace(verdict, repeats_used=used, repeats_unfit=unfit, stopped=why)
