@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test test-fast gpu-check lint install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the tests that launch real accelerate processes (seconds).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+# On a machine with CUDA: the GPU tests (Day 6 on 1 and all GPUs, fp32 and bf16), report printed.
+# constraints.txt pins torch's CPU build: on a GPU machine put a CUDA build of torch in .venv first.
+gpu-check: $(STAMP)
+	@$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else \
+	  'gpu-check: torch ' + torch.__version__ + ' sees no CUDA GPU (no GPU here, or the CPU build of torch)')"
+	$(BIN)/python -m pytest -m gpu -s -ra -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check runner tests benchmarks

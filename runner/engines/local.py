@@ -152,6 +152,8 @@ class LocalEngine:
         return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress)
 
 
+# Long on purpose: the watch loop's exits (launcher done, time limit, Ctrl-C, dead rank) and the
+# stop of the whole process tree must be decided in one place, or one path forgets to stop it.
 def execute(
     plan: LaunchPlan,
     *,

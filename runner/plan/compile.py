@@ -171,6 +171,8 @@ def hermetic_env(base_env: Mapping[str, str], pass_env: list[str]) -> tuple[dict
     return kept, tuple(sorted(dropped))
 
 
+# One function builds one frozen plan: argv, environment and files side by side, so what
+# --dry-run shows is exactly what a launch uses.
 def compile_launch(
     run: ResolvedRun,
     *,

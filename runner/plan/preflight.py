@@ -13,6 +13,7 @@ from runner.spec.validate import ResolvedRun
 from runner.spec.workload import human_bytes
 
 
+# A flat list of independent checks, one `if` each, in the order a reader would check a machine.
 def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str], list[str]]:
     """(problems that stop the session, warnings to show)."""
     problems: list[str] = []

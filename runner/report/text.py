@@ -190,6 +190,7 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
+# The report's sections in reading order; one renderer for text and Markdown keeps them identical.
 def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None = None) -> str:
     """The report, as Markdown or terminal text."""
     spec = summary["spec"]

@@ -251,7 +251,7 @@ class _Checker:
 
     def check_run(self, run: ResolvedRun) -> None:
         config, work = run.config, run.workload
-        model, data, train, launch = config.model, config.data, config.train, config.launch
+        model, data = config.model, config.data
         if model.input_dim != data.features:
             self._run_report(
                 run,
@@ -275,6 +275,12 @@ class _Checker:
                 f"no machine has that (limit {human_bytes(MEMORY_LIMIT_BYTES)})",
             )
             return
+        self.check_steps(run)
+        self.check_launch(run)
+
+    def check_steps(self, run: ResolvedRun) -> None:
+        """The run makes optimizer steps, and timed ones; its schedule's warm-up fits in it."""
+        config, work, train = run.config, run.workload, run.config.train
         if work.train_samples < 1:
             self._run_report(run, ("train", "eval_split"), "eval_split leaves no training samples")
         elif work.steps_per_epoch == 0:
@@ -303,6 +309,10 @@ class _Checker:
                 f"({work.optimizer_steps} optimizer steps); the learning rate never reaches its peak",
                 severity=Severity.WARNING,
             )
+
+    def check_launch(self, run: ResolvedRun) -> None:
+        """Launch settings that contradict each other (GPUs, precision on CPU, machines)."""
+        launch = run.config.launch
         if launch.gpu_ids is not None and launch.num_machines == 1 and len(launch.gpu_ids) != launch.processes:
             self._run_report(
                 run,

@@ -289,6 +289,7 @@ def _first(record: RunRecord) -> Any:
     return launches[0] if launches else None
 
 
+# Speedups and ratios share the pairing, the interval and the ceiling; splitting would pass them around.
 def _check_ratio(
     expectation: Any, runs: dict[str, RunRecord], title: str, metric: str, names: tuple[str, ...]
 ) -> Verdict:

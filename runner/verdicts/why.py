@@ -78,6 +78,7 @@ def _split_sentence(name: str, step: float, parts: dict[str, float]) -> str:
     return f"per optimizer step of '{name}' ({step * 1000:.3g} ms): {items}"
 
 
+# Each explain_* keeps its sentences next to the figures they quote: long, but read top to bottom.
 def explain_processes(
     run: dict[str, Any], base: dict[str, Any], declared: float | None, cores: int | None
 ) -> dict[str, Any]:
@@ -193,6 +194,7 @@ def cpu_bf16_sentence(environment: Mapping[str, Any], measured: str) -> str:
     )
 
 
+# See explain_processes: sentences beside their figures.
 def explain_precision(
     run: dict[str, Any],
     base: dict[str, Any],
@@ -303,6 +305,7 @@ def _mb(value: float) -> str:
     return f"{value:,.0f} MB" if value >= 10 else f"{value:.3g} MB"
 
 
+# See explain_processes: sentences beside their figures.
 def explain_memory(
     run: dict[str, Any], base: dict[str, Any], at_least: float | None, at_most: float | None
 ) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def _timed(device: torch.device, action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+# Every rank must run the same probes in the same order (they hold collectives): one function keeps it so.
 def attribution(
     accelerator: Any,
     model: torch.nn.Module,

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,209 +38,260 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class Timing:
+    """The training loop's clock readings; every boundary synchronised the device and the ranks."""
+
+    first_step_wall: float  # wall clock, for start-up time (launch to first step)
+    train_start: float
+    train_end: float
+    timed_start: float  # after the warm-up steps
+    cpu_at_start: disturbance.CpuSample  # the machine's CPU at the timed window's edges
+    cpu_at_end: disturbance.CpuSample
+    steps: int
+    timed_steps: int
+
+    @property
+    def timed_s(self) -> float:
+        """Seconds of the timed part."""
+        return self.train_end - self.timed_start
+
+
 def run_plan(plan_path: str) -> None:
     """Run one launch as plan.json describes; the main process writes metrics.json at the end."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    trainer = Trainer(WorkerPlan.read(plan_path))
+    timing = trainer.train()
+    trainer.report(timing)
+    _finish(trainer.accelerator, f"{trainer.plan.outputs.done_prefix}{trainer.rank}", trainer.failpoint, trainer.rank)
 
-    plan = WorkerPlan.read(plan_path)
-    config, declared, outputs = plan.config, plan.declared, plan.outputs
-    work = workload_of(config)
-    train = config.train
 
-    # Precision comes from `accelerate launch` (the compiled config), never from here: passing it
-    # would override the launcher, and "the declared precision ran" could then never fail.
-    accelerator = Accelerator(gradient_accumulation_steps=train.gradient_accumulation_steps)
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    start_heartbeat(f"{outputs.heartbeat_prefix}{rank}")
-    if world != declared.processes:
-        # A wrong world size changes what every later number means; stop before training.
-        raise SystemExit(
-            f"accel-run worker: declared {declared.processes} processes but this process sees a world of "
-            f"{world} ({accelerator.distributed_type}); the launch did not start a real process group"
+class Trainer:
+    """One rank of a launch: its Accelerator, data, model and optimizer, trained and measured."""
+
+    def __init__(self, plan: WorkerPlan) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.plan, config = plan, plan.config
+        self.work, self.train_config = workload_of(config), config.train
+        # Precision comes from `accelerate launch` (the compiled config), never from here: passing it
+        # would override the launcher, and "the declared precision ran" could then never fail.
+        self.accelerator = Accelerator(gradient_accumulation_steps=self.train_config.gradient_accumulation_steps)
+        self.device = self.accelerator.device
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        start_heartbeat(f"{plan.outputs.heartbeat_prefix}{self.rank}")
+        if self.world != plan.declared.processes:
+            # A wrong world size changes what every later number means; stop before training.
+            raise SystemExit(
+                f"accel-run worker: declared {plan.declared.processes} processes but this process sees a world of "
+                f"{self.world} ({self.accelerator.distributed_type}); the launch did not start a real process group"
+            )
+        self.progress = Progress(plan.outputs.progress, self.work.optimizer_steps, self.accelerator.is_main_process)
+        self.rss_at_start = current_rss_mb()
+        self.failpoint = Failpoint.from_env()
+        set_seed(self.train_config.seed)
+        self.inputs, self.labels, self.eval_inputs, self.eval_labels = make_dataset(
+            config.data, self.work.train_samples, self.work.eval_samples
         )
-    progress = Progress(outputs.progress, work.optimizer_steps, enabled=accelerator.is_main_process)
-    rss_at_start = current_rss_mb()
+        model = build_model(config.model).to(self.device)
+        optimizer, self.optimizer_impl = build_optimizer(model, self.train_config)
+        scheduler = build_schedule(
+            optimizer, self.train_config, total_steps=self.work.optimizer_steps, processes=self.world
+        )
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.inputs, self.labels = self.inputs.to(self.device), self.labels.to(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.compute_dtype = self._observe_compute_dtype()
+        self.losses = torch.zeros(self.work.optimizer_steps * self.work.accumulation, device=self.device)
 
-    set_seed(train.seed)
-    inputs, labels, eval_inputs, eval_labels = make_dataset(config.data, work.train_samples, work.eval_samples)
-    model = build_model(config.model).to(device)
-    optimizer, optimizer_impl = build_optimizer(model, train)
-    scheduler = build_schedule(optimizer, train, total_steps=work.optimizer_steps, processes=world)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    inputs, labels = inputs.to(device), labels.to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    def _observe_compute_dtype(self) -> list[str]:
+        """The dtype the first layer really computes in (autocast or not), seen once by a hook."""
+        seen: list[str] = []
+        first_linear = next(
+            m for m in self.accelerator.unwrap_model(self.model).modules() if isinstance(m, torch.nn.Linear)
+        )
 
-    compute_dtype: list[str] = []  # the dtype the first layer really computed in (autocast or not)
-    first_linear = next(m for m in accelerator.unwrap_model(model).modules() if isinstance(m, torch.nn.Linear))
+        def observe(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            seen.append(str(output.dtype))
+            hook.remove()  # once is enough; nothing stays on the hot path
 
-    def observe_dtype(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        compute_dtype.append(str(output.dtype))
-        hook.remove()  # once is enough; nothing stays on the hot path
+        hook = first_linear.register_forward_hook(observe)
+        return seen
 
-    hook = first_linear.register_forward_hook(observe_dtype)
-
-    micro_total = work.optimizer_steps * work.accumulation
-    losses = torch.zeros(micro_total, device=device)  # per micro-batch, read once at the end
-    warmup = min(config.measure.warmup_steps, max(0, work.optimizer_steps - 1))
-    batch = train.batch_size
-    epoch_gen = torch.Generator()
-    failpoint = Failpoint.from_env()
-
-    def micro_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One micro-batch of the training step (the attribution probe times this same code)."""
-        with accelerator.accumulate(model):
-            loss = F.cross_entropy(model(x), y)
+        accelerator, train = self.accelerator, self.train_config
+        with accelerator.accumulate(self.model):
+            loss = F.cross_entropy(self.model(x), y)
             accelerator.backward(loss)
             if train.max_grad_norm is not None and accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+                accelerator.clip_grad_norm_(self.model.parameters(), train.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
         return loss
 
-    accelerator.wait_for_everyone()
-    _sync(device)
-    first_step_wall = time.time()
-    train_start = time.perf_counter()
-    timed_start = train_start if warmup == 0 else None
-    cpu_at_start = disturbance.sample() if warmup == 0 else None
-    step = micro = epoch = 0
-    while step < work.optimizer_steps:
-        epoch_gen.manual_seed(train.seed * 1_000_003 + epoch)
-        permutation = torch.randperm(work.train_samples, generator=epoch_gen)
-        usable = work.micro_batches_per_epoch * batch * world
-        # Global micro-batch m is permutation[m*world*batch : (m+1)*world*batch], split across ranks:
-        # N processes with batch b see exactly the batches of 1 process with batch N*b.
-        order = permutation[:usable].view(work.micro_batches_per_epoch, world, batch)[:, rank, :].to(device)
-        for index in range(work.micro_batches_per_epoch - work.micro_batches_per_epoch % work.accumulation):
-            if step >= work.optimizer_steps:
-                break
-            batch_index = order[index]
-            loss = micro_step(inputs.index_select(0, batch_index), labels.index_select(0, batch_index))
-            losses[micro] = loss.detach()
-            micro += 1
-            if accelerator.sync_gradients:
-                step += 1
-                if step == warmup:
-                    accelerator.wait_for_everyone()
-                    _sync(device)
-                    timed_start = time.perf_counter()
-                    cpu_at_start = disturbance.sample()
-                progress.update(step)
-                failpoint.fire(step, rank)
-        epoch += 1
-    accelerator.wait_for_everyone()
-    _sync(device)
-    train_end = time.perf_counter()
-    cpu_at_end = disturbance.sample()
-    progress.update(step, "eval", force=True)
+    def whole_step(self) -> None:
+        """One whole optimizer step through the training loop's own code, on random batches."""
+        for _ in range(self.work.accumulation):
+            index = torch.randint(0, self.inputs.shape[0], (self.train_config.batch_size,)).to(self.device)
+            self.micro_step(self.inputs.index_select(0, index), self.labels.index_select(0, index))
 
-    timed_steps = work.optimizer_steps - warmup
-    timed_time = train_end - (timed_start if timed_start is not None else train_start)
-    final_loss, loss_curve = _losses(accelerator, losses, work, train.loss_every_steps)
-    eval_loss, accuracy = _evaluate(accelerator, model, eval_inputs, eval_labels)
-    rank_report = rank_facts(device, accelerator.unwrap_model(model))
-    rank_report["rss_at_start_mb"] = round(rss_at_start, 1)
-    rank_report["timed_cpu_s"] = round(disturbance.own_cpu_s(cpu_at_start or cpu_at_end, cpu_at_end), 6)
+    def _boundary(self) -> float:
+        """A timing boundary: every rank here and the device idle, then the clock."""
+        self.accelerator.wait_for_everyone()
+        _sync(self.device)
+        return time.perf_counter()
 
-    probe: dict[str, Any] = {}
-    if config.measure.attribution and timed_steps > 0:
-        progress.update(step, "attribution", force=True)
-        # Every rank must run the same number of probe collectives: agree on one step time.
-        step_time = accelerator.reduce(torch.tensor([timed_time / timed_steps], device=device), reduction="max")
-        probe = attribution(
-            accelerator,
-            model,
-            optimizer,
-            inputs,
-            labels,
-            batch=batch,
-            accumulation=work.accumulation,
-            step_time_s=float(step_time.item()),
-            whole_step=lambda: _probe_step(micro_step, inputs, labels, batch, work.accumulation),
-        )
-    if device.type == "cpu":
-        # Peak RSS holds the runtime too; measure the tensors, as CUDA's allocator peak does on a GPU.
-        progress.update(step, "memory", force=True)
-        resident = [*model.parameters(), *_state_tensors(optimizer), inputs, labels, eval_inputs, eval_labels]
-        peak = cpu_tensor_peak_mb(lambda: _probe_step(micro_step, inputs, labels, batch, work.accumulation), resident)
-        rank_report["peak_rss_mb"] = rank_report["peak_memory_mb"]
-        rank_report["peak_memory_mb"], rank_report["peak_memory_source"] = round(peak, 1), "tensor_peak"
-    ranks = accelerator.gather_for_metrics([rank_report], use_gather_object=True)
-    if accelerator.is_main_process:
+    def train(self) -> Timing:
+        """The training loop, with its warm-up excluded from the timed part."""
+        work, batch, world, rank = self.work, self.train_config.batch_size, self.world, self.rank
+        warmup = min(self.plan.config.measure.warmup_steps, max(0, work.optimizer_steps - 1))
+        epoch_gen = torch.Generator()
+        train_start = timed_start = self._boundary()
+        first_step_wall = time.time()
+        cpu_at_start = disturbance.sample()
+        step = micro = epoch = 0
+        while step < work.optimizer_steps:
+            epoch_gen.manual_seed(self.train_config.seed * 1_000_003 + epoch)
+            permutation = torch.randperm(work.train_samples, generator=epoch_gen)
+            usable = work.micro_batches_per_epoch * batch * world
+            # Global micro-batch m is permutation[m*world*batch : (m+1)*world*batch], split across ranks:
+            # N processes with batch b see exactly the batches of 1 process with batch N*b.
+            order = permutation[:usable].view(work.micro_batches_per_epoch, world, batch)[:, rank, :].to(self.device)
+            for index in range(work.micro_batches_per_epoch - work.micro_batches_per_epoch % work.accumulation):
+                if step >= work.optimizer_steps:
+                    break
+                batch_index = order[index]
+                loss = self.micro_step(
+                    self.inputs.index_select(0, batch_index), self.labels.index_select(0, batch_index)
+                )
+                self.losses[micro] = loss.detach()
+                micro += 1
+                if self.accelerator.sync_gradients:
+                    step += 1
+                    if step == warmup:
+                        timed_start = self._boundary()
+                        cpu_at_start = disturbance.sample()
+                    self.progress.update(step)
+                    self.failpoint.fire(step, rank)
+            epoch += 1
+        train_end = self._boundary()
+        cpu_at_end = disturbance.sample()
+        timed_steps = work.optimizer_steps - warmup
+        return Timing(first_step_wall, train_start, train_end, timed_start, cpu_at_start, cpu_at_end, step, timed_steps)
+
+    def _measure_after(self, timing: Timing) -> tuple[dict[str, Any], dict[str, Any]]:
+        """After training, on every rank: this rank's facts and the attribution probe (same collectives on all)."""
+        rank_report = rank_facts(self.device, self.accelerator.unwrap_model(self.model))
+        rank_report["rss_at_start_mb"] = round(self.rss_at_start, 1)
+        rank_report["timed_cpu_s"] = round(disturbance.own_cpu_s(timing.cpu_at_start, timing.cpu_at_end), 6)
+        probe: dict[str, Any] = {}
+        if self.plan.config.measure.attribution and timing.timed_steps > 0:
+            self.progress.update(timing.steps, "attribution", force=True)
+            # Every rank must run the same number of probe collectives: agree on one step time.
+            step_s = timing.timed_s / timing.timed_steps
+            step_time = self.accelerator.reduce(torch.tensor([step_s], device=self.device), reduction="max")
+            probe = attribution(
+                self.accelerator,
+                self.model,
+                self.optimizer,
+                self.inputs,
+                self.labels,
+                batch=self.train_config.batch_size,
+                accumulation=self.work.accumulation,
+                step_time_s=float(step_time.item()),
+                whole_step=self.whole_step,
+            )
+        if self.device.type == "cpu":
+            # Peak RSS holds the runtime too; measure the tensors, as CUDA's allocator peak does on a GPU.
+            self.progress.update(timing.steps, "memory", force=True)
+            resident = [*self.model.parameters(), *_state_tensors(self.optimizer)]
+            resident += [self.inputs, self.labels, self.eval_inputs, self.eval_labels]
+            rank_report["peak_rss_mb"] = rank_report["peak_memory_mb"]
+            rank_report["peak_memory_mb"] = round(cpu_tensor_peak_mb(self.whole_step, resident), 1)
+            rank_report["peak_memory_source"] = "tensor_peak"
+        return rank_report, probe
+
+    def report(self, timing: Timing) -> None:
+        """Losses, evaluation and measurements of every rank; the main rank writes metrics.json."""
+        accelerator, work = self.accelerator, self.work
+        self.progress.update(timing.steps, "eval", force=True)
+        final_loss, loss_curve = _losses(accelerator, self.losses, work, self.train_config.loss_every_steps)
+        eval_loss, accuracy = _evaluate(accelerator, self.model, self.eval_inputs, self.eval_labels)
+        rank_report, probe = self._measure_after(timing)
+        ranks = accelerator.gather_for_metrics([rank_report], use_gather_object=True)
+        if not accelerator.is_main_process:
+            return
         launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
+        timed = timing.timed_s
         metrics = {
-            "train_time_s": round(train_end - train_start, 6),
-            "timed_time_s": round(timed_time, 6),
-            "startup_s": round(first_step_wall - launch_t0, 6) if launch_t0 == launch_t0 else None,
-            "samples_per_s": round(timed_steps * work.global_batch / timed_time, 3) if timed_time > 0 else None,
-            "step_time_ms": round(1000 * timed_time / timed_steps, 6) if timed_steps else None,
-            "optimizer_steps": step,
-            "timed_steps": timed_steps,
+            "train_time_s": round(timing.train_end - timing.train_start, 6),
+            "timed_time_s": round(timed, 6),
+            "startup_s": round(timing.first_step_wall - launch_t0, 6) if launch_t0 == launch_t0 else None,
+            "samples_per_s": round(timing.timed_steps * work.global_batch / timed, 3) if timed > 0 else None,
+            "step_time_ms": round(1000 * timed / timing.timed_steps, 6) if timing.timed_steps else None,
+            "optimizer_steps": timing.steps,
+            "timed_steps": timing.timed_steps,
             "final_loss": final_loss if math.isfinite(final_loss) else None,
             "eval_loss": eval_loss,
             "accuracy": accuracy,
             "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
             "peak_memory_source": ranks[0]["peak_memory_source"],
-            "processes": world,
+            "processes": self.world,
             "mixed_precision": accelerator.mixed_precision,
             "global_batch_size": work.global_batch,
             "params": work.params,
         }
-        observed = Observed(
-            world_size=world,
+        record = {
+            "format": 1,
+            "run": self.plan.run,
+            "repeat": self.plan.repeat,
+            "metrics": metrics,
+            "loss_curve": loss_curve,
+            "observed": self._observed(ranks, final_loss).as_json(),
+            "ranks": ranks,
+            "attribution": probe,
+            "disturbance": self._disturbance(timing, ranks, rank_report["hostname"]),
+        }
+        write_json_atomic(self.plan.outputs.metrics, record)
+        self.progress.update(timing.steps, "done", force=True)
+
+    def _observed(self, ranks: list[dict[str, Any]], final_loss: float) -> Observed:
+        accelerator = self.accelerator
+        return Observed(
+            world_size=self.world,
             distributed_type=str(accelerator.distributed_type).split(".")[-1],
             backend=getattr(accelerator.state, "backend", None),
             mixed_precision=accelerator.mixed_precision,
             launcher_mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION"),
-            compute_dtype=compute_dtype[0] if compute_dtype else None,
-            device=device.type,
+            compute_dtype=self.compute_dtype[0] if self.compute_dtype else None,
+            device=self.device.type,
             device_names=sorted({r["device_name"] for r in ranks}),
             threads_per_process=[r["threads"] for r in ranks],
             gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
-            optimizer_implementation=optimizer_impl,
+            optimizer_implementation=self.optimizer_impl,
             param_hashes=[r["param_hash"] for r in ranks],
             diverged=not math.isfinite(final_loss),
             torch=torch.__version__,
             accelerate=_accelerate_version(),
             python=sys.version.split()[0],
         )
-        host = rank_report["hostname"]
+
+    def _disturbance(self, timing: Timing, ranks: list[dict[str, Any]], host: str) -> dict[str, Any]:
+        """What other work took of this machine while the run was timed (the ranks on it count as the run)."""
         local_cpu_s = sum(r["timed_cpu_s"] for r in ranks if r["hostname"] == host)
-        shares = disturbance.cpu_disturbance(cpu_at_start or cpu_at_end, cpu_at_end, local_cpu_s)
-        if device.type == "cuda":
-            shares["gpu_other_processes"] = disturbance.gpu_other_processes(device, {r["pid"] for r in ranks})
-        write_json_atomic(
-            outputs.metrics,
-            {
-                "format": 1,
-                "run": plan.run,
-                "repeat": plan.repeat,
-                "metrics": metrics,
-                "loss_curve": loss_curve,
-                "observed": observed.as_json(),
-                "ranks": ranks,
-                "attribution": probe,
-                "disturbance": shares,
-            },
-        )
-        progress.update(step, "done", force=True)
-    _finish(accelerator, f"{outputs.done_prefix}{rank}", failpoint, rank)
+        shares = disturbance.cpu_disturbance(timing.cpu_at_start, timing.cpu_at_end, local_cpu_s)
+        if self.device.type == "cuda":
+            shares["gpu_other_processes"] = disturbance.gpu_other_processes(self.device, {r["pid"] for r in ranks})
+        return shares
 
 
 def _state_tensors(optimizer: Any) -> list[torch.Tensor]:
     """The optimizer's state tensors (Adam's moments, SGD's momentum)."""
     raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
     return [v for state in raw.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-
-
-def _probe_step(micro_step: Any, inputs: torch.Tensor, labels: torch.Tensor, batch: int, accumulation: int) -> None:
-    """One whole optimizer step through the training loop's own code, on random batches."""
-    for _ in range(accumulation):
-        index = torch.randint(0, inputs.shape[0], (batch,)).to(inputs.device)
-        micro_step(inputs.index_select(0, index), labels.index_select(0, index))
 
 
 def _finish(accelerator: Any, done_marker: str, failpoint: Failpoint, rank: int) -> None:
