@@ -55,7 +55,7 @@ class Verdict:
     expected: str
     message: str
     runs: tuple[str, ...] = ()
-    interval: dict[str, Any] | None = None
+    interval: Interval | None = None  # timings only: where the median lies, after noise
     repeats_needed: int | None = None
     metric: str = ""
     at_least: float | None = None
@@ -331,7 +331,7 @@ def _check_ratio(
             )
             return Verdict(
                 title, expectation.kind, verdict, measured, expected, f"measured {shown}{note}", names,
-                interval.__dict__, needed, metric, cause="ceiling",
+                interval, needed, metric, cause="ceiling",
             )  # fmt: skip
     else:
         measured = statistics.median(ratios)  # fixed by the seeds: every repeat gives the same value
@@ -348,7 +348,7 @@ def _check_ratio(
         expected,
         message,
         names,
-        interval.__dict__ if interval else None,
+        interval,
         needed,
         metric,
     )
@@ -363,7 +363,7 @@ def _check_bound(expectation: BoundExpectation, run: RunRecord, title: str, name
         )
         measured = interval.median
         shown = interval.describe() if interval.n > 1 else _fmt(measured)
-        interval_data: dict[str, Any] | None = interval.__dict__
+        interval_data: Interval | None = interval
     else:
         measured = statistics.median(values)
         verdict = check_bounds(median_interval([measured], 0.0), expectation.at_least, expectation.at_most)
@@ -401,7 +401,8 @@ def _check_close(
     tolerance = _tolerance_text(expectation)
     expected = f"within {tolerance} of {_fmt(reference)}"
     apart = f"{relative:.1%} apart" if relative is not None else f"{_fmt(difference)} apart"
-    note, interval_data, needed = "", None, None
+    note, needed = "", None
+    interval_data: Interval | None = None
     if expectation.metric in NOISY_METRICS and expectation.abs_tol is None and all(b):
         # a noisy metric with a relative tolerance: judge the interval of the paired ratios
         tol = expectation.rel_tol or 0.0
@@ -412,7 +413,7 @@ def _check_close(
             1 + tol,
             expectation.metric in TIMING_METRICS,
         )
-        interval_data = interval.__dict__
+        interval_data = interval
     else:
         within = (expectation.rel_tol is not None and relative is not None and relative <= expectation.rel_tol) or (
             expectation.abs_tol is not None and difference <= expectation.abs_tol

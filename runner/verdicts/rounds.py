@@ -59,7 +59,7 @@ def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) 
         return verdict
     launches = max(len(r.ok_launches()) for r in runs)
     unfit = sum(len(r.timing_problems()) for r in runs) if verdict.metric in TIMING_METRICS else 0
-    used = int(verdict.interval["n"]) if verdict.interval else launches
+    used = verdict.interval.n if verdict.interval else launches
     if interrupted:
         why = "interrupted"
     elif not all(r.auto for r in runs):
