@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return int(exc.code or 0)
     out, err = sys.stdout, sys.stderr
+    for stream in (out, err):  # paths that are not valid UTF-8 print as their bytes, not as a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         return _dispatch(parser, args, out, err)
     except SystemExitCode as exc:  # diagnostics already printed

@@ -86,6 +86,19 @@ class ResultError(AccelRunError):
     """A result folder is missing, damaged or does not match its spec."""
 
 
+class MachineError(AccelRunError):
+    """The machine failed the session: a full disk, a result folder deleted under it, an I/O error."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+
+def machine_error(exc: OSError, doing: str, path: object = None) -> MachineError:
+    """'no space left on device while writing results/x/summary.json' from an OSError."""
+    cause = (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+    where = path if path is not None else exc.filename
+    return MachineError(f"{cause} while {doing} {where}" if where else f"{cause} while {doing}")
+
+
 def sorted_unique(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
     """Diagnostics in source order, exact repeats dropped (one base error seen by several runs)."""
     unique: dict[tuple[object, ...], Diagnostic] = {}

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runner.errors import machine_error
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -37,15 +39,23 @@ def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> N
     an fsync on the training's hot path would stall every rank.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise machine_error(exc, "writing", target) from None
+    try:
+        # surrogateescape: a path that is not valid UTF-8 (a folder name in another encoding) is
+        # written back as the bytes it was read from
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
             os.fchmod(out.fileno(), _FILE_MODE)
             out.write(text)
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise machine_error(exc, "writing", target) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -21,18 +21,21 @@ from typing import Any, TextIO
 
 from runner.engines.base import Engine, Interrupts, LaunchOutcome
 from runner.engines.local import LocalEngine
-from runner.errors import ExitCode, PreflightError, UsageError
+from runner.errors import ExitCode, MachineError, PreflightError, ResultError, UsageError, machine_error
 from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
-from runner.plan.machine import Machine, free_port, probe_machine
+from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight
 from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
 from runner.report.text import render
 from runner.results.layout import launch_dir, new_result_dir, sha256_text
+from runner.results.lock import ResultLock
+from runner.results.rebuild import rebuild_summary
 from runner.results.records import LaunchRecord, RunRecord
 from runner.results.summary import (
+    DamagedSummary,
     build_summary,
     exit_code_of,
     keep_finished,
@@ -75,9 +78,19 @@ class Session:
     started_at: str
     verdicts: list[Verdict] = field(default_factory=list)
     engine: Engine = field(default_factory=LocalEngine)
+    fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
+
+    def require_folder(self) -> None:
+        """The result folder must still exist: a session never recreates one deleted under it."""
+        if not self.result_dir.is_dir():
+            raise MachineError(
+                f"the result folder {self.result_dir} was deleted while the session ran; "
+                "nothing more can be saved there"
+            )
 
     def save(self, status: str) -> dict[str, Any]:
         """Write summary.json now (atomically) and return it."""
+        self.require_folder()
         spec = self.validated.spec
         summary = build_summary(
             status=status,
@@ -98,6 +111,7 @@ class Session:
             },
             records=self.records,
             verdicts=self.verdicts,
+            fault=self.fault,
         )
         save_summary(self.result_dir, summary)
         return summary
@@ -170,7 +184,8 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     records = _new_records(validated, selected, machine, options)
     session = Session(validated, machine, result_dir, options, records, sha256_text(text), now())
     ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
-    return _run_session(session, ui)
+    with ResultLock(result_dir):
+        return _run_session(session, ui)
 
 
 def _prepare_launch(
@@ -179,7 +194,10 @@ def _prepare_launch(
     """Compile one launch and write its files (config, plan, command): everything but starting it."""
     run = validated.runs[name]
     directory = launch_dir(result_dir, name, repeat)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise machine_error(exc, "creating", directory) from None
     # a resumed launch must not read an old result, nor an old rank's done marker
     for stale in (directory / METRICS_FILE, *directory.glob(f"{DONE_PREFIX}*")):
         stale.unlink(missing_ok=True)
@@ -226,7 +244,16 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     results.summary.keep_finished's policy.
     """
     folder = Path(result_dir)
-    summary = load_summary(folder)
+    if not folder.is_dir():
+        raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
+    with ResultLock(folder):  # one session per result folder; the OS releases it if this one dies
+        return _resume_locked(folder, options, err)
+
+
+def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionResult:
+    summary, notes = _load_or_rebuild(folder)
+    for note in notes:
+        print(f"accel-run: {note}", file=err)
     validated = require_valid(str(resumable_spec(folder, summary)))
     validated = replace(validated, document=replace(validated.document, path=summary["spec"]["path"]))
     saved = summary.get("options", {})
@@ -245,7 +272,7 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     _check_machine(validated, selected, machine, ui)
     records = _new_records(validated, selected, machine, merged)
     kept, dropped = keep_finished(summary, records)
-    started = summary["environment"].get("started_at", now())
+    started = summary.get("environment", {}).get("started_at", now())
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}")
@@ -254,7 +281,10 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
 
 def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]:
     """report.md and the plots into the result folder; returns the terminal text and notes for stderr."""
-    plots, hint = write_plots(summary, folder)
+    try:
+        plots, hint = write_plots(summary, folder)
+    except OSError as exc:  # matplotlib writing a PNG onto a full disk
+        raise machine_error(exc, "writing plots into", folder) from None
     write_text_atomic(folder / REPORT_FILE, render(summary, markdown=True, plots=plots))
     return render(summary, markdown=False, plots=plots), [hint] if hint else []
 
@@ -262,9 +292,21 @@ def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]
 def rerender_report(result_dir: str) -> tuple[str, ExitCode]:
     """`--report`: the report of a result, rewritten from its summary.json, and the exit code it stands for."""
     folder = Path(result_dir)
-    summary = load_summary(folder)
-    text, hints = write_report(summary, folder)
-    return text + "".join(f"\n{hint}\n" for hint in hints), exit_code_of(summary)
+    summary, notes = _load_or_rebuild(folder)
+    try:
+        text, hints = write_report(summary, folder)
+    except MachineError as fault:  # a full disk: the report is still worth reading
+        text, hints = render(summary, markdown=False), [f"{fault}; the report above was not saved"]
+    return text + "".join(f"\n{note}\n" for note in [*notes, *hints]), exit_code_of(summary)
+
+
+def _load_or_rebuild(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """summary.json, or when it is damaged, the summary rebuilt from the run folders (and a note saying so)."""
+    try:
+        return load_summary(folder), []
+    except DamagedSummary as damage:
+        summary, note = rebuild_summary(folder, str(damage))
+        return summary, [note]
 
 
 @contextmanager
@@ -294,6 +336,10 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     except KeyboardInterrupt:
         interrupted = True
         _record_killed_launch(session)
+    except MachineError as fault:
+        ui.close()
+        _save_what_can_be_saved(session, str(fault))
+        raise
     finally:
         ui.close()
     verdicts = check_expectations(session.validated.spec, session.records)
@@ -303,6 +349,16 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     notes = [f"accel-run: {hint}" for hint in hints]
     notes.append(f"accel-run: results in {session.result_dir} (report.md, summary.json)")
     return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
+
+
+def _save_what_can_be_saved(session: Session, fault: str) -> None:
+    """After a machine fault: the summary and report with the cause, where the folder still takes them."""
+    session.fault = fault
+    session.verdicts = check_expectations(session.validated.spec, session.records)
+    try:
+        write_report(session.save("interrupted"), session.result_dir)
+    except MachineError:
+        pass  # the fault itself (a full disk, a deleted folder) can forbid it; the error says what happened
 
 
 def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:
@@ -318,6 +374,7 @@ def _launch_until_decided(session: Session, interrupts: Interrupts, ui: Progress
         for name, repeat in todo:
             if interrupts.count:
                 return True
+            session.require_folder()
             outcome = _launch(session, name, repeat, interrupts, ui)
             session.save("running")
             if outcome.status is Status.INTERRUPTED:
@@ -346,7 +403,16 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     timeout = session.options.timeout_s or run.config.launch.timeout_s
     started_at = time.time()
     prepare_s = time.perf_counter() - begun
-    outcome = session.engine.run(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
+    pinned = run.config.launch.main_process_port
+    if pinned is not None and run.config.launch.machine_rank == 0 and not port_is_free(pinned):
+        # preflight checked it before the session; another process may have taken it since
+        reason = (
+            f"launch.main_process_port {pinned} is in use on this machine (taken since the session started); "
+            "pick another, or remove it to get a free port per launch"
+        )
+        outcome = LaunchOutcome(Status.FAILED, None, 0.0, reason)
+    else:
+        outcome = session.engine.run(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
     launch = LaunchRecord(
         repeat=repeat,
         status=outcome.status,
@@ -364,7 +430,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     if outcome.leftovers_killed:
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:
-        _read_metrics(launch, plan)
+        _read_metrics(launch, plan, run.config.launch.main_process_port)
     record.launches[repeat] = launch
     _tell(ui, label, record, launch, plan)
     return outcome
@@ -388,13 +454,25 @@ def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, p
             ui.say("  | " + line)
 
 
-def _read_metrics(launch: LaunchRecord, plan: LaunchPlan) -> None:
-    """Fill a launch record from metrics.json, failing it when what ran differs from the spec."""
+def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | None = None) -> None:
+    """Fill a launch record from metrics.json, failing it when what ran differs from the spec.
+
+    The port recorded is the one the process group really used (Accelerate moves to another one,
+    silently, when the planned port is taken); a pinned port that was not used fails the launch.
+    """
     data = read_json(plan.directory / METRICS_FILE)
     launch.metrics, launch.observed = data["metrics"], data["observed"]
     launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
     launch.disturbance = data.get("disturbance") or {}
-    problems = mismatches(plan.declared, Observed.from_json(launch.observed))
+    observed = Observed.from_json(launch.observed)
+    problems = mismatches(plan.declared, observed)
+    if observed.main_process_port is not None:
+        launch.port = observed.main_process_port
+        if pinned_port is not None and observed.main_process_port != pinned_port:
+            problems.append(
+                f"launch.main_process_port pins {pinned_port}, but the process group used {observed.main_process_port} "
+                f"(the port was taken when the launch started)"
+            )
     if problems:
         launch.status = Status.FAILED
         launch.reason = "what ran differs from the spec: " + "; ".join(problems)

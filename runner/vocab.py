@@ -55,6 +55,7 @@ DONE_PREFIX = "done.rank"  # written by each rank once its work is finished (met
 SUMMARY_FILE = "summary.json"
 SPEC_COPY = "spec.yaml"
 REPORT_FILE = "report.md"
+LOCK_FILE = "session.lock"  # held (flock) by the session that owns the result folder
 
 # Environment variables between the runner and its workers.
 LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time

@@ -86,7 +86,10 @@ def test_a_crashed_run_exits_3_and_the_others_are_kept(result: dict[str, Any]) -
     statuses = {name: run["status"] for name, run in summary["runs"].items()}
     assert statuses == {"one": "ok", "two": "ok", "bf16": "ok", "accum4": "ok", "crash": "failed", "diverge": "failed"}
     crash = summary["runs"]["crash"]
-    assert crash["reason"] == "the launch exited with code 1"
+    assert (
+        crash["reason"]
+        == "the launch exited with code 1: RuntimeError: injected failure at step 3 (ACCEL_RUN_FAILPOINT)"
+    )
     assert "injected failure at step 3" in crash["repeats"][0]["log_tail"]
     assert "injected failure at step 3" in done.stderr  # shown to the user, not hidden in a log
     assert "runner/pipeline.py" not in done.stderr  # the worker's traceback is shown, accel-run's own is not

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from runner.engines.base import Interrupts, LaunchOutcome
-from runner.engines.logs import first_error
+from runner.engines.logs import error_line, first_error
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
 from runner.vocab import (
@@ -223,7 +223,8 @@ def execute(
                 f"the measurements are kept (see {STDERR_LOG})"
             )
         else:
-            status, reason = Status.FAILED, f"the launch {how}"
+            cause = error_line(tail)
+            status, reason = Status.FAILED, f"the launch {how}" + (f": {cause}" if cause else "")
     if on_progress is not None and status is Status.OK:
         _report_progress(directory, on_progress)
     shown_tail = tail if status is not Status.OK or warning else ""

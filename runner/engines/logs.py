@@ -65,6 +65,15 @@ class _Block:
         return any(marker in self.last for marker in CONSEQUENCES)
 
 
+def error_line(excerpt: str) -> str:
+    """The exception line of an excerpt ('OSError: [Errno 28] No space left on device'), or ''."""
+    for line in reversed(excerpt.splitlines()):
+        text = _PREFIX.sub("", line).strip()
+        if _FATAL.match(text) and not any(c in text for c in CONSEQUENCES):
+            return text[:MAX_LINE_CHARS]
+    return ""
+
+
 def first_error(text: str, lines: int = 20) -> str:
     """The failing rank's first real error in a launch's stderr (at most `lines` lines), else its last lines."""
     parsed = [_parse(line) for line in text.splitlines()]

@@ -105,6 +105,7 @@ class Observed:
     launcher_mixed_precision: str | None = None  # what `accelerate launch` passed to the process
     compute_dtype: str | None = None  # what the first layer really computed in
     device: str | None = None
+    main_process_port: int | None = None  # the rendezvous port the process group really used
     device_names: list[str] = field(default_factory=list)
     threads_per_process: list[int] = field(default_factory=list)
     gradient_accumulation_steps: int | None = None

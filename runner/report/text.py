@@ -202,12 +202,19 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
         else:
             lines.extend([text, ("=" if level == 1 else "-") * len(text)])
 
-    heading(f"accel-run report: {spec['name']}", 1)
+    heading(f"accel-run report: {spec.get('name', '?')}", 1)
     if spec.get("description"):
         lines += [spec["description"], ""]
     status = summary.get("status", "?")
     lines.append(f"Status: {status}. Spec: {spec.get('path', '?')} (sha256 {spec.get('sha256', '?')[:12]}).")
     lines.append("Machine: " + environment_line(summary) + ".")
+    if summary.get("fault"):
+        lines.append(f"Stopped early: {summary['fault']}.")
+    if status == "abandoned":
+        lines.append(
+            "The session that wrote this result ended without finishing (killed, or stopped by a machine fault); "
+            "--resume reruns the rest."
+        )
     lines.append("")
     heading("Runs")
     lines += _table(RUN_HEADER, run_rows(summary), markdown)

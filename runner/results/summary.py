@@ -11,6 +11,7 @@ from typing import Any
 from runner.errors import ExitCode, ResultError
 from runner.jsonio import read_json, write_json_atomic
 from runner.results.layout import sha256_text
+from runner.results.lock import owner
 from runner.results.records import LaunchRecord, RunRecord
 from runner.verdicts.check import Verdict
 from runner.verdicts.why import explain
@@ -32,6 +33,7 @@ def build_summary(
     environment: dict[str, Any],
     records: dict[str, RunRecord],
     verdicts: list[Verdict],
+    fault: str = "",
 ) -> dict[str, Any]:
     """summary.json as of now: the spec's facts, the options, the machine, every run and verdict."""
     runs = {name: record.summary() for name, record in records.items()}
@@ -49,12 +51,13 @@ def build_summary(
         "environment": {**environment, "updated_at": now()},
         "runs": runs,
         "expectations": expectations,
+        **({"fault": fault} if fault else {}),
     }
 
 
 def exit_code_of(summary: dict[str, Any]) -> ExitCode:
     """The exit code a result stands for (the same for the session and for --report)."""
-    if summary.get("status") == "interrupted":
+    if summary.get("status") in ("interrupted", "abandoned"):
         return ExitCode.INTERRUPTED
     runs = summary.get("runs", {}).values()
     if any(run.get("status") in (Status.FAILED, Status.TIMEOUT) for run in runs):
@@ -67,20 +70,63 @@ def exit_code_of(summary: dict[str, Any]) -> ExitCode:
     return ExitCode.OK
 
 
+class DamagedSummary(ResultError):
+    """summary.json exists but cannot be used (not JSON, or not the shape accel-run writes)."""
+
+
+# What the readers of summary.json rely on: key -> type, and whether it must be there.
+_SHAPE: dict[str, tuple[type, bool]] = {
+    "status": (str, True),
+    "spec": (dict, True),
+    "runs": (dict, True),
+    "options": (dict, False),
+    "environment": (dict, False),
+    "expectations": (list, False),
+}
+_SPEC_SHAPE: dict[str, type] = {"path": str, "sha256": str}
+
+
 def load_summary(result_dir: str | Path) -> dict[str, Any]:
-    """Read a result's summary.json, with one clear error when it is missing or damaged."""
-    path = Path(result_dir) / SUMMARY_FILE
-    if not Path(result_dir).is_dir():
+    """Read a result's summary.json, with one clear error when it is missing or damaged.
+
+    A summary still saying "running" whose session no longer holds the folder's lock (it was
+    killed) reads as "abandoned".
+    """
+    folder = Path(result_dir)
+    path = folder / SUMMARY_FILE
+    if not folder.is_dir():
         raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
     try:
         data = read_json(path)
     except FileNotFoundError:
         raise ResultError(f"{path} does not exist; is {result_dir} a result folder?") from None
-    except (OSError, ValueError) as exc:
-        raise ResultError(f"cannot read {path}: {exc}") from None
+    except ValueError as exc:
+        raise DamagedSummary(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ResultError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT:
-        raise ResultError(f"{path} is not an accel-run summary (format {SUMMARY_FORMAT})")
+        raise DamagedSummary(f"{path} is not an accel-run summary (format {SUMMARY_FORMAT})")
+    problem = _shape_problem(data)
+    if problem:
+        raise DamagedSummary(f"{path} has the wrong shape: {problem}")
+    if data["status"] == "running" and owner(folder) is None:
+        data["status"] = "abandoned"  # its session died without finishing; --resume reruns the rest
     return data
+
+
+def _shape_problem(data: dict[str, Any]) -> str:
+    for key, (kind, required) in _SHAPE.items():
+        if key not in data and not required:
+            continue
+        if not isinstance(data.get(key), kind):
+            return f"'{key}' is {type(data.get(key)).__name__ if key in data else 'missing'}, not {kind.__name__}"
+    for key, kind in _SPEC_SHAPE.items():
+        if not isinstance(data["spec"].get(key), kind):
+            return f"'spec.{key}' is missing or not {kind.__name__}"
+    for name, run in data["runs"].items():
+        if not isinstance(run, dict) or not isinstance(run.get("repeats", []), list):
+            return f"run '{name}' is not a record with a list of repeats"
+    return ""
 
 
 def save_summary(result_dir: Path, summary: dict[str, Any]) -> None:

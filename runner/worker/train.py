@@ -268,6 +268,7 @@ class Trainer:
             launcher_mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION"),
             compute_dtype=self.compute_dtype[0] if self.compute_dtype else None,
             device=self.device.type,
+            main_process_port=int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT", "").isdigit() else None,
             device_names=sorted({r["device_name"] for r in ranks}),
             threads_per_process=[r["threads"] for r in ranks],
             gradient_accumulation_steps=accelerator.gradient_accumulation_steps,

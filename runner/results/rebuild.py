@@ -1,0 +1,114 @@
+"""A damaged summary.json rebuilt from what the run folders still hold.
+
+Every launch folder keeps plan.json (what was declared) and, when it finished, metrics.json
+(what was measured); the result folder keeps the spec it ran (spec.yaml). From these the records,
+verdicts and summary are computed again, exactly as a session computes them. What cannot come
+back: the timings of a launch that wrote no metrics.json (it is recorded as not finished), and
+the session's options and machine facts (the rebuilt summary says so).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ResultError
+from runner.jsonio import read_json
+from runner.results.layout import launch_dir, sha256_text
+from runner.results.records import LaunchRecord, RunRecord
+from runner.results.summary import build_summary, now, save_summary
+from runner.spec.validate import ValidatedSpec, validate_file
+from runner.verdicts.check import check_expectations
+from runner.vocab import METRICS_FILE, PLAN_FILE, SPEC_COPY, SUMMARY_FILE, Status
+
+
+def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
+    """Rebuild and save summary.json (the damaged file kept beside it); returns it and a note saying so."""
+    validated = _spec_of(folder, damage)
+    records = {name: _record(folder, validated, name) for name in validated.runs}
+    launches = sum(len(r.launches) for r in records.values())
+    if not launches:
+        raise ResultError(f"{damage}; no run folder under {folder} holds a launch (plan.json): nothing to rebuild")
+    spec = validated.spec
+    summary = build_summary(
+        status="rebuilt",
+        spec={
+            "name": spec.name,
+            "description": spec.description,
+            "path": str(folder / SPEC_COPY),
+            "sha256": sha256_text(validated.document.text),
+            "baseline": validated.baseline,
+            "runs": list(records),
+        },
+        options={},
+        environment={"rebuilt_at": now(), "rebuilt_from": "run folders (plan.json, metrics.json)"},
+        records=records,
+        verdicts=check_expectations(spec, records),
+    )
+    damaged = folder / SUMMARY_FILE
+    if damaged.exists():
+        shutil.copyfile(damaged, folder / f"{SUMMARY_FILE}.damaged")
+    save_summary(folder, summary)
+    finished = sum(len(r.ok_launches()) for r in records.values())
+    note = (
+        f"{damage}; rebuilt it from the run folders: {launches} launch(es), {finished} with metrics "
+        f"(the damaged file is kept as {SUMMARY_FILE}.damaged)"
+    )
+    return summary, note
+
+
+def _spec_of(folder: Path, damage: str) -> ValidatedSpec:
+    copy = folder / SPEC_COPY
+    if not copy.is_file():
+        raise ResultError(f"{damage}; {copy} is missing too, so it cannot be rebuilt")
+    result = validate_file(str(copy))
+    if result.spec is None:
+        raise ResultError(f"{damage}; {copy} is not a valid spec, so it cannot be rebuilt")
+    return result.spec
+
+
+def _record(folder: Path, validated: ValidatedSpec, name: str) -> RunRecord:
+    run = validated.runs[name]
+    measure = run.config.measure
+    record = RunRecord(
+        name=name,
+        description=run.description,
+        repeats=0,
+        declared={},
+        noise_floor=measure.noise_floor,
+        selected=False,
+        auto=measure.repeats == "auto",
+        max_repeats=measure.max_repeats,
+        max_time_s=measure.max_time_s,
+        min_duration_s=measure.min_duration_s,
+        max_disturbance=measure.max_disturbance,
+    )
+    repeat = 1
+    while (launch_dir(folder, name, repeat) / PLAN_FILE).is_file():
+        directory = launch_dir(folder, name, repeat)
+        record.declared = read_json(directory / PLAN_FILE).get("declared", {})
+        record.launches[repeat] = _launch(directory, repeat, str(directory.relative_to(folder)))
+        record.selected, record.repeats = True, repeat
+        repeat += 1
+    return record
+
+
+def _launch(directory: Path, repeat: int, relative: str) -> LaunchRecord:
+    try:
+        data = read_json(directory / METRICS_FILE)
+    except (OSError, ValueError):
+        reason = f"no readable {METRICS_FILE}: the launch did not finish (rebuilt from the run folder)"
+        return LaunchRecord(repeat, Status.FAILED, relative, reason)
+    return LaunchRecord(
+        repeat,
+        Status.OK,
+        relative,
+        metrics=data.get("metrics", {}),
+        observed=data.get("observed", {}),
+        attribution=data.get("attribution", {}),
+        loss_curve=data.get("loss_curve", []),
+        ranks=data.get("ranks", []),
+        disturbance=data.get("disturbance") or {},
+        notes=["rebuilt from metrics.json after summary.json was damaged"],
+    )

@@ -1,0 +1,151 @@
+"""A result folder has one owner, survives machine faults with a one-line error, and a damaged
+summary.json is rebuilt from the run folders. Real launches, real files, a real small filesystem."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_faults import alive, descendants, launch_started, result_dir, spec, start, summary_of, wait_until
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_second_session_is_refused_while_the_first_lives_and_allowed_after_it_was_killed(tmp_path: Path) -> None:
+    path = spec(tmp_path, "owned", "  first: {}\n  long:\n    train: {max_steps: 100000}\n")
+    output = tmp_path / "out"
+    proc = start(str(path), "--output", str(output))
+    wait_until(lambda: launch_started(output, "long"), 90, "the long launch")
+    folder = result_dir(output)
+    refused = run_cli("--resume", str(folder), "--no-progress")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == (
+        f"accel-run: error: {folder} is in use by another accel-run session (PID {proc.pid}); "
+        "wait for it to end (or stop it), then resume"
+    )
+    family = descendants(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_until(lambda: not alive(family), 30, "the orphaned launch to exit")
+    # The dead session's summary no longer claims to be running.
+    report = run_cli("--report", str(folder))
+    assert report.returncode == 130
+    assert "Status: abandoned." in report.stdout
+    assert "ended without finishing (killed, or stopped by a machine fault); --resume reruns the rest" in report.stdout
+    resumed = run_cli("--resume", str(folder), "--timeout", "15", "--no-progress")
+    assert "resuming" in resumed.stderr and "1 finished launch(es) kept" in resumed.stderr
+    assert resumed.returncode == 3  # the long run met its time limit: resumed, not refused
+    assert summary_of(folder)["runs"]["long"]["status"] == "timeout"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path):  # type: ignore[no-untyped-def]
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_the_cause(tmp_path: Path, small_filesystem: Path) -> None:
+    path = spec(tmp_path, "disk", "  a: {}\n  b: {}\n  c: {}\n")
+    done = run_cli(str(path), "--output", str(small_filesystem), "--no-progress")
+    assert done.returncode == 3
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("accel-run: error: no space left on device while writing " + str(small_filesystem))
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    # What was saved is whole: the summary of the last launch the disk could still record.
+    folder = result_dir(small_filesystem)
+    assert summary_of(folder)["runs"]["a"]["status"] == "ok"
+    report = run_cli("--report", str(folder))
+    assert report.returncode == 130  # the session did not finish
+    assert "Status: abandoned." in report.stdout and "stopped by a machine fault" in report.stdout
+    assert "Traceback" not in report.stderr
+
+
+def test_the_result_folder_deleted_mid_run_stops_the_session_with_one_line(tmp_path: Path) -> None:
+    path = spec(tmp_path, "gone", "  long:\n    train: {max_steps: 400}\n  after: {}\n")
+    output = tmp_path / "out"
+    proc = start(str(path), "--output", str(output))
+    wait_until(lambda: launch_started(output, "long"), 90, "the long launch")
+    folder = result_dir(output)
+    shutil.rmtree(folder)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3
+    assert err.splitlines()[-1] == (
+        f"accel-run: error: the result folder {folder} was deleted while the session ran; "
+        "nothing more can be saved there"
+    )
+
+
+def finished_result(tmp_path: Path) -> tuple[Path, int]:
+    path = spec(tmp_path, "rebuild", "  a: {}\n  b:\n    launch: {processes: 2}\n")
+    done = run_cli(str(path), "--output", str(tmp_path / "out"), "--no-progress")
+    return result_dir(tmp_path / "out"), done.returncode
+
+
+def test_a_wrong_shaped_summary_is_rebuilt_from_the_run_folders(tmp_path: Path) -> None:
+    folder, code = finished_result(tmp_path)
+    original = summary_of(folder)
+    (folder / "summary.json").write_text(json.dumps({"format": 1, "runs": []}))
+    report = run_cli("--report", str(folder))
+    assert report.returncode == code
+    assert (
+        f"{folder}/summary.json has the wrong shape: 'status' is missing, not str; rebuilt it from the run "
+        "folders: 2 launch(es), 2 with metrics (the damaged file is kept as summary.json.damaged)"
+    ) in report.stdout
+    rebuilt = summary_of(folder)
+    assert rebuilt["status"] == "rebuilt"
+    for name in ("a", "b"):
+        assert rebuilt["runs"][name]["metrics"]["final_loss"] == original["runs"][name]["metrics"]["final_loss"]
+    assert (folder / "summary.json.damaged").read_text() == json.dumps({"format": 1, "runs": []})
+
+
+def test_a_truncated_summary_is_rebuilt_and_resumed(tmp_path: Path) -> None:
+    folder, _ = finished_result(tmp_path)
+    text = (folder / "summary.json").read_text()
+    (folder / "summary.json").write_text(text[: len(text) // 2])
+    resumed = run_cli("--resume", str(folder), "--no-progress")
+    assert "cannot read " + str(folder / "summary.json") in resumed.stderr
+    assert "rebuilt it from the run folders: 2 launch(es), 2 with metrics" in resumed.stderr
+    assert "resuming " + str(folder) + ": 2 finished launch(es) kept" in resumed.stderr
+    assert summary_of(folder)["status"] == "complete"
+
+
+def test_a_pinned_port_taken_between_two_runs_fails_that_run_clearly(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runs = (
+        "  first:\n    train: {max_steps: 200}\n    launch: {processes: 2}\n"
+        f"  pinned:\n    launch: {{main_process_port: {port}}}\n"
+    )
+    output = tmp_path / "out"
+    proc = start(str(spec(tmp_path, "port", runs)), "--output", str(output))
+    wait_until(lambda: launch_started(output, "first"), 90, "the first launch")
+    with socket.socket() as taker:
+        taker.bind(("0.0.0.0", port))  # what another program does between the two runs
+        taker.listen()
+        proc.wait(timeout=120)
+    summary = summary_of(result_dir(output))
+    assert summary["runs"]["first"]["status"] == "ok"
+    first = summary["runs"]["first"]["repeats"][0]
+    assert first["port"] == first["observed"]["main_process_port"]  # the port the group really used
+    assert summary["runs"]["pinned"]["reason"] == (
+        f"launch.main_process_port {port} is in use on this machine (taken since the session started); "
+        "pick another, or remove it to get a free port per launch"
+    )
+    assert proc.returncode == 3
