@@ -38,7 +38,7 @@ exit codes:
   0  every expectation holds (or: every file is valid)
   1  an expectation failed or is inconclusive (or: --validate found errors)
   2  usage error, or an invalid spec when running
-  3  a run failed or timed out
+  3  a run failed or timed out, or the machine stopped the session (disk full, folder deleted)
   4  internal error (add --traceback to see it)
   130 interrupted (Ctrl-C)
 
