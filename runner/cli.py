@@ -67,13 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("specs", nargs="*", metavar="SPEC", help="spec file(s) (YAML)")
     modes = parser.add_argument_group("what to do (default: run SPEC)").add_mutually_exclusive_group()
     modes.add_argument("--validate", action="store_true", help="check SPEC files and print diagnostics; run nothing")
-    modes.add_argument("--explain", action="store_true", help="print each run of SPEC resolved, with its figures")
+    modes.add_argument(
+        "--explain", action="store_true", help="print each run of SPEC as its differences from the baseline"
+    )
     modes.add_argument("--dry-run", action="store_true", help="write configs and commands for SPEC; start nothing")
     modes.add_argument("--schema", action="store_true", help="print the JSON Schema of spec files")
     modes.add_argument("--report", metavar="RESULT_DIR", help="re-render the report of a finished result")
     modes.add_argument("--resume", metavar="RESULT_DIR", help="rerun the runs of a result that did not finish")
     options = parser.add_argument_group("options")
     options.add_argument("--only", metavar="RUN[,RUN...]", help="run only these runs (comma-separated)")
+    options.add_argument("--full", action="store_true", help="with --explain: every run's full resolved YAML")
     options.add_argument("--output", metavar="DIR", default="results", help="where results go (default: results/)")
     options.add_argument("--repeats", type=_positive_int, metavar="N", help="override measure.repeats of every run")
     options.add_argument(
@@ -83,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--allow-inconclusive", action="store_true", help="exit 0 when expectations are only inconclusive"
     )
-    options.add_argument("--format", choices=["text", "json"], default="text", help="diagnostics as text or JSON")
+    options.add_argument(
+        "--format", choices=["text", "json"], default="text", help="diagnostics, --explain, --dry-run as text or JSON"
+    )
     options.add_argument("--no-progress", action="store_true", help="no progress bars (plain log lines instead)")
     options.add_argument("--traceback", action="store_true", help="show the Python traceback of internal errors")
     options.add_argument("--version", action="version", version=f"accel-run {__version__}")
@@ -182,15 +187,23 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
         return _usage(parser, err, "give one spec (several are accepted only with --validate)")
     spec_path = args.specs[0]
     if args.explain:
-        from runner.report.explain import explain
+        from runner.report.explain import explain, explain_json
 
-        out.write(explain(_load_for_use(spec_path, strict=args.strict, err=err)))
+        spec = _load_for_use(spec_path, strict=args.strict, err=err)
+        if args.format == "json":
+            print(json.dumps(explain_json(spec, only=_only(args), full=args.full), indent=2), file=out)
+        else:
+            out.write(explain(spec, only=_only(args), full=args.full))
         return int(ExitCode.OK)
     validated = _load_for_use(spec_path, strict=args.strict, err=err)
     from runner.pipeline import dry_run, run_spec
 
     if args.dry_run:
-        out.write(dry_run(validated, options=_run_options(args)))
+        planned = dry_run(validated, options=_run_options(args))
+        if args.format == "json":
+            print(json.dumps(planned.as_json(), indent=2), file=out)
+        else:
+            out.write(planned.text())
         return int(ExitCode.OK)
     return _finish(run_spec(validated, options=_run_options(args), err=err), out, err)
 
@@ -214,16 +227,19 @@ def _finish(result: SessionResult, out: TextIO, err: TextIO) -> int:
 def _run_options(args: argparse.Namespace) -> RunOptions:
     from runner.pipeline import RunOptions
 
-    only = tuple(name.strip() for name in args.only.split(",") if name.strip()) if args.only else ()
     return RunOptions(
         output=args.output,
-        only=only,
+        only=_only(args),
         repeats=args.repeats,
         timeout_s=args.timeout,
         allow_inconclusive=args.allow_inconclusive,
         progress=not args.no_progress,
         command=args.command,
     )
+
+
+def _only(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(name.strip() for name in args.only.split(",") if name.strip()) if args.only else ()
 
 
 def _load_for_use(path: str, *, strict: bool, err: TextIO) -> ValidatedSpec:

@@ -49,7 +49,16 @@ from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid
 from runner.verdicts.check import Verdict, check_expectations
 from runner.verdicts.conformance import mismatches
 from runner.verdicts.rounds import next_round, schedule, stopped
-from runner.vocab import DONE_PREFIX, METRICS_FILE, REPORT_FILE, SPEC_COPY, STDERR_LOG, Status, precision_name
+from runner.vocab import (
+    CONFIG_FILE,
+    DONE_PREFIX,
+    METRICS_FILE,
+    REPORT_FILE,
+    SPEC_COPY,
+    STDERR_LOG,
+    Status,
+    precision_name,
+)
 
 
 @dataclass(frozen=True)
@@ -216,24 +225,68 @@ def _prepare_launch(
     return plan
 
 
-def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> str:
-    """`--dry-run`: write every launch's files and return the commands; nothing is started."""
+@dataclass(frozen=True)
+class DryRunLaunch:
+    """One run as --dry-run compiled it."""
+
+    name: str
+    processes: int
+    device: str
+    precision: str
+    config: str
+    env: dict[str, str]
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What --dry-run wrote and would start: as text for a person, as data for --format json."""
+
+    spec: str
+    result_dir: str
+    refused: list[str]
+    warnings: list[str]
+    runs: list[DryRunLaunch]
+
+    def text(self) -> str:
+        """Shell comments and one runnable command per run."""
+        lines = [f"# dry run of {self.spec}: files in {self.result_dir}, nothing was started"]
+        lines += [f"# preflight would refuse: {p}" for p in self.refused]
+        lines += [f"# warning: {w}" for w in self.warnings]
+        for run in self.runs:
+            what = f"{run.processes} process(es), {run.device}, {run.precision}"
+            lines.append(f"\n# run '{run.name}' ({what}); config: {run.config}")
+            lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
+        return "\n".join(lines) + "\n"
+
+    def as_json(self) -> dict[str, Any]:
+        """For --dry-run --format json."""
+        return asdict(self)
+
+
+def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
+    """`--dry-run`: write every launch's files and say what would start; nothing is started."""
     selected = select_runs(validated, options.only)
     machine = probe_machine()
     problems, warnings = preflight([validated.runs[n] for n in selected], machine)
     result_dir = new_result_dir(options.output, validated.spec.name)
     write_text_atomic(result_dir / SPEC_COPY, validated.document.text)
-    lines = [f"# dry run of {validated.path}: files in {result_dir}, nothing was started"]
-    lines += [f"# preflight would refuse: {p}" for p in problems]
-    lines += [f"# warning: {w}" for w in warnings]
+    launches = []
     for name in selected:
         plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(validated.runs[name], options) or 1)
-        lines.append(
-            f"\n# run '{name}' ({plan.declared.processes} process(es), {plan.declared.device}, "
-            f"{precision_name(plan.declared.mixed_precision)}); config: {plan.directory / 'accelerate_config.yaml'}"
+        declared = plan.declared
+        launches.append(
+            DryRunLaunch(
+                name=name,
+                processes=declared.processes,
+                device=declared.device,
+                precision=precision_name(declared.mixed_precision),
+                config=str(plan.directory / CONFIG_FILE),
+                env=dict(plan.env_set),
+                argv=tuple(plan.argv),
+            )
         )
-        lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
-    return "\n".join(lines) + "\n"
+    return DryRun(validated.path, str(result_dir), problems, warnings, launches)
 
 
 def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResult:

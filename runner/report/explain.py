@@ -1,13 +1,21 @@
-"""`accel-run --explain`: every run fully resolved, with the numbers it implies, without torch."""
+"""`accel-run --explain`: the baseline resolved, every other run as its difference from it, without torch.
+
+`--full` prints every run's full resolved YAML instead; `--only` picks runs; `--format json`
+gives the same facts as data.
+"""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
+from runner.errors import UsageError
+from runner.spec.diagnose import did_you_mean
 from runner.spec.validate import ResolvedRun, ValidatedSpec
 from runner.spec.workload import human_bytes, human_count
 from runner.yamlout import dump_yaml, yaml_tree
+
+_MISSING = object()
 
 
 def describe_run(run: ResolvedRun) -> list[str]:
@@ -24,15 +32,123 @@ def describe_run(run: ResolvedRun) -> list[str]:
     ]
 
 
-def explain(spec: ValidatedSpec) -> str:
-    """One YAML document per run: the merged config with defaults, headed by derived figures."""
+def figures(run: ResolvedRun) -> dict[str, int | float]:
+    """The derived figures of describe_run, as data."""
+    w = run.workload
+    return {
+        "params": w.params,
+        "global_batch": w.global_batch,
+        "batch_size": w.batch_size,
+        "processes": w.processes,
+        "accumulation": w.accumulation,
+        "train_samples": w.train_samples,
+        "eval_samples": w.eval_samples,
+        "optimizer_steps": w.optimizer_steps,
+        "steps_per_epoch": w.steps_per_epoch,
+        "memory_bytes": w.memory_bytes,
+    }
+
+
+def selected(spec: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
+    """The runs named by --only (all when empty), in the spec's order; an unknown name is a usage error."""
+    names = list(spec.runs)
+    for name in only:
+        if name not in spec.runs:
+            raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
+    return [n for n in names if not only or n in only]
+
+
+def _leaves(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Dotted key paths to values; lists and empty mappings are single values."""
+    if isinstance(value, dict) and value:
+        out: dict[tuple[str, ...], Any] = {}
+        for key, item in value.items():
+            out.update(_leaves(item, (*prefix, str(key))))
+        return out
+    return {prefix: value}
+
+
+def differences(run: ResolvedRun, baseline: ResolvedRun) -> list[dict[str, Any]]:
+    """Every resolved value of `run` that differs from the baseline's: key, value, baseline value."""
+    mine, theirs = _leaves(run.config.model_dump(mode="json")), _leaves(baseline.config.model_dump(mode="json"))
+    out = []
+    for key in [*mine, *(k for k in theirs if k not in mine)]:
+        value, base = mine.get(key, _MISSING), theirs.get(key, _MISSING)
+        if value != base:
+            out.append(
+                {
+                    "key": ".".join(key),
+                    "value": None if value is _MISSING else value,
+                    "baseline": None if base is _MISSING else base,
+                    "absent": "run" if value is _MISSING else "baseline" if base is _MISSING else None,
+                }
+            )
+    return out
+
+
+def _difference_yaml(diffs: list[dict[str, Any]], baseline: str) -> str:
+    """The differences as a nested YAML mapping, each value with the baseline's in a comment."""
+    tree: dict[str, Any] = {}
+    comments: dict[tuple[str, ...], str] = {}
+    for diff in diffs:
+        path = tuple(diff["key"].split("."))
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = diff["value"]
+        base = "(not set)" if diff["absent"] == "baseline" else dump_yaml(yaml_tree([diff["baseline"]]))[1:-2]
+        comments[path] = f"{baseline}: {base}" + (" (not in this run)" if diff["absent"] == "run" else "")
+    data = yaml_tree(tree)
+    for path, comment in comments.items():
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node.yaml_add_eol_comment(comment, path[-1], column=40)
+    return dump_yaml(data)
+
+
+def explain(spec: ValidatedSpec, *, only: tuple[str, ...] = (), full: bool = False) -> str:
+    """One YAML document per run, headed by derived figures: the baseline in full, the others as differences."""
+    names = selected(spec, only)
+    base = spec.runs[spec.baseline]
     out = io.StringIO()
-    runs = spec.runs
-    out.write(f"# {spec.spec.name}: {len(runs)} run(s), baseline '{spec.baseline}'\n")
-    for run in runs.values():
+    out.write(f"# {spec.spec.name}: {len(spec.runs)} run(s), baseline '{spec.baseline}'\n")
+    if not full:
+        out.write(
+            f"# the baseline in full, every other run as what differs from '{spec.baseline}' "
+            "(--full: every run resolved)\n"
+        )
+    if only:
+        out.write(f"# --only: {', '.join(names)}\n")
+    for name in names:
+        run = spec.runs[name]
         out.write(f"---\n# run '{run.name}'" + (f": {run.description}" if run.description else "") + "\n")
         for line in describe_run(run):
             out.write(f"#   {line}\n")
-        data: dict[str, Any] = {"run": run.name, **run.config.model_dump(mode="json")}
-        out.write(dump_yaml(yaml_tree(data)))
+        if full or name == spec.baseline:
+            data: dict[str, Any] = {"run": run.name, **run.config.model_dump(mode="json")}
+            out.write(dump_yaml(yaml_tree(data)))
+            continue
+        diffs = differences(run, base)
+        out.write(f"run: {run.name}\n")
+        out.write(_difference_yaml(diffs, spec.baseline) if diffs else f"# identical to '{spec.baseline}'\n")
     return out.getvalue()
+
+
+def explain_json(spec: ValidatedSpec, *, only: tuple[str, ...] = (), full: bool = False) -> dict[str, Any]:
+    """--explain --format json: per run its figures and differences (and, with --full, its resolved config)."""
+    base = spec.runs[spec.baseline]
+    runs = []
+    for name in selected(spec, only):
+        run = spec.runs[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "description": run.description,
+            "baseline": name == spec.baseline,
+            "figures": figures(run),
+            "differences": differences(run, base),
+        }
+        if full:
+            entry["config"] = run.config.model_dump(mode="json")
+        runs.append(entry)
+    return {"spec": spec.spec.name, "path": spec.path, "baseline": spec.baseline, "runs": runs}

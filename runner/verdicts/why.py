@@ -50,7 +50,7 @@ _SOURCES = {
 NO_ATTRIBUTION = "no attribution was measured (measure.attribution: false, or a run failed)"
 
 
-def _step_s(run: dict[str, Any]) -> float | None:
+def step_seconds(run: dict[str, Any]) -> float | None:
     value = run.get("metrics", {}).get("step_time_ms")
     return value / 1000 if isinstance(value, int | float) and value > 0 else None
 
@@ -59,7 +59,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _parts(run: dict[str, Any], step: float) -> dict[str, float]:
+def step_parts(run: dict[str, Any], step: float) -> dict[str, float]:
     """Seconds per optimizer step by phase, from the run's attribution probe."""
     probe = run.get("attribution") or {}
     accumulation = probe.get("accumulation", 1) or 1
@@ -83,7 +83,7 @@ def explain_processes(
     run: dict[str, Any], base: dict[str, Any], declared: float | None, cores: int | None
 ) -> dict[str, Any]:
     """Figures and sentences for a speedup of a multi-process run over a baseline with fewer processes."""
-    t_run, t_base = _step_s(run), _step_s(base)
+    t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None or not run.get("attribution") or not base.get("attribution"):
         return {"sentences": [NO_ATTRIBUTION]}
     g_run = run["metrics"]["global_batch_size"]
@@ -91,8 +91,8 @@ def explain_processes(
     n_run, n_base = run["metrics"]["processes"], base["metrics"]["processes"]
     speedup = (t_base / g_base) / (t_run / g_run)
     ideal = n_run / n_base
-    parts = _parts(run, t_run)
-    base_parts = _parts(base, t_base)
+    parts = step_parts(run, t_run)
+    base_parts = step_parts(base, t_base)
     comm = parts["communication"]
     per_process_batch_run = g_run / n_run
     per_process_batch_base = g_base / n_base
@@ -203,7 +203,7 @@ def explain_precision(
 ) -> dict[str, Any]:
     """Figures and sentences for a mixed-precision run against a full-precision (or other) baseline."""
     environment = environment or {}
-    t_run, t_base = _step_s(run), _step_s(base)
+    t_run, t_base = step_seconds(run), step_seconds(base)
     probe_run, probe_base = run.get("attribution") or {}, base.get("attribution") or {}
     if t_run is None or t_base is None or "matmul_share" not in probe_base or "compute_s" not in probe_run:
         return {"sentences": [NO_ATTRIBUTION]}
@@ -447,13 +447,13 @@ def _explain_timing(
         return explain_processes(run, base, declared, cores if isinstance(cores, int) else None)
     if run["metrics"].get("mixed_precision") != base["metrics"].get("mixed_precision"):
         return explain_precision(run, base, declared, environment)
-    t_run, t_base = _step_s(run), _step_s(base)
+    t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None:
         return None
     return {
         "sentences": [
-            _split_sentence(run["name"], t_run, _parts(run, t_run)),
-            _split_sentence(base["name"], t_base, _parts(base, t_base)),
+            _split_sentence(run["name"], t_run, step_parts(run, t_run)),
+            _split_sentence(base["name"], t_base, step_parts(base, t_base)),
         ]
     }
 
