@@ -35,7 +35,7 @@ def spec_text(max_repeats: int) -> str:
 name: twins
 model: {{kind: mlp, input_dim: 64, hidden: [256, 256], classes: 4}}
 data: {{kind: synthetic-classification, samples: 16384, features: 64, classes: 4}}
-train: {{epochs: 3, batch_size: 64, eval_samples: 0}}
+train: {{epochs: 6, batch_size: 64, eval_samples: 0}}
 launch: {{processes: 1, device: cpu}}
 measure: {{max_repeats: {max_repeats}}}
 runs:

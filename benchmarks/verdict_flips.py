@@ -31,7 +31,7 @@ def spec_text(bound: float, repeats: int) -> str:
 name: flips
 model: {{kind: mlp, input_dim: 64, hidden: [128], classes: 4}}
 data: {{kind: synthetic-classification, samples: 8192, features: 64, classes: 4}}
-train: {{epochs: 20, batch_size: 64, eval_samples: 0}}
+train: {{epochs: 50, batch_size: 64, eval_samples: 0}}
 measure: {{repeats: {repeats}, warmup_steps: 10, attribution: false}}
 runs:
   b64: {{}}

@@ -33,6 +33,9 @@ PLOTS_HINT = (
 )
 VERDICTS_PNG, WHY_PNG, LOSS_PNG, THROUGHPUT_PNG = "verdicts.png", "why.png", "loss_curves.png", "throughput.png"
 DPI = 100
+# The Why picture shows the first explained expectations; a person reads six panels, not twenty,
+# and each costs a tenth of a second to draw. The rest stay in the report's Why section.
+MAX_WHY_PANELS = 6
 # Colour-blind-safe pairs (Okabe-Ito); every verdict also has its own marker and is written out in text.
 VERDICT_STYLE = {
     "pass": ("#009E73", "o"),
@@ -374,7 +377,7 @@ def draw_verdicts(summary: dict[str, Any], rows: list[VerdictRow]) -> Figure:
     return fig
 
 
-def draw_why(summary: dict[str, Any], panels: list[WhyPanel]) -> Figure:
+def draw_why(summary: dict[str, Any], panels: list[WhyPanel], left_out: int = 0) -> Figure:
     """Stacked bars per explained expectation: milliseconds per optimizer step by phase, run beside baseline."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -428,7 +431,8 @@ def draw_why(summary: dict[str, Any], panels: list[WhyPanel]) -> Figure:
         title="other = what the probes do not see (waiting for the slower rank, Python, bookkeeping)",
         title_fontsize=8,
     )
-    fig.suptitle(f"{summary.get('spec', {}).get('name', '?')}: where each step's time went", x=0.01, ha="left")
+    more = f" ({left_out} more explained in report.md)" if left_out > 0 else ""
+    fig.suptitle(f"{summary.get('spec', {}).get('name', '?')}: where each step's time went{more}", x=0.01, ha="left")
     return fig
 
 
@@ -542,7 +546,7 @@ def figures(summary: dict[str, Any]) -> dict[str, Figure]:
         out[VERDICTS_PNG] = draw_verdicts(summary, rows)
     panels = why_panels(summary)
     if panels:
-        out[WHY_PNG] = draw_why(summary, panels)
+        out[WHY_PNG] = draw_why(summary, panels[:MAX_WHY_PANELS], left_out=len(panels) - MAX_WHY_PANELS)
     groups = model_groups(summary)
     if any(summary["runs"][n].get("loss_curve") for names in groups.values() for n in names):
         out[LOSS_PNG] = draw_loss(summary, groups)
