@@ -4,7 +4,9 @@ Two identical runs ("twins": the same model, data, batch and process count), so 
 speedup is 1.0, with two expectations that must never be decided wrongly:
   - `speedup >= 1.5`: a pass is a false pass;
   - `speedup >= 0.67`: a fail is a false fail.
-The spec uses the default `measure.repeats: auto`. It is run N times (default 10) on an idle
+The spec uses the default `measure.repeats: auto`, one thread per twin (with two threads and a
+hog, torch's OpenMP workers wait on each other and a step takes 65x longer: a loaded round then
+costs minutes, though accel-run flags it all the same). It is run N times (default 10) on an idle
 machine, then N times while a CPU hog that this benchmark starts (one busy Python process, which
 takes a core) runs; the hog is stopped by its PID at the end, whatever happens. For each
 condition it prints the verdict counts, the launches `auto` made per run (median and maximum) and
@@ -36,7 +38,7 @@ name: twins
 model: {{kind: mlp, input_dim: 64, hidden: [256, 256], classes: 4}}
 data: {{kind: synthetic-classification, samples: 16384, features: 64, classes: 4}}
 train: {{epochs: 6, batch_size: 64, eval_samples: 0}}
-launch: {{processes: 1, device: cpu}}
+launch: {{processes: 1, device: cpu, cpu_threads_per_process: 1}}
 measure: {{max_repeats: {max_repeats}}}
 runs:
   twin-a: {{}}

@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT
 from runner.report.plots import (
     LOSS_PNG,
+    MAX_WHY_PANELS,
     PLOTS_HINT,
     THROUGHPUT_PNG,
     VERDICTS_PNG,
@@ -149,3 +150,15 @@ def test_without_matplotlib_a_hint_and_no_crash(tmp_path: Path, monkeypatch: pyt
     written, hint = write_plots(recorded(), tmp_path)
     assert (written, hint) == ([], PLOTS_HINT)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_why_picture_draws_at_most_six_panels_and_says_how_many_more() -> None:
+    pytest.importorskip("matplotlib")
+    summary = recorded()
+    explained = [e for e in summary["expectations"] if e.get("why")]
+    summary["expectations"] = explained * 3  # 12 explained expectations
+    assert len(why_panels(summary)) == 12
+    figure = figures(summary)[WHY_PNG]
+    drawn = [ax for ax in figure.axes if ax.patches]
+    assert len(drawn) == MAX_WHY_PANELS == 6
+    assert any(text.get_text().endswith("(6 more explained in report.md)") for text in figure.texts)
