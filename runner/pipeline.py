@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from runner.engines.base import Engine, Interrupts, LaunchOutcome
 from runner.engines.local import LocalEngine
-from runner.errors import ExitCode, MachineError, PreflightError, ResultError, UsageError, machine_error
+from runner.errors import ExitCode, MachineError, PreflightError, ResultError, machine_error
 from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
@@ -44,8 +44,7 @@ from runner.results.summary import (
     resumable_spec,
     save_summary,
 )
-from runner.spec.diagnose import did_you_mean
-from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid
+from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid, select_runs
 from runner.verdicts.check import Verdict, check_expectations
 from runner.verdicts.conformance import mismatches
 from runner.verdicts.rounds import next_round, schedule, stopped
@@ -134,15 +133,6 @@ class SessionResult:
     notes: tuple[str, ...]
     exit_code: ExitCode
     result_dir: Path
-
-
-def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
-    """The runs to launch: all of them, or those named by --only (unknown names are a usage error)."""
-    names = list(validated.runs)
-    for name in only:
-        if name not in validated.runs:
-            raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
-    return [n for n in names if not only or n in only]
 
 
 def _repeats(run: ResolvedRun, options: RunOptions) -> int | None:

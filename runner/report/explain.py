@@ -9,9 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from runner.errors import UsageError
-from runner.spec.diagnose import did_you_mean
-from runner.spec.validate import ResolvedRun, ValidatedSpec
+from runner.spec.validate import ResolvedRun, ValidatedSpec, select_runs
 from runner.spec.workload import human_bytes, human_count
 from runner.yamlout import dump_yaml, yaml_tree
 
@@ -47,15 +45,6 @@ def figures(run: ResolvedRun) -> dict[str, int | float]:
         "steps_per_epoch": w.steps_per_epoch,
         "memory_bytes": w.memory_bytes,
     }
-
-
-def selected(spec: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
-    """The runs named by --only (all when empty), in the spec's order; an unknown name is a usage error."""
-    names = list(spec.runs)
-    for name in only:
-        if name not in spec.runs:
-            raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
-    return [n for n in names if not only or n in only]
 
 
 def _leaves(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -109,7 +98,7 @@ def _difference_yaml(diffs: list[dict[str, Any]], baseline: str) -> str:
 
 def explain(spec: ValidatedSpec, *, only: tuple[str, ...] = (), full: bool = False) -> str:
     """One YAML document per run, headed by derived figures: the baseline in full, the others as differences."""
-    names = selected(spec, only)
+    names = select_runs(spec, only)
     base = spec.runs[spec.baseline]
     out = io.StringIO()
     out.write(f"# {spec.spec.name}: {len(spec.runs)} run(s), baseline '{spec.baseline}'\n")
@@ -139,7 +128,7 @@ def explain_json(spec: ValidatedSpec, *, only: tuple[str, ...] = (), full: bool 
     """--explain --format json: per run its figures and differences (and, with --full, its resolved config)."""
     base = spec.runs[spec.baseline]
     runs = []
-    for name in selected(spec, only):
+    for name in select_runs(spec, only):
         run = spec.runs[name]
         entry: dict[str, Any] = {
             "name": name,

@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
-from runner.errors import Diagnostic, KeyPath, Severity, SpecError, sorted_unique
+from runner.errors import Diagnostic, KeyPath, Severity, SpecError, UsageError, sorted_unique
 from runner.spec.diagnose import did_you_mean, findings_from
 from runner.spec.load import Document, parse_spec, read_spec_text
 from runner.spec.merge import merge_sections, source_of
@@ -393,3 +393,12 @@ class _Checker:
                 "it is measured in samples/s, but the two runs do not train alike",
                 severity=Severity.WARNING,
             )
+
+
+def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
+    """The runs named by --only (all when empty), in the spec's order; an unknown name is a usage error."""
+    names = list(validated.runs)
+    for name in only:
+        if name not in validated.runs:
+            raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
+    return [n for n in names if not only or n in only]
