@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,15 @@ def test_every_shipped_spec_compiles_in_a_dry_run(
     assert launched and len(launched) == len([d for d in folder.iterdir() if d.is_dir()])
     for run in (d for d in folder.iterdir() if d.is_dir()):
         assert {p.name for p in run.iterdir()} == {"accelerate_config.yaml", "command.txt", "plan.json"}
+
+
+def test_a_folder_name_that_is_not_utf8_is_written_and_printed_as_its_bytes(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    output = os.fsencode(tmp_path) + b"/latin1-\xe9t\xe9"  # a folder named in Latin-1
+    command = [sys.executable, "-m", "runner", "--dry-run", str(spec), "--output", output]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True)  # bytes: the output holds the real name
+    assert done.returncode == 0, done.stderr
+    assert b"latin1-\xe9t\xe9/tiny/" in done.stdout
+    (folder,) = Path(os.fsdecode(output), "tiny").iterdir()
+    assert (folder / "main" / "command.txt").read_bytes().count(b"latin1-\xe9t\xe9") >= 2
