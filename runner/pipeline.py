@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from runner.engines.base import Engine, Interrupts, LaunchOutcome
 from runner.engines.local import LocalEngine
-from runner.errors import ExitCode, MachineError, PreflightError, ResultError, machine_error
+from runner.errors import ExitCode, MachineError, PreflightError, machine_error
 from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
@@ -41,6 +41,7 @@ from runner.results.summary import (
     keep_finished,
     load_summary,
     now,
+    require_result_folder,
     resumable_spec,
     save_summary,
 )
@@ -146,19 +147,15 @@ def _new_records(
 ) -> dict[str, RunRecord]:
     records = {}
     for name, run in validated.runs.items():
-        measure, fixed = run.config.measure, _repeats(run, options)
-        records[name] = RunRecord(
+        fixed = _repeats(run, options)
+        records[name] = RunRecord.measured_by(
+            run.config.measure,
             name=name,
             description=run.description,
             repeats=fixed or 1,
             declared=declared_of(run, machine).as_json(),
             selected=name in selected,
-            noise_floor=measure.noise_floor,
             auto=fixed is None,
-            max_repeats=measure.max_repeats,
-            max_time_s=measure.max_time_s,
-            min_duration_s=measure.min_duration_s,
-            max_disturbance=measure.max_disturbance,
         )
     return records
 
@@ -286,9 +283,7 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     and --allow-inconclusive may be given anew. Which finished launches are kept is
     results.summary.keep_finished's policy.
     """
-    folder = Path(result_dir)
-    if not folder.is_dir():
-        raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
+    folder = require_result_folder(result_dir)
     with ResultLock(folder):  # one session per result folder; the OS releases it if this one dies
         return _resume_locked(folder, options, err)
 

@@ -71,18 +71,14 @@ def _spec_of(folder: Path, damage: str) -> ValidatedSpec:
 def _record(folder: Path, validated: ValidatedSpec, name: str) -> RunRecord:
     run = validated.runs[name]
     measure = run.config.measure
-    record = RunRecord(
+    record = RunRecord.measured_by(
+        measure,
         name=name,
         description=run.description,
         repeats=0,
         declared={},
-        noise_floor=measure.noise_floor,
         selected=False,
         auto=measure.repeats == "auto",
-        max_repeats=measure.max_repeats,
-        max_time_s=measure.max_time_s,
-        min_duration_s=measure.min_duration_s,
-        max_disturbance=measure.max_disturbance,
     )
     repeat = 1
     while (launch_dir(folder, name, repeat) / PLAN_FILE).is_file():

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ResultError
 from runner.verdicts.stats import spread
 from runner.vocab import Status
+
+if TYPE_CHECKING:
+    from runner.spec.models import MeasureSection
 
 # Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
 TIMING_METRICS = frozenset({"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "step_time_ms"})
@@ -146,6 +149,32 @@ class RunRecord:
     def ok_launches(self) -> list[LaunchRecord]:
         """The launches that finished and passed their checks, in repeat order."""
         return [self.launches[r] for r in sorted(self.launches) if self.launches[r].status is Status.OK]
+
+    @staticmethod
+    def measured_by(
+        measure: MeasureSection,
+        *,
+        name: str,
+        description: str,
+        repeats: int,
+        declared: dict[str, Any],
+        selected: bool,
+        auto: bool,
+    ) -> RunRecord:
+        """A record that judges its launches by the run's measure section (noise floor, fitness, budget)."""
+        return RunRecord(
+            name=name,
+            description=description,
+            repeats=repeats,
+            declared=declared,
+            noise_floor=measure.noise_floor,
+            selected=selected,
+            auto=auto,
+            max_repeats=measure.max_repeats,
+            max_time_s=measure.max_time_s,
+            min_duration_s=measure.min_duration_s,
+            max_disturbance=measure.max_disturbance,
+        )
 
     def timing_problem(self, launch: LaunchRecord) -> TimingProblem | None:
         """Why `launch` cannot time this run, by this run's measure settings."""

@@ -86,16 +86,22 @@ _SHAPE: dict[str, tuple[type, bool]] = {
 _SPEC_SHAPE: dict[str, type] = {"path": str, "sha256": str}
 
 
+def require_result_folder(result_dir: str | Path) -> Path:
+    """The folder as a Path, or the one-line error when it is not a folder at all."""
+    folder = Path(result_dir)
+    if not folder.is_dir():
+        raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
+    return folder
+
+
 def load_summary(result_dir: str | Path) -> dict[str, Any]:
     """Read a result's summary.json, with one clear error when it is missing or damaged.
 
     A summary still saying "running" whose session no longer holds the folder's lock (it was
     killed) reads as "abandoned".
     """
-    folder = Path(result_dir)
+    folder = require_result_folder(result_dir)
     path = folder / SUMMARY_FILE
-    if not folder.is_dir():
-        raise ResultError(f"{result_dir} is not a result folder (expected OUTPUT/<spec>/<timestamp>/)")
     try:
         data = read_json(path)
     except FileNotFoundError:
