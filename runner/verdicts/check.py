@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from runner.results.records import NOISY_METRICS, TIMING_METRICS, RunRecord
+from runner.results.records import NOISY_METRICS, TIMING_METRICS, LaunchRecord, RunRecord
 from runner.spec.models import (
     BoundExpectation,
     CloseExpectation,
@@ -193,8 +193,8 @@ _RSS_SENTENCE = (
 
 
 def _memory_source(record: RunRecord) -> str | None:
-    launches = record.ok_launches()
-    source = launches[0].metrics.get("peak_memory_source") if launches else None
+    first = _first(record)
+    source = first.metrics.get("peak_memory_source") if first else None
     return str(source) if source is not None else None
 
 
@@ -284,7 +284,7 @@ def _ceiling(expectation: Any, run: RunRecord, base: RunRecord) -> tuple[float, 
     return None
 
 
-def _first(record: RunRecord) -> Any:
+def _first(record: RunRecord) -> LaunchRecord | None:
     launches = record.ok_launches()
     return launches[0] if launches else None
 
