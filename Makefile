@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast gpu-check lint install clean
+.PHONY: run test test-fast test-slurm gpu-check lint install clean editor-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: $(STAMP)
 	elif [ $$status -ne 0 ]; then exit $$status; fi
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slurm"
+
+# The SLURM engine against a real 2-node cluster on this machine (about 2 minutes): start it first
+# with scripts/test-cluster.sh start and eval "$$(scripts/test-cluster.sh env)"; .ci/run does.
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -m slurm
 
 # The inner loop: everything but the tests that launch real accelerate processes (seconds).
 test-fast: $(STAMP)
@@ -36,6 +41,15 @@ gpu-check: $(STAMP)
 	@$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else \
 	  'gpu-check: torch ' + torch.__version__ + ' sees no CUDA GPU (no GPU here, or the CPU build of torch)')"
 	$(BIN)/python -m pytest -m gpu -s -ra -p no:cacheprovider
+
+# The YAML language server (the one behind VS Code's, Neovim's and Helix's YAML support) that
+# tests/test_editor.py drives over stdio. Needs node and npm; the version and its dependencies are
+# pinned by .tools/yaml-ls/package.json and package-lock.json.
+YAML_LS := .tools/yaml-ls
+editor-tools: $(YAML_LS)/node_modules/.package-lock.json
+
+$(YAML_LS)/node_modules/.package-lock.json: $(YAML_LS)/package.json $(YAML_LS)/package-lock.json
+	npm ci --prefix $(YAML_LS) --no-audit --no-fund
 
 lint: $(STAMP)
 	$(BIN)/ruff check runner tests benchmarks

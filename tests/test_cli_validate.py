@@ -132,3 +132,79 @@ def test_only_names_a_run_that_does_not_exist() -> None:
     assert done.stderr.splitlines()[-1] == (
         "accel-run: error: --only names no run: 'duel' (did you mean 'dual'?); runs: single, dual"
     )
+
+
+# --- where specs are linted: GitHub Actions annotations, pre-commit, acknowledged warnings ---------
+
+CONFOUNDED = TINY_SPEC + (
+    "runs:\n"
+    "  single: {}\n"
+    "  dual-bf16: {launch: {processes: 2, mixed_precision: bf16}, train: {batch_size: 16}}\n"
+    "expect:\n"
+    "  - {kind: speedup, run: dual-bf16, baseline: single, at_least: 1.5}\n"
+)
+
+
+def test_github_format_prints_one_annotation_per_diagnostic(write_spec) -> None:  # type: ignore[no-untyped-def]
+    bad = write_spec(BROKEN, "bad.yaml")
+    warned = write_spec(CONFOUNDED, "warned.yaml")
+    done = run_cli("--validate", "--format", "github", str(bad), str(warned))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"::error file={bad},line=4,col=20::unknown key 'batch_sise' in train (did you mean 'batch_size'?)",
+        f"::warning file={warned},line=9,col=5::speedup of 'dual-bf16' over 'single' is confounded: the runs differ "
+        "in launch.mixed_precision ('bf16' vs 'no') and launch.processes (2 vs 1), so the speedup cannot be "
+        "credited to one of them; compare runs that differ in one setting [acknowledge: confounded]",
+        "2 files checked: 1 invalid (1 error, 1 warning)",
+    ]
+
+
+def test_github_format_escapes_what_a_workflow_command_cannot_hold(write_spec) -> None:  # type: ignore[no-untyped-def]
+    bad = write_spec(BROKEN, "a,b:c.yaml")
+    done = run_cli("--validate", "--format", "github", str(bad))
+    escaped = str(bad).replace(":", "%3A").replace(",", "%2C")
+    assert done.stdout.splitlines()[0].startswith(f"::error file={escaped},line=4,col=20::unknown key")
+
+
+def test_github_format_is_for_validate_only() -> None:
+    done = run_cli("--explain", "--format", "github", "specs/day5.yaml")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "accel-run: error: --format github is for --validate (GitHub Actions annotations of its diagnostics)"
+    )
+
+
+def test_an_acknowledged_warning_keeps_strict_usable(write_spec) -> None:  # type: ignore[no-untyped-def]
+    warned = write_spec(CONFOUNDED, "warned.yaml")
+    acknowledged = write_spec(
+        CONFOUNDED.replace("at_least: 1.5}", "at_least: 1.5, acknowledge: [confounded]}"), "acknowledged.yaml"
+    )
+    assert run_cli("--validate", "--strict", str(warned)).returncode == 1
+    done = run_cli("--validate", "--strict", str(acknowledged))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == "1 file checked: all valid (0 errors, 0 warnings)\n"
+
+
+def test_the_pre_commit_hook_runs_validate_on_spec_files() -> None:
+    from ruamel.yaml import YAML
+
+    (hook,) = YAML(typ="safe").load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "accel-run-validate"
+    assert hook["language"] == "python"
+    entry = hook["entry"].split()
+    assert entry == ["accel-run", "--validate"]
+    assert 'accel-run = "runner.cli:main"' in (ROOT / "pyproject.toml").read_text()  # what pre-commit installs
+    files = re.compile(hook["files"])
+    for path in ("specs/day6.yaml", "specs/sub/x.yml", "examples/minimal.yaml"):
+        assert files.search(path), path
+    for path in (
+        ".github/workflows/ci.yaml",
+        "results/day6/x/spec.yaml",
+        "specs/day6.yaml.bak",
+        ".pre-commit-hooks.yaml",
+    ):
+        assert not files.search(path), path
+    shipped = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.yaml"), *ROOT.glob("examples/*.yaml")])
+    assert all(files.search(p) for p in shipped)
+    done = run_cli(*entry[1:], *shipped)  # as pre-commit runs it: the entry, then the staged files
+    assert done.returncode == 0, done.stdout

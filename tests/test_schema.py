@@ -12,7 +12,7 @@ import pytest
 
 from runner.spec.load import parse_spec
 from runner.spec.schema import SCHEMA_ID, build_schema, schema_text
-from runner.spec.validate import validate_file
+from runner.spec.validate import validate_file, validate_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schemas" / "experiment.schema.json"
@@ -41,6 +41,13 @@ REJECTED_BY_BOTH = [
     "gpu-ids-fullwidth-comma",
     "run-name-unsafe",
     "override-replaces-kind",
+    # no coercion: text and booleans where numbers or booleans belong
+    "no-coercion",
+    # cross-field rules the schema states with if/then (in the full sections, not in run overrides)
+    "neither-epochs-nor-steps",
+    "eval-both",
+    "bound-missing",
+    "multi-machine-incomplete",
 ]
 
 
@@ -81,7 +88,11 @@ def test_every_optional_field_shows_its_default() -> None:
     missing = [
         f"{owner}.{name}"
         for owner, name, prop, required in _properties(build_schema())
-        if not required and "default" not in prop and not owner.endswith("Override") and owner != "RunOverride"
+        if not required
+        and "default" not in prop
+        and not owner.endswith("Override")
+        and owner != "RunOverride"
+        and not (owner == "MatrixSection" and "." in name)  # a matrix setting has no default: it is listed or not
     ]
     assert missing == []
 
@@ -90,7 +101,7 @@ def test_tagged_unions_let_an_editor_complete_by_kind() -> None:
     schema = build_schema()
     model = schema["properties"]["model"]
     assert model["discriminator"]["propertyName"] == "kind"
-    assert set(model["discriminator"]["mapping"]) == {"mlp", "linear"}
+    assert {"mlp", "linear", "transformer"} <= set(model["discriminator"]["mapping"])
     mlp = schema["$defs"]["MLPModel"]
     assert mlp["properties"]["kind"]["const"] == "mlp"
     assert {"input_dim", "hidden", "classes", "activation", "dropout"} <= set(mlp["properties"])
@@ -131,4 +142,77 @@ def test_every_shipped_spec_names_the_schema_in_its_modeline(path: Path) -> None
 
 def test_vscode_maps_specs_and_examples_to_the_schema() -> None:
     settings = json.loads((ROOT / ".vscode" / "settings.json").read_text())
-    assert settings["yaml.schemas"]["./schemas/experiment.schema.json"] == ["specs/**/*.yaml", "examples/**/*.yaml"]
+    assert settings["yaml.schemas"]["./schemas/experiment.schema.json"] == [
+        "specs/**/*.yaml",
+        "specs/**/*.yml",
+        "examples/**/*.yaml",
+        "examples/**/*.yml",
+    ]
+
+
+def _nodes(node: Any) -> list[dict[str, Any]]:
+    """Every mapping in the schema, depth first."""
+    if isinstance(node, dict):
+        return [node, *(n for value in node.values() for n in _nodes(value))]
+    if isinstance(node, list):
+        return [n for value in node for n in _nodes(value)]
+    return []
+
+
+def test_no_hover_joins_identical_branches() -> None:
+    # yaml-language-server titles a value that every anyOf branch matches "A || A" when the branches
+    # cannot be told apart (no title, description or properties of their own): "Epochs || Epochs".
+    for node in _nodes(build_schema()):
+        branches = node.get("anyOf", [])
+        untold = [b for b in branches if not ({"title", "description", "properties", "$ref"} & set(b))]
+        assert len(untold) <= 1, branches
+
+
+def test_a_nullable_setting_is_one_type_list_not_two_branches() -> None:
+    epochs = build_schema()["$defs"]["TrainSection"]["properties"]["epochs"]
+    assert epochs["type"] == ["integer", "null"] and "anyOf" not in epochs
+    assert epochs["title"] == "Epochs"
+
+
+def test_sections_are_titled_by_their_key_not_their_class() -> None:
+    defs = build_schema()["$defs"]
+    assert defs["TrainSection"]["title"] == "train"
+    assert defs["MLPModel"]["title"] == "model (kind: mlp)"
+    assert defs["LaunchSectionOverride"]["title"] == "launch (override)"
+    assert [name for name, d in defs.items() if d["title"] == name] == []
+
+
+def test_override_fields_have_titles_and_hover_text() -> None:
+    run = build_schema()["$defs"]["RunOverride"]["properties"]
+    assert run["launch"]["title"] == "launch (override)"
+    assert run["launch"]["description"] == "Overrides of the top-level launch section."
+
+
+def test_the_baseline_has_its_own_hover_text() -> None:
+    baseline = build_schema()["properties"]["baseline"]
+    assert baseline["description"].startswith("The run other runs are reported against")
+    assert "folder name" not in json.dumps(baseline)
+
+
+def test_cross_field_rules_are_in_full_sections_not_in_overrides(validator: jsonschema.Draft202012Validator) -> None:
+    base = parse_spec((CASES.parent / "valid-base.yaml").read_text(), "base").data
+    both = {**base, "train": {**base["train"], "max_steps": 10}}
+    assert [e.message for e in validator.iter_errors(both)] != []
+    switched = {**base, "runs": {"steps": {"train": {"epochs": None, "max_steps": 10}}}}
+    assert [e.message for e in validator.iter_errors(switched)] == []
+
+
+@pytest.mark.parametrize(
+    ("written", "accepted"), [("1e3", True), ("1000.0", True), ("1000.5", False), ('"1000"', False)]
+)
+def test_a_whole_number_written_as_a_float_is_one_for_both(
+    written: str, accepted: bool, validator: jsonschema.Draft202012Validator
+) -> None:
+    text = (CASES.parent / "valid-base.yaml").read_text().replace("samples: 512", f"samples: {written}")
+    result = validate_text(text, "spec.yaml")
+    assert (result.errors == []) is accepted, [d.format() for d in result.errors]
+    if result.spec is not None:
+        samples = result.spec.runs["main"].config.data.samples
+        assert samples == 1000 and type(samples) is int
+    data = parse_spec(text, "spec.yaml").data
+    assert (list(validator.iter_errors(data)) == []) is accepted

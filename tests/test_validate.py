@@ -67,7 +67,8 @@ def test_crlf_errors_keep_their_columns() -> None:
     result = validate_text(text, "crlf.yaml")
     kinds = [d.format() for d in result.diagnostics if "unknown kind" in d.message]
     assert kinds == [
-        "crlf.yaml:3:9: error: unknown kind 'mpl' for model (did you mean 'mlp'?); allowed: 'mlp', 'linear'"
+        "crlf.yaml:3:9: error: unknown kind 'mpl' for model (did you mean 'mlp'?); "
+        "allowed: 'mlp', 'linear', 'transformer', 'huggingface'"
     ]
 
 

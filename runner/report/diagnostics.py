@@ -51,3 +51,23 @@ def diagnostics_text(diagnostics: Sequence[Diagnostic], source: str | None, *, e
 def plural(count: int, word: str) -> str:
     """'1 error', '2 errors'."""
     return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def github_annotation(diag: Diagnostic) -> str:
+    """A GitHub Actions workflow command that annotates the file: `::error file=F,line=L,col=C::message`.
+
+    GitHub's escaping: '%', CR and LF in the message; also ':' and ',' in property values.
+    """
+    where = [f"file={_escape(diag.path, property_value=True)}"]
+    if diag.line is not None:
+        where.append(f"line={diag.line}")
+        if diag.col is not None:
+            where.append(f"col={diag.col}")
+    return f"::{diag.severity}{' ' + ','.join(where)}::{_escape(diag.message, property_value=False)}"
+
+
+def _escape(text: str, *, property_value: bool) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text

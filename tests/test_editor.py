@@ -1,0 +1,245 @@
+"""The editor agrees with the CLI: the real yaml-language-server, driven over stdio, with our schema.
+
+yaml-language-server is the server behind the YAML support of VS Code, Neovim, Helix and others;
+`make editor-tools` installs the pinned version into .tools/yaml-ls. Without node these tests are
+skipped, saying so; with node but without the server they fail, naming the make target.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from lsp_client import LanguageServer
+from runner.spec.models import RULE_EVAL_BOTH, RULE_LENGTH_BOTH, RULE_NO_BOUND
+from runner.spec.validate import validate_text
+
+# The server's launcher; ACCEL_RUN_YAML_LS names another (the test of the missing-server failure uses it).
+SERVER = Path(
+    os.environ.get(
+        "ACCEL_RUN_YAML_LS",
+        ROOT / ".tools" / "yaml-ls" / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server",
+    )
+)
+SCHEMA = ROOT / "schemas" / "experiment.schema.json"
+CURSOR = "<|>"
+
+BASE = f"""\
+# yaml-language-server: $schema={SCHEMA.as_uri()}
+name: editor
+model: {{kind: mlp, input_dim: 16, hidden: [32], classes: 4}}
+data: {{kind: synthetic-classification, samples: 512, features: 16, classes: 4}}
+train:
+  epochs: 2
+  batch_size: 32
+launch:
+  processes: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageServer]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the yaml-language-server tests need node (and `make editor-tools`)")
+    if not SERVER.is_file():
+        pytest.fail(f"yaml-language-server is not installed at {SERVER}: run `make editor-tools`")
+    settings = {"yaml": {"validate": True, "completion": True, "hover": True, "schemas": {}}}
+    language_server = LanguageServer([node, str(SERVER), "--stdio"], settings, tmp_path_factory.mktemp("editor"))
+    yield language_server
+    language_server.close()
+
+
+class Editor:
+    """One document open in the server, as a person typing it."""
+
+    count = 0
+
+    def __init__(self, server: LanguageServer, folder: Path, text: str) -> None:
+        Editor.count += 1
+        self.server = server
+        self.text = text.replace(CURSOR, "")
+        self.cursor = _position(text, CURSOR) if CURSOR in text else (0, 0)
+        self.path = folder / f"spec{Editor.count}.yaml"
+        self.path.write_text(self.text, encoding="utf-8")
+        self.uri = server.open(self.path, self.text)
+
+    def completions(self) -> list[str]:
+        return self.server.completion_labels(self.uri, *self.cursor)
+
+    def diagnostics(self) -> list[tuple[int, str]]:
+        """(1-based line, message) of every problem the editor underlines."""
+        found = self.server.wait_for_diagnostics(self.uri)
+        return sorted((d["range"]["start"]["line"] + 1, d["message"]) for d in found)
+
+    def hover(self, marker: str) -> str:
+        line, character = _position(self.text, marker)
+        return self.server.hover(self.uri, line, character - 1)
+
+
+def _position(text: str, marker: str) -> tuple[int, int]:
+    """0-based line and character just after the first `marker` in `text`."""
+    before = text[: text.index(marker) + len(marker)]
+    lines = before.split("\n")
+    return len(lines) - 1, len(lines[-1]) - (len(marker) if marker == CURSOR else 0)
+
+
+def _cli(text: str) -> list[tuple[int, str]]:
+    """(line, message) of the CLI's errors for the same text."""
+    result = validate_text(text, "spec.yaml")
+    return sorted((d.line or 0, d.message) for d in result.errors)
+
+
+@pytest.fixture
+def edit(server: LanguageServer, tmp_path: Path):  # type: ignore[no-untyped-def]
+    return lambda text: Editor(server, tmp_path, text)
+
+
+# --- completion ---------------------------------------------------------------------------------
+
+
+def test_after_kind_mlp_the_mlp_fields_are_offered(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace(
+        "model: {kind: mlp, input_dim: 16, hidden: [32], classes: 4}", f"model:\n  kind: mlp\n  {CURSOR}"
+    )
+    offered = edit(text).completions()
+    assert {"input_dim", "hidden", "classes", "activation", "dropout"} <= set(offered)
+    assert "vocab" not in offered  # a transformer's field, not an mlp's
+
+
+def test_inside_a_run_the_section_keys_are_offered(edit) -> None:  # type: ignore[no-untyped-def]
+    offered = edit(BASE + f"runs:\n  dual:\n    launch:\n      {CURSOR}\n").completions()
+    assert {"processes", "mixed_precision", "gpu_ids", "main_process_port"} <= set(offered)
+
+
+def test_inside_a_matrix_the_settings_are_offered(edit) -> None:  # type: ignore[no-untyped-def]
+    offered = edit(BASE + f"matrix:\n  {CURSOR}\n").completions()
+    assert {"launch.processes", "launch.mixed_precision", "train.gradient_accumulation_steps"} <= set(offered)
+    assert {"include", "exclude"} <= set(offered)
+
+
+def test_enum_values_are_offered(edit) -> None:  # type: ignore[no-untyped-def]
+    offered = edit(BASE.replace("  processes: 1\n", f"  mixed_precision: {CURSOR}\n")).completions()
+    assert offered == ['"no"', "bf16", "fp16"]
+
+
+def test_enum_values_are_offered_inside_a_matrix_list(edit) -> None:  # type: ignore[no-untyped-def]
+    offered = edit(BASE + f"matrix:\n  launch.mixed_precision: [{CURSOR}]\n").completions()
+    assert {"bf16", "fp16"} <= set(offered)
+
+
+# --- diagnostics: the editor flags what the CLI refuses ----------------------------------------
+
+
+def test_a_typo_is_flagged_where_the_cli_flags_it(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  processes: 1\n", "  precison: bf16\n")
+    assert edit(text).diagnostics() == [(9, "Property precison is not allowed.")]
+    assert _cli(text) == [(9, "unknown key 'precison' in launch (did you mean 'mixed_precision'?)")]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("  batch_size: '64'\n", 'Incorrect type. Expected "integer".'),
+        ("  optimizer: {kind: adamw, lr: '0.001'}\n", 'Incorrect type. Expected "number".'),
+        ("  optimizer: {kind: sgd, momentum: 0.9, nesterov: yes}\n", 'Incorrect type. Expected "boolean".'),
+    ],
+)
+def test_a_quoted_number_or_a_yes_is_refused_by_both(edit, line: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  batch_size: 32\n", line)
+    assert edit(text).diagnostics() == [(7, expected)]
+    assert [n for n, _ in _cli(text)] == [7]
+
+
+def test_a_boolean_for_a_number_is_refused_by_both(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  processes: 1\n", "  processes: true\n")
+    assert edit(text).diagnostics() == [(9, 'Incorrect type. Expected "integer".')]
+    assert _cli(text) == [
+        (9, "launch.processes must be a whole number, got true (a boolean is not a number: write the number itself)")
+    ]
+
+
+def test_epochs_and_max_steps_together_say_what_the_cli_says(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  epochs: 2\n", "  epochs: 2\n  max_steps: 100\n")
+    assert edit(text).diagnostics() == [(7, RULE_LENGTH_BOTH)]
+    assert _cli(text) == [(7, RULE_LENGTH_BOTH)]
+
+
+def test_eval_samples_beside_eval_split_say_what_the_cli_says(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  epochs: 2\n", "  epochs: 2\n  eval_samples: 64\n  eval_split: 0.1\n")
+    assert edit(text).diagnostics() == [(8, RULE_EVAL_BOTH)]
+    assert _cli(text) == [(8, RULE_EVAL_BOTH)]
+
+
+def test_several_machines_are_flagged_by_both_where_they_are_written(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace("  processes: 1\n", "  processes: 2\n  num_machines: 2\n")
+    assert edit(text).diagnostics() == [(10, "Property num_machines is not allowed.")]
+    ((line, message),) = _cli(text)
+    assert line == 10 and "write engine: {kind: slurm, nodes: 2}" in message
+
+
+def test_an_expectation_without_a_bound_says_what_the_cli_says(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE + "expect:\n  - {kind: bound, run: main, metric: accuracy}\n"
+    assert edit(text).diagnostics() == [(11, RULE_NO_BOUND)]
+    assert [message for _, message in _cli(text)] == [RULE_NO_BOUND]
+
+
+def test_a_run_may_switch_from_epochs_to_max_steps(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE + "runs:\n  steps:\n    train: {epochs: null, max_steps: 50}\n"
+    assert edit(text).diagnostics() == []
+    assert _cli(text) == []
+
+
+def test_every_shipped_spec_is_clean_in_the_editor(server: LanguageServer) -> None:
+    for path in sorted([*ROOT.glob("specs/**/*.yaml"), *ROOT.glob("examples/**/*.yaml")]):
+        uri = server.open(path, path.read_text(encoding="utf-8"))
+        assert server.wait_for_diagnostics(uri) == [], path
+
+
+# --- hover ------------------------------------------------------------------------------------
+
+
+def test_hover_text_has_one_title_and_readable_section_names(edit) -> None:  # type: ignore[no-untyped-def]
+    editor = edit(BASE + "runs:\n  dual:\n    launch: {processes: 2}\n")
+    epochs = editor.hover("  epochs")
+    assert epochs.startswith("#### Epochs\n\nPasses over the training data.")
+    assert "||" not in epochs
+    assert editor.hover("train").startswith("#### Train\n\nHow to train")
+    assert editor.hover("{kind: ml").startswith("#### Kind\n\nBuilt-in model: a multi-layer perceptron.")
+    assert "||" not in editor.hover("    launch")
+
+
+# --- without the server: skipped only without node, never passed silently --------------------------
+
+
+def _pytest_this_file(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-k", "typo", "-rsf", "-p", "no:cacheprovider", "-q"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.stdout
+
+
+def test_without_node_the_tests_are_skipped_saying_why(tmp_path: Path) -> None:
+    out = _pytest_this_file({"PATH": str(tmp_path)})  # a PATH with no node on it
+    assert "1 skipped" in out
+    assert "node is not installed: the yaml-language-server tests need node (and `make editor-tools`)" in out
+
+
+def test_with_node_but_no_server_the_tests_fail_naming_the_make_target(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    out = _pytest_this_file({"ACCEL_RUN_YAML_LS": str(tmp_path / "missing")})
+    assert "1 error" in out
+    assert f"yaml-language-server is not installed at {tmp_path / 'missing'}: run `make editor-tools`" in out
