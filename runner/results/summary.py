@@ -5,6 +5,7 @@ policies that rest on it: the exit code a result stands for, and what a resume m
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,23 @@ def resumable_spec(folder: Path, summary: dict[str, Any]) -> Path:
                 "or restore the spec to resume"
             )
     return copy
+
+
+def resumable_sets(summary: dict[str, Any], given: Sequence[str]) -> tuple[str, ...]:
+    """The --set options a resume validates the spec with: the recorded ones; others given are refused.
+
+    A resume applies the options the result was started with; giving none means "as started".
+    Different ones would mix two specs in one result, like an edited spec file.
+    """
+    recorded = tuple(str(option) for option in summary.get("options", {}).get("sets", ()))
+    if given and tuple(given) != recorded:
+        started = " ".join(f"--set {option}" for option in recorded) if recorded else "no --set options"
+        asked = " ".join(f"--set {option}" for option in given)
+        raise ResultError(
+            f"this result was started with {started}; resuming with {asked} would mix two specs. "
+            "Resume with the same --set options (or none), or start a new result"
+        )
+    return recorded
 
 
 def keep_finished(summary: dict[str, Any], records: dict[str, RunRecord]) -> tuple[int, int]:

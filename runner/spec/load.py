@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,16 @@ class Document:
     data: dict[str, Any]
     key_spans: Mapping[KeyPath, Span]
     value_spans: Mapping[KeyPath, Span]
+    # values set on the command line (--set): document path -> the option as typed, which locates them
+    origins: Mapping[KeyPath, str] = field(default_factory=dict)
+
+    def origin(self, key_path: KeyPath) -> str | None:
+        """The --set option that wrote `key_path` or an ancestor of it, if one did."""
+        path = tuple(key_path)
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.origins:
+                return self.origins[path[:cut]]
+        return None
 
     def span(self, key_path: KeyPath, *, of_key: bool = False) -> Span:
         """Where `key_path` is written; its nearest written ancestor if it is not (a missing key)."""
@@ -149,6 +159,30 @@ def parse_spec(text: str, path: str) -> Document:
     builder = _Builder(path, yaml.constructor)
     data = builder.value(root, (), 0)
     return Document(path, text, data, builder.key_spans, builder.value_spans)
+
+
+def parse_value(text: str, origin: str) -> Any:
+    """One YAML value, as a --set option gives it (`4`, `bf16`, `[1, 2]`, `{kind: sgd}`); empty text is null.
+
+    Read like a spec (YAML 1.2, plain values only); an error is a diagnostic located at `origin`.
+    """
+    if len(text) > MAX_FILE_BYTES:
+        raise _error(origin, f"the value is {len(text)} characters; at most {MAX_FILE_BYTES}")
+    problem = _structure_problem(text)
+    yaml = YAML(typ="safe")
+    yaml.Resolver = _Yaml12Resolver
+    try:
+        if problem is not None:
+            raise _error(origin, problem[0])
+        root = yaml.compose(text)
+        return None if root is None else _Builder(origin, yaml.constructor).value(root, (), 0)
+    except MarkedYAMLError as exc:
+        message = _yaml_message(exc, text)
+    except (ReaderError, RecursionError) as exc:
+        message = f"invalid YAML: {exc}"
+    except SpecError as exc:
+        message = exc.diagnostics[0].message
+    raise SpecError([Diagnostic(origin, None, None, Severity.ERROR, message)])
 
 
 class _Yaml12Resolver(VersionedResolver):
