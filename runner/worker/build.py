@@ -1,19 +1,33 @@
-"""The built-in model, the optimizer (fused where the device allows) and the LR schedule."""
+"""The built-in models (MLP, linear, decoder-only transformer), the optimizer (fused where the device
+allows) and the LR schedule."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from runner.spec.models import LinearModel, MLPModel, SGDOptimizer, TrainSection
+from runner.spec.models import (
+    HuggingFaceModel,
+    LinearModel,
+    MLPModel,
+    SGDOptimizer,
+    TrainSection,
+    TransformerModel,
+)
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
-def build_model(spec: MLPModel | LinearModel) -> nn.Module:
-    """An nn.Sequential of Linear layers (with activation and dropout between them)."""
+def build_model(spec: MLPModel | LinearModel | TransformerModel | HuggingFaceModel) -> nn.Module:
+    """The spec's model: a decoder-only transformer (ours, or a Hugging Face one from its config), or an
+    nn.Sequential of Linear layers (with activation and dropout between them)."""
+    if isinstance(spec, TransformerModel):
+        return DecoderOnly(spec)
+    if isinstance(spec, HuggingFaceModel):
+        return HuggingFaceLM(spec)
     if isinstance(spec, LinearModel):
         return nn.Sequential(nn.Linear(spec.input_dim, spec.classes))
     layers: list[nn.Module] = []
@@ -25,6 +39,101 @@ def build_model(spec: MLPModel | LinearModel) -> nn.Module:
         width = hidden
     layers.append(nn.Linear(width, spec.classes))
     return nn.Sequential(*layers)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which each position sees itself and the positions before it."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(width, 3 * width)  # q, k and v in one matmul
+        self.proj = nn.Linear(width, width)
+        self.heads, self.dropout = heads, dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        out: torch.Tensor = self.proj(attended.transpose(1, 2).reshape(batch, length, width))
+        return out
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + attention(norm(x)), then x + mlp(norm(x)) (GPT-2's layout)."""
+
+    def __init__(self, width: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attention = CausalSelfAttention(width, heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(width, ffn), nn.GELU(), nn.Linear(ffn, width))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attention(self.norm1(x)))
+        out: torch.Tensor = x + self.drop(self.mlp(self.norm2(x)))
+        return out
+
+
+class DecoderOnly(nn.Module):
+    """A GPT-style language model in pure torch: token and position embeddings, blocks, a vocabulary head.
+
+    It returns logits as (batch, vocab, seq_len), the class dimension second: F.cross_entropy against
+    (batch, seq_len) labels and argmax(dim=1) then score every token, with the same code as the MLP's
+    (batch, classes) logits, in the training loop, the probe and the evaluation.
+    """
+
+    def __init__(self, spec: TransformerModel) -> None:
+        super().__init__()
+        width = spec.d_model
+        self.tokens = nn.Embedding(spec.vocab, width)
+        self.positions = nn.Embedding(spec.seq_len, width)
+        self.blocks = nn.ModuleList(
+            Block(width, spec.heads, spec.ffn or 4 * width, spec.dropout) for _ in range(spec.layers)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, spec.vocab, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.tokens(tokens) + self.positions(positions)
+        for block in self.blocks:
+            x = block(x)
+        logits: torch.Tensor = self.head(self.norm(x))
+        return logits.transpose(1, 2)
+
+
+class HuggingFaceLM(nn.Module):
+    """A `transformers` causal LM built from its config class with from_config: random weights, nothing downloaded.
+
+    Returns logits as (batch, vocab, seq_len), as DecoderOnly does, so the same loss and accuracy code applies.
+    """
+
+    def __init__(self, spec: HuggingFaceModel) -> None:
+        super().__init__()
+        try:
+            from transformers import AutoModelForCausalLM, GPT2Config
+        except ImportError as exc:  # validation says so first; this is for a plan.json run by hand
+            raise RuntimeError(
+                f"model kind 'huggingface' needs the transformers package: pip install 'accel-run[hf]' ({exc})"
+            ) from None
+        config = GPT2Config(
+            vocab_size=spec.vocab,
+            n_positions=spec.seq_len,
+            n_embd=spec.d_model,
+            n_layer=spec.layers,
+            n_head=spec.heads,
+            resid_pdrop=spec.dropout,
+            embd_pdrop=spec.dropout,
+            attn_pdrop=spec.dropout,
+            bos_token_id=None,  # GPT-2's 50256 lies outside a smaller vocabulary; no generation here
+            eos_token_id=None,
+        )
+        self.model = AutoModelForCausalLM.from_config(config)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(input_ids=tokens, use_cache=False).logits
+        return logits.transpose(1, 2)
 
 
 def build_optimizer(model: nn.Module, train: TrainSection) -> tuple[torch.optim.Optimizer, str]:
