@@ -18,7 +18,15 @@ def modules_after_import(module: str) -> set[str]:
     return set(json.loads(done.stdout))
 
 
-VALIDATION_STACK = {"runner.spec.load", "runner.spec.validate", "runner.spec.diagnose", "runner.spec.merge", "ruamel"}
+VALIDATION_STACK = {
+    "runner.spec.load",
+    "runner.spec.validate",
+    "runner.spec.diagnose",
+    "runner.spec.merge",
+    "runner.spec.matrix",
+    "runner.spec.set_option",
+    "ruamel",
+}
 PROCESS_CONTROL = {"runner.engines.local", "psutil", "runner.pipeline"}
 
 
@@ -39,6 +47,18 @@ def test_verdicts_and_reports_do_not_import_process_control_or_torch(module: str
 def test_validation_imports_neither_torch_nor_accelerate() -> None:
     loaded = modules_after_import("runner.spec.validate")
     assert not loaded & {"torch", "accelerate", "psutil"}
+
+
+def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> None:
+    loaded = modules_after_import("runner.track")
+    assert {m for m in loaded if m.startswith("runner")} == {
+        "runner",
+        "runner.track",
+        "runner.jsonio",
+        "runner.errors",
+        "runner.vocab",
+    }
+    assert not loaded & {"torch", "accelerate", "numpy", "pydantic", "psutil", "ruamel"}
 
 
 def test_the_vocabulary_is_a_leaf() -> None:
