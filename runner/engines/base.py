@@ -37,11 +37,29 @@ class LaunchOutcome:
     log_tail: str = ""
     leftovers_killed: int = 0
     warning: str = ""  # a fault after every rank had finished: the measurements stand, the reader is told
+    job_id: str = ""  # the cluster job that ran it (SLURM)
+    queue_s: float | None = None  # submitted to running, on a cluster
 
     @property
     def ok(self) -> bool:
         """Whether the launch finished and wrote its metrics."""
         return self.status is Status.OK
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A cluster job changed state: SUBMITTED, ATTACHED, then SLURM's own (PENDING with a reason, RUNNING)."""
+
+    job_id: str
+    state: str
+    reason: str = ""
+    nodes: str = ""
+
+    def text(self) -> str:
+        """One line for the terminal."""
+        reason = f" ({self.reason})" if self.reason else ""
+        nodes = f" on {self.nodes}" if self.nodes and self.state == "RUNNING" else ""
+        return f"SLURM job {self.job_id}: {self.state.lower()}{reason}{nodes}"
 
 
 class Engine(Protocol):
@@ -56,6 +74,12 @@ class Engine(Protocol):
         timeout_s: float | None,
         interrupts: Interrupts,
         on_progress: Callable[[int, int, str], None] | None = None,
+        on_job: Callable[[JobUpdate], None] | None = None,
+        job_id: str | None = None,
     ) -> LaunchOutcome:
-        """Run `plan` to its end: finished, failed, timed out or interrupted."""
+        """Run `plan` to its end: finished, failed, timed out or interrupted.
+
+        A cluster engine tells `on_job` the job's id as soon as it has one (so a killed session can
+        re-attach) and each change of its state; `job_id` re-attaches to a job submitted earlier.
+        """
         ...

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from runner.engines.base import Interrupts, LaunchOutcome
+from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.logs import error_line, first_error
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
@@ -147,8 +147,10 @@ class LocalEngine:
         timeout_s: float | None,
         interrupts: Interrupts,
         on_progress: Callable[[int, int, str], None] | None = None,
+        on_job: Callable[[JobUpdate], None] | None = None,
+        job_id: str | None = None,
     ) -> LaunchOutcome:
-        """One launch to its end (see execute)."""
+        """One launch to its end (see execute); a local launch has no job to tell of or re-attach to."""
         return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress)
 
 
@@ -199,7 +201,7 @@ def execute(
                     tree.stop(TERM_GRACE_S)
                     break
                 if on_progress is not None:
-                    _report_progress(directory, on_progress)
+                    report_progress(directory, on_progress)
             time.sleep(POLL_S)
     except BaseException:
         tree.stop(grace_s=0)  # a second Ctrl-C, or a bug in the runner: leave nothing behind
@@ -226,7 +228,7 @@ def execute(
             cause = error_line(tail)
             status, reason = Status.FAILED, f"the launch {how}" + (f": {cause}" if cause else "")
     if on_progress is not None and status is Status.OK:
-        _report_progress(directory, on_progress)
+        report_progress(directory, on_progress)
     shown_tail = tail if status is not Status.OK or warning else ""
     return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning)
 
@@ -236,7 +238,8 @@ def _all_done(directory: Path, ranks: int) -> bool:
     return len(list(directory.glob(f"{DONE_PREFIX}*"))) >= ranks
 
 
-def _report_progress(directory: Path, on_progress: Callable[[int, int, str], None]) -> None:
+def report_progress(directory: Path, on_progress: Callable[[int, int, str], None]) -> None:
+    """Pass the worker's progress.json (step, total, phase) to the progress display."""
     try:
         progress = read_json(directory / PROGRESS_FILE)
     except (OSError, ValueError):

@@ -5,12 +5,15 @@ Each problem is one line naming the run and the spec field to change.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 
 from runner.plan.compile import local_processes, resolve_device, threads_per_process
 from runner.plan.machine import Machine, port_is_free
+from runner.spec.models import SlurmEngineSection
 from runner.spec.validate import ResolvedRun
 from runner.spec.workload import human_bytes
+from runner.vocab import SLURM_TOOLS
 
 
 # A flat list of independent checks, one `if` each, in the order a reader would check a machine.
@@ -18,7 +21,18 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
     """(problems that stop the session, warnings to show)."""
     problems: list[str] = []
     warnings: list[str] = []
+    runs = list(runs)
+    cluster = [run for run in runs if isinstance(run.config.engine, SlurmEngineSection)]
+    missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
+    if cluster and missing:
+        names = ", ".join(f"'{run.name}'" for run in cluster)
+        problems.append(
+            f"run(s) {names} use engine slurm, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not on PATH here (run accel-run on the cluster's login node, or --engine local to run here)"
+        )
     for run in runs:
+        if run in cluster:
+            continue  # the nodes are not this machine: SLURM and the job check what they have
         launch = run.config.launch
         device = resolve_device(run, machine)
         local = local_processes(run)
@@ -55,11 +69,7 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
                 problems.append(
                     f"{where}: launch.mixed_precision bf16 is not supported by {machine.cuda_devices[0]} (use fp16)"
                 )
-        if (
-            launch.main_process_port is not None
-            and launch.machine_rank == 0
-            and not port_is_free(launch.main_process_port)
-        ):
+        if launch.main_process_port is not None and not port_is_free(launch.main_process_port):
             problems.append(
                 f"{where}: launch.main_process_port {launch.main_process_port} is in use on this machine "
                 "(pick another, or remove it to get a free port per launch)"

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from runner.spec.models import MeasureSection
 
 # Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
-TIMING_METRICS = frozenset({"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "step_time_ms"})
+TIMING_METRICS = frozenset(
+    {"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "tokens_per_s", "step_time_ms"}
+)
 # Measured quantities that vary from launch to launch; the rest are fixed by seeds and sizes.
 NOISY_METRICS = TIMING_METRICS | {"peak_memory_mb"}
 # A timed step this many times longer than the same step probed after training was not the step alone.
@@ -59,6 +61,9 @@ class LaunchRecord:
     prepare_s: float = 0.0  # the runner's own time before it: compile, write files, pick a port
     notes: list[str] = field(default_factory=list)  # what a reader should know (short timing, leftovers)
     disturbance: dict[str, Any] = field(default_factory=dict)  # what other work took while it was timed
+    job_id: str = ""  # the SLURM job that ran it; kept while it runs, so --resume can re-attach to it
+    queue_s: float | None = None  # SLURM: submitted to running
+    recorded_at: float = 0.0  # wall clock when its result was recorded
 
     def timing_problem(self, min_duration_s: float, max_disturbance: float) -> TimingProblem | None:
         """Why this launch's timings cannot decide a timing verdict, or None when they can."""

@@ -45,11 +45,19 @@ def mismatches(declared: Declared, observed: Observed) -> list[str]:
             f"each process should run {declared.threads_per_process} torch threads, observed {threads} "
             "(launch.cpu_threads_per_process)"
         )
-    if observed.gradient_accumulation_steps != declared.gradient_accumulation_steps:
+    declared_accumulation = declared.gradient_accumulation_steps
+    if declared_accumulation is not None and observed.gradient_accumulation_steps != declared_accumulation:
         problems.append(
-            f"train.gradient_accumulation_steps is {declared.gradient_accumulation_steps}, "
+            f"gradient_accumulation_steps is declared {declared_accumulation} (train or script section), "
             f"Accelerate used {observed.gradient_accumulation_steps}"
         )
+    if observed.machine_ranks:  # older workers did not report where their ranks ran
+        ranks, nodes = sorted(set(observed.machine_ranks)), sorted(set(observed.nodes))
+        if len(ranks) != declared.machines or len(nodes) != declared.machines:
+            problems.append(
+                f"the run declares {declared.machines} machine(s) (engine.nodes), but its "
+                f"ranks ran with machine ranks {ranks} on node(s) {', '.join(nodes)}"
+            )
     if len(set(observed.param_hashes)) > 1:
         problems.append("the processes ended with different parameters: gradients were not synchronised")
     return problems

@@ -110,6 +110,9 @@ def rank_facts(device: torch.device, model: torch.nn.Module) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
+        # torchrun's node rank, and the node's name: SLURM's name for it (two test nodes share a host)
+        "machine_rank": int(os.environ.get("GROUP_RANK", "0") or 0),
+        "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),

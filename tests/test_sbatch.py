@@ -1,0 +1,181 @@
+"""Compiling for SLURM: the batch script each launch becomes, read as text (no cluster needed)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+from conftest import TINY_SPEC
+from runner.plan.compile import compile_launch
+from runner.plan.machine import probe_machine
+from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm, task_command
+from runner.spec.models import SlurmEngineSection
+from runner.spec.validate import validate_text
+from runner.vocab import COMMAND_FILE, CONFIG_FILE
+
+ENGINE = """\
+engine:
+  kind: slurm
+  nodes: 2
+  gpus_per_node: 4
+  partition: gpu
+  time: "02:00:00"
+  account: myproject
+  setup: ["module load cuda/12.4", "source .venv/bin/activate"]
+  sbatch_args: ["--qos=high", "--comment=it's mine; rm -rf /"]
+launch:
+  processes: 8
+"""
+
+
+def compiled(text: str, tmp_path: Path, pinned: int | None = None) -> tuple[str, dict[str, str]]:
+    result = validate_text(text)
+    assert result.spec is not None, [d.format() for d in result.diagnostics]
+    run = result.spec.runs["main"]
+    engine = run.config.engine
+    assert isinstance(engine, SlurmEngineSection)
+    plan = compile_launch(
+        run, spec_name="tiny", machine=probe_machine(), directory=tmp_path, port=pinned or 0, base_env={}
+    )
+    plan = compile_for_slurm(plan, engine, spec_name="tiny", pinned_port=pinned)
+    return plan.files[SBATCH_FILE], plan.files
+
+
+def test_the_job_asks_slurm_for_what_the_engine_section_says(tmp_path: Path) -> None:
+    script, _ = compiled(TINY_SPEC + ENGINE, tmp_path)
+    options = [line.removeprefix("#SBATCH ") for line in script.splitlines() if line.startswith("#SBATCH ")]
+    assert options == [
+        "--job-name=accel-run.tiny.main.1",
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=4",
+        "--time=02:00:00",
+        f"--output={tmp_path}/stdout.log",
+        f"--error={tmp_path}/stderr.log",
+        "--gpus-per-node=4",
+        "--partition=gpu",
+        "--account=myproject",
+        "--qos=high",
+        shlex.quote("--comment=it's mine; rm -rf /"),
+    ]
+
+
+def test_each_node_expands_its_own_machine_rank(tmp_path: Path) -> None:
+    script, _ = compiled(TINY_SPEC + ENGINE, tmp_path)
+    srun = next(line for line in script.splitlines() if line.startswith("srun "))
+    words = shlex.split(srun)
+    assert words[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "bash"]
+    inner = words[7]
+    # single-quoted in the script: the batch shell passes $SLURM_NODEID on unexpanded, each task's bash expands it
+    assert "'" + inner.replace("'", "'\"'\"'") + "'" in srun
+    assert '--machine_rank "$SLURM_NODEID"' in inner
+    assert '--main_process_ip "$ACCEL_RUN_HEAD_ADDR" --main_process_port "$ACCEL_RUN_PORT" "$@"' in inner
+    assert words[8:10] == ["accel-run-task", "--config_file"]
+
+
+def test_the_head_address_and_port_come_from_the_allocation(tmp_path: Path) -> None:
+    script, _ = compiled(TINY_SPEC + ENGINE, tmp_path)
+    assert 'head_node="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in script
+    assert "export ACCEL_RUN_PORT=$(( 20000 + SLURM_JOB_ID % 20000 ))" in script
+    pinned, _ = compiled(TINY_SPEC + ENGINE + "  main_process_port: 29555\n", tmp_path, pinned=29555)
+    assert "export ACCEL_RUN_PORT=29555" in pinned
+
+
+def test_setup_lines_run_before_srun_in_their_order(tmp_path: Path) -> None:
+    script, _ = compiled(TINY_SPEC + ENGINE, tmp_path)
+    lines = script.splitlines()
+    module, venv = lines.index("module load cuda/12.4"), lines.index("source .venv/bin/activate")
+    srun = next(i for i, line in enumerate(lines) if line.startswith("srun "))
+    assert module < venv < srun
+
+
+def test_the_script_is_valid_bash(tmp_path: Path) -> None:
+    script, _ = compiled(TINY_SPEC + ENGINE, tmp_path)
+    path = tmp_path / SBATCH_FILE
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True).stderr == ""
+
+
+def test_the_accelerate_config_leaves_rank_address_and_port_to_the_job(tmp_path: Path) -> None:
+    _, files = compiled(TINY_SPEC + ENGINE, tmp_path)
+    config = files[CONFIG_FILE]
+    assert "num_machines: 2" in config and "num_processes: 8" in config
+    for key in ("machine_rank", "main_process_ip", "main_process_port"):
+        assert f"\n{key}:" not in config
+    assert f"sbatch {tmp_path}/{SBATCH_FILE}" in files[COMMAND_FILE]
+
+
+def test_a_cpu_cluster_gets_the_gloo_setup_that_works_locally(tmp_path: Path) -> None:
+    script, files = compiled(TINY_SPEC + "engine: {kind: slurm, nodes: 2}\nlaunch: {processes: 2}\n", tmp_path)
+    assert "export ACCELERATE_USE_CPU=true" in script
+    assert "distributed_type: MULTI_GPU" in files[CONFIG_FILE]
+    assert "--gpus-per-node" not in script
+
+
+def test_the_per_node_flags_follow_the_launcher_and_precede_its_arguments() -> None:
+    from runner.plan.compile import LaunchPlan
+    from runner.plan.worker_plan import Declared
+
+    declared = Declared("cpu", 2, 1, "MULTI_CPU", "no", 1, 1, 2)
+    plan = LaunchPlan(
+        "r",
+        1,
+        Path("/x"),
+        ("python", "-m", "accelerate.commands.launch", "--config_file", "c.yaml", "-m", "w"),
+        {},
+        {},
+        (),
+        0,
+        declared,
+    )
+    argv = task_command(plan)
+    assert argv[:2] == ["bash", "-c"]
+    assert argv[2].startswith("exec python -m accelerate.commands.launch --machine_rank")
+    assert argv[3:] == ["accel-run-task", "--config_file", "c.yaml", "-m", "w"]
+
+
+def test_dry_run_writes_the_batch_script_and_submits_nothing(tmp_path: Path) -> None:
+    from runner.pipeline import RunOptions, dry_run
+
+    result = validate_text(TINY_SPEC + "engine: {kind: slurm, nodes: 2}\nlaunch: {processes: 2}\n")
+    assert result.spec is not None
+    planned = dry_run(result.spec, options=RunOptions(output=str(tmp_path)))
+    (run,) = planned.runs
+    assert Path(run.sbatch).is_file() and run.machines == 2
+    assert f"sbatch --parsable {run.sbatch}" in planned.text()
+    assert "2 process(es) on 2 SLURM node(s)" in planned.text()
+
+
+def engine_of_runs(text: str, kind: str) -> dict[str, str]:
+    from runner.spec.engine_choice import engine_sets
+    from runner.spec.load import parse_spec
+
+    result = validate_text(text, sets=engine_sets(parse_spec(text, "<spec>"), kind))
+    assert result.spec is not None, [d.format() for d in result.diagnostics]
+    return {name: repr(run.config.engine) for name, run in result.spec.runs.items()}
+
+
+SLURM_RUNS = TINY_SPEC + (
+    "engine: {kind: slurm, nodes: 2, time: '00:05:00'}\nlaunch: {processes: 2}\n"
+    "runs:\n  two: {}\n  one: {engine: {nodes: 1}, launch: {processes: 1}}\n  here: {engine: {kind: local}}\n"
+)
+
+
+def test_engine_slurm_keeps_the_specs_slurm_settings() -> None:
+    engines = engine_of_runs(SLURM_RUNS, "slurm")
+    assert "nodes=2" in engines["two"] and "time='00:05:00'" in engines["two"]
+    assert "nodes=1" in engines["one"]
+    assert engines["here"] == engines["two"]  # its local override set aside: the top level applies
+
+
+def test_engine_local_sets_every_engine_section_aside() -> None:
+    assert set(engine_of_runs(SLURM_RUNS, "local").values()) == {"LocalEngineSection(kind='local')"}
+
+
+def test_engine_slurm_keeps_a_runs_own_slurm_section_under_a_local_top_level() -> None:
+    text = TINY_SPEC + "runs:\n  here: {}\n  there:\n    engine: {kind: slurm, nodes: 2, partition: gpu}\n"
+    text += "    launch: {processes: 2}\n"
+    engines = engine_of_runs(text, "slurm")
+    assert "nodes=2" in engines["there"] and "partition='gpu'" in engines["there"]
+    assert "nodes=1" in engines["here"]

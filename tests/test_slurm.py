@@ -1,0 +1,241 @@
+"""The SLURM engine end to end, through a real 2-node cluster (scripts/test-cluster.sh start).
+
+`make test-slurm` runs them (`make test` leaves them to it: a cluster is not every machine's).
+Skipped, with the reason, where no cluster answers; CI sets ACCEL_RUN_REQUIRE_SLURM=1 so a cluster
+that failed to start fails these tests instead. They never pass without one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+SPEC = """\
+name: on-slurm
+model: {kind: mlp, input_dim: 32, hidden: [64], classes: 4}
+data: {kind: synthetic-classification, samples: 2048, features: 32, classes: 4}
+train: {epochs: 1, batch_size: 32, max_steps: null}
+measure: {repeats: 1, warmup_steps: 2, min_duration_s: 0.05, max_disturbance: 1.0}
+engine: {kind: slurm, nodes: 2, cpus_per_node: 1, time: "00:10:00"}
+runs:
+  two-nodes:
+    launch: {processes: 2}
+    train: {batch_size: 16}
+  one-node:
+    engine: {nodes: 1}
+expect:
+  - {kind: close, run: two-nodes, baseline: one-node, metric: optimizer_steps, abs_tol: 0}
+  - {kind: bound, run: two-nodes, metric: accuracy, at_least: 0.3}
+"""
+
+
+def _cluster_problem() -> str | None:
+    """Why no test cluster can be used here, or None."""
+    if shutil.which("sbatch") is None:
+        return "SLURM clients are not installed (scripts/test-cluster.sh install)"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer in 20 s"
+    nodes = {line.split()[0] for line in done.stdout.splitlines() if line.split()[1:] in (["idle"], ["mix"], ["alloc"])}
+    if done.returncode != 0 or len(nodes) < 2:
+        answer = (done.stderr or done.stdout).strip() or "no nodes"
+        return f"no 2-node SLURM cluster answers (scripts/test-cluster.sh start; sinfo: {answer})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    problem = _cluster_problem()
+    if problem is not None:
+        if os.environ.get("ACCEL_RUN_REQUIRE_SLURM") == "1":
+            pytest.fail(f"ACCEL_RUN_REQUIRE_SLURM=1 but {problem}")
+        pytest.skip(problem)
+
+
+def _accel_run(*args: str, cwd: Path = ROOT) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", *args, "--no-progress"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def _result(output: Path) -> Path:
+    (folder,) = (output / "on-slurm").iterdir()
+    return folder
+
+
+def _wait_for_job(output: Path, run: str, *, state: str | None = None, timeout: float = 120) -> str:
+    """The job id of `run`'s first launch once summary.json records it (and squeue shows `state`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            launches = _summary(_result(output))["runs"][run]["repeats"]
+        except (OSError, ValueError, KeyError):
+            launches = []
+        job = next((launch["job_id"] for launch in launches if launch.get("job_id")), "")
+        if job and (state is None or _squeue(job) == state):
+            return str(job)
+        time.sleep(0.2)
+    raise AssertionError(f"no job of run {run!r} reached {state or 'submission'} in {timeout} s")
+
+
+def _squeue(job: str) -> str:
+    done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _our_jobs() -> list[str]:
+    done = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines() if "accel-run.on-slurm" in line]
+
+
+def _write(tmp_path: Path, text: str = SPEC) -> Path:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    return spec
+
+
+def test_a_two_node_run_forms_one_group_across_two_nodes(cluster: None, tmp_path: Path) -> None:
+    # a relative --output (as the default results/ is): the jobs, which start in their run folders, still find it
+    proc = _accel_run("spec.yaml", "--output", "out", cwd=_write(tmp_path).parent)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    summary = _summary(_result(tmp_path / "out"))
+    two = summary["runs"]["two-nodes"]["repeats"][0]
+    assert two["status"] == "ok"
+    assert two["observed"]["world_size"] == 2
+    assert sorted(two["observed"]["machine_ranks"]) == [0, 1]
+    assert sorted(set(two["observed"]["nodes"])) == ["n1", "n2"]
+    assert summary["runs"]["two-nodes"]["declared"]["machines"] == 2
+    one = summary["runs"]["one-node"]["repeats"][0]
+    assert one["observed"]["world_size"] == 1 and one["observed"]["nodes"] == ["n1"]
+    assert two["job_id"] and one["job_id"] and two["job_id"] != one["job_id"]
+    assert [v["verdict"] for v in summary["expectations"]] == ["pass", "pass"]
+    assert summary["environment"]["engine"] == "slurm"
+    # the terminal showed the queue states
+    assert f"SLURM job {two['job_id']}: submitted" in output
+    assert f"SLURM job {two['job_id']}: running on n[1-2]" in output
+    assert (_result(tmp_path / "out") / "two-nodes" / "job.sbatch").is_file()
+
+
+HANGING = SPEC.replace(
+    "  one-node:\n    engine: {nodes: 1}\n",
+    "  one-node:\n    engine: {nodes: 1}\n  hangs:\n    engine: {nodes: 1}\n"
+    "    launch: {env: {ACCEL_RUN_FAILPOINT: 'hang:3'}}\n"
+    "  raises:\n    engine: {nodes: 1}\n    launch: {env: {ACCEL_RUN_FAILPOINT: 'raise:3'}}\n",
+).replace("expect:\n", "baseline: one-node\nexpect:\n")
+
+
+def test_a_job_cancelled_or_failed_fails_its_run_with_slurms_state_and_reason(cluster: None, tmp_path: Path) -> None:
+    spec = _write(tmp_path, HANGING)
+    proc = _accel_run(str(spec), "--output", str(tmp_path / "out"), "--only", "one-node,hangs,raises")
+    job = _wait_for_job(tmp_path / "out", "hangs", state="RUNNING")
+    time.sleep(3)  # well into the hang
+    subprocess.run(["scancel", job], check=True)
+    output, _ = proc.communicate(timeout=120)
+    summary = _summary(_result(tmp_path / "out"))
+    hangs = summary["runs"]["hangs"]["repeats"][0]
+    assert hangs["status"] == "failed"
+    assert hangs["reason"].startswith(f"SLURM job {job} ended CANCELLED"), hangs["reason"]
+    assert "CANCELLED" in hangs["log_tail"]  # slurmstepd's own line, from the job's output
+    assert summary["runs"]["one-node"]["repeats"][0]["status"] == "ok"
+    raises = summary["runs"]["raises"]["repeats"][0]
+    assert raises["status"] == "failed"
+    assert raises["reason"].startswith(f"SLURM job {raises['job_id']} ended FAILED"), raises["reason"]
+    assert raises["reason"].endswith("RuntimeError: injected failure at step 3 (ACCEL_RUN_FAILPOINT)")
+    assert proc.returncode == 3, output
+
+
+SLOW = SPEC.replace('time: "00:10:00"}', 'time: "00:10:00", setup: ["sleep 4"]}')
+
+
+# --begin holds a job in the queue (pending, reason BeginTime) for a few seconds
+QUEUED = SPEC.replace('time: "00:10:00"}', 'time: "00:10:00", sbatch_args: ["--begin=now+5"]}')
+
+
+# queued: the killed session had one run; running: it had another still to submit
+@pytest.mark.parametrize(
+    ("text", "state", "runs"),
+    [(QUEUED, "PENDING", "two-nodes"), (SLOW, "RUNNING", "two-nodes,one-node")],
+    ids=["queued", "running"],
+)
+def test_a_killed_session_resumes_by_reattaching_to_its_jobs(
+    cluster: None, tmp_path: Path, text: str, state: str, runs: str
+) -> None:
+    spec = _write(tmp_path, text)
+    proc = _accel_run(str(spec), "--output", str(tmp_path / "out"), "--only", runs)
+    job = _wait_for_job(tmp_path / "out", "two-nodes", state=state)
+    os.killpg(proc.pid, signal.SIGKILL)  # accel-run dies; its job does not depend on it
+    output, _ = proc.communicate()
+    assert _squeue(job) == state
+    if state == "PENDING":
+        assert f"SLURM job {job}: pending (BeginTime)" in output
+    folder = _result(tmp_path / "out")
+    resumed = _accel_run("--resume", str(folder))
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert "re-attaching to 1 SLURM job(s) submitted before" in output
+    assert f"SLURM job {job}: attached" in output
+    summary = _summary(folder)
+    assert summary["runs"]["two-nodes"]["repeats"][0]["job_id"] == job  # not resubmitted
+    assert summary["runs"]["two-nodes"]["repeats"][0]["status"] == "ok"
+    if "one-node" in runs:  # not submitted before the kill: submitted now, and only it
+        assert summary["runs"]["one-node"]["repeats"][0]["status"] == "ok"
+        assert output.count(": submitted") == 1
+    else:
+        assert ": submitted" not in output
+
+
+def test_a_job_that_ended_while_accel_run_was_away_is_collected_not_resubmitted(cluster: None, tmp_path: Path) -> None:
+    spec = _write(tmp_path, SLOW)
+    proc = _accel_run(str(spec), "--output", str(tmp_path / "out"), "--only", "one-node")
+    job = _wait_for_job(tmp_path / "out", "one-node", state="RUNNING")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 120
+    while _squeue(job) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    folder = _result(tmp_path / "out")
+    resumed = _accel_run("--resume", str(folder))
+    output, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, output
+    launch = _summary(folder)["runs"]["one-node"]["repeats"][0]
+    assert (launch["status"], launch["job_id"]) == ("ok", job)
+    assert ": submitted" not in output
+    assert launch["wall_s"] >= 4 and launch["queue_s"] is not None  # SLURM's own account (setup sleeps 4 s)
+
+
+def test_ctrl_c_cancels_the_job_and_exits_130(cluster: None, tmp_path: Path) -> None:
+    spec = _write(tmp_path, SLOW)
+    proc = _accel_run(str(spec), "--output", str(tmp_path / "out"))
+    job = _wait_for_job(tmp_path / "out", "two-nodes", state="RUNNING")
+    os.kill(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 130, output
+    assert _squeue(job) == ""
+    assert _our_jobs() == []
+    launch = _summary(_result(tmp_path / "out"))["runs"]["two-nodes"]["repeats"][0]
+    assert launch["status"] == "interrupted"
+    assert launch["reason"] == f"interrupted by Ctrl-C; job {job} was cancelled"
