@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
 from runner.errors import AccelRunError, Diagnostic, ExitCode, Severity, SpecError
-from runner.report.diagnostics import diagnostics_text, plural, use_color
+from runner.report.diagnostics import diagnostics_text, github_annotation, plural, use_color
 
 if TYPE_CHECKING:
     from runner.pipeline import RunOptions, SessionResult
@@ -52,7 +52,31 @@ examples:
   accel-run --dry-run specs/day6.yaml        write Accelerate configs and commands, run nothing
   accel-run specs/day6-quick.yaml            run the quick Day 6 comparison (a few minutes on CPU)
   accel-run specs/day6.yaml --only single,dual --repeats 3
+  accel-run specs/day6.yaml --set train.epochs=2 --set 'matrix.launch.processes=[1, 2, 4]'
+  accel-run compare results/day6/20261128T101500Z specs/day6.yaml   an old result vs the newest
   accel-run --report results/day6/20261128T101500Z
+  accel-run --report latest                  the newest result (a spec file: that spec's newest)
+"""
+
+COMPARE_DESCRIPTION = """\
+Compare two results of one spec, run by run and metric by metric: the ratio NEW / OLD of each
+metric, judged on the noise interval of the repeats as expectations are. A change worse than the
+threshold over the whole interval is a regression (exit 1); an interval that holds the threshold is
+unclear (exit 1 unless --allow-inconclusive). A different spec or machine is stated first.
+
+OLD and NEW are result folders, or: a spec file or OUTPUT/<spec>/ (that spec's newest result), or
+'latest' (the newest result of any spec under --output).
+"""
+
+COMPARE_EPILOG = """\
+exit codes:
+  0  no regression (and nothing unclear, unless --allow-inconclusive)
+  1  a regression, or an unclear change
+  2  usage error, or a folder that is not a result
+
+examples:
+  accel-run compare results/day6/20261128T101500Z results/day6/20261129T090000Z
+  accel-run compare results/day6/20261128T101500Z specs/day6.yaml --threshold 0.05
 """
 
 
@@ -72,10 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes.add_argument("--dry-run", action="store_true", help="write configs and commands for SPEC; start nothing")
     modes.add_argument("--schema", action="store_true", help="print the JSON Schema of spec files")
-    modes.add_argument("--report", metavar="RESULT_DIR", help="re-render the report of a finished result")
+    modes.add_argument(
+        "--report",
+        metavar="RESULT",
+        help="re-render the report of a result: its folder, a spec file or OUTPUT/<spec>/ (the newest), or 'latest'",
+    )
     modes.add_argument("--resume", metavar="RESULT_DIR", help="rerun the runs of a result that did not finish")
     options = parser.add_argument_group("options")
     options.add_argument("--only", metavar="RUN[,RUN...]", help="run only these runs (comma-separated)")
+    options.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY.PATH=VALUE",
+        help="set a value of the spec (YAML), checked like the file; repeatable: --set launch.processes=2",
+    )
+    options.add_argument(
+        "--engine",
+        choices=["local", "slurm"],
+        help="run every run on this engine: local (this machine) or slurm (submit to a SLURM cluster); "
+        "the spec's settings for it are kept",
+    )
     options.add_argument("--full", action="store_true", help="with --explain: every run's full resolved YAML")
     options.add_argument("--output", metavar="DIR", default="results", help="where results go (default: results/)")
     options.add_argument("--repeats", type=_positive_int, metavar="N", help="override measure.repeats of every run")
@@ -87,12 +129,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-inconclusive", action="store_true", help="exit 0 when expectations are only inconclusive"
     )
     options.add_argument(
-        "--format", choices=["text", "json"], default="text", help="diagnostics, --explain, --dry-run as text or JSON"
+        "--format",
+        choices=["text", "json", "github"],
+        default="text",
+        help="diagnostics, --explain, --dry-run as text or JSON; github: --validate's diagnostics as GitHub Actions "
+        "annotations (::error file=...,line=...,col=...::message)",
     )
     options.add_argument("--no-progress", action="store_true", help="no progress bars (plain log lines instead)")
     options.add_argument("--traceback", action="store_true", help="show the Python traceback of internal errors")
     options.add_argument("--version", action="version", version=f"accel-run {__version__}")
     return parser
+
+
+def build_compare_parser() -> argparse.ArgumentParser:
+    """The parser of `accel-run compare OLD NEW`."""
+    parser = argparse.ArgumentParser(
+        prog="accel-run compare",
+        description=COMPARE_DESCRIPTION,
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("old", metavar="OLD", help="the earlier result (folder, spec file, OUTPUT/<spec>/ or latest)")
+    parser.add_argument("new", metavar="NEW", help="the later result, named the same ways")
+    parser.add_argument(
+        "--threshold", type=_fraction, default=0.10, metavar="FRACTION", help="a change worse than this (default 0.10)"
+    )
+    parser.add_argument("--metrics", metavar="M[,M...]", help="compare these metrics only (comma-separated)")
+    parser.add_argument("--output", metavar="DIR", default="results", help="where results are (default: results/)")
+    parser.add_argument("--allow-inconclusive", action="store_true", help="exit 0 when changes are only unclear")
+    parser.add_argument("--format", choices=["text", "json"], default="text", help="the comparison as text or JSON")
+    parser.add_argument("--traceback", action="store_true", help="show the Python traceback of internal errors")
+    parser.set_defaults(compare=True)
+    return parser
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.10, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (0.10 = 10%), got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -120,7 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(argv)
+        if argv[:1] == ["compare"]:
+            parser = build_compare_parser()
+            args = parser.parse_args(argv[1:])
+        else:
+            args = parser.parse_args(argv)
         args.command = shlex.join(["accel-run", *argv])  # recorded in summary.json as typed
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return int(exc.code or 0)
@@ -156,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if getattr(args, "compare", False):
+        return compare_command(parser, args, out, err)
     if args.schema:
         from runner.spec.schema import schema_text
 
@@ -166,36 +250,50 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
             return _usage(parser, err, f"--{'report' if args.report else 'resume'} takes a result folder, not a spec")
         if args.report:
             from runner.pipeline import rerender_report
+            from runner.results.layout import resolve_result
 
-            text, code = rerender_report(args.report)
+            text, code = rerender_report(str(resolve_result(args.report, args.output)))
             out.write(text)
             return int(code)
-        if args.only or args.repeats or args.output != "results":
+        if args.only or args.repeats or args.engine or args.output != "results":
             return _usage(
                 parser,
                 err,
-                "--resume reruns a result as it was started: --only, --repeats and --output cannot change it",
+                "--resume reruns a result as it was started: --only, --repeats, --engine and --output cannot change it",
             )
         from runner.pipeline import resume
 
         return _finish(resume(args.resume, options=_run_options(args), err=err), out, err)
     if not args.specs:
         return _usage(parser, err, "give a spec file (for instance specs/day6.yaml), or see --help")
+    if args.engine and len(args.specs) > 1:
+        return _usage(parser, err, "--engine takes one spec")
+    if args.engine:
+        engine_sets = _engine_sets(args.specs[0], args.engine)
+        aside = [o.removeprefix("runs.").rsplit(".engine=", 1)[0] for o in engine_sets if o.startswith("runs.")]
+        if aside:
+            print(
+                f"accel-run: --engine {args.engine}: the engine settings of run(s) {', '.join(aside)} are set aside",
+                file=err,
+            )
+        args.sets = [*engine_sets, *args.sets]
     if args.validate:
-        return validate_command(args.specs, strict=args.strict, output_format=args.format, out=out)
+        return validate_command(args.specs, strict=args.strict, output_format=args.format, out=out, sets=args.sets)
+    if args.format == "github":
+        return _usage(parser, err, "--format github is for --validate (GitHub Actions annotations of its diagnostics)")
     if len(args.specs) > 1:
         return _usage(parser, err, "give one spec (several are accepted only with --validate)")
     spec_path = args.specs[0]
     if args.explain:
         from runner.report.explain import explain, explain_json
 
-        spec = _load_for_use(spec_path, strict=args.strict, err=err)
+        spec = _load_for_use(spec_path, strict=args.strict, err=err, sets=args.sets)
         if args.format == "json":
             print(json.dumps(explain_json(spec, only=_only(args), full=args.full), indent=2), file=out)
         else:
             out.write(explain(spec, only=_only(args), full=args.full))
         return int(ExitCode.OK)
-    validated = _load_for_use(spec_path, strict=args.strict, err=err)
+    validated = _load_for_use(spec_path, strict=args.strict, err=err, sets=args.sets)
     from runner.pipeline import dry_run, run_spec
 
     if args.dry_run:
@@ -206,6 +304,24 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
             out.write(planned.text())
         return int(ExitCode.OK)
     return _finish(run_spec(validated, options=_run_options(args), err=err), out, err)
+
+
+def compare_command(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`compare OLD NEW`: both resolved to result folders, compared, printed; exit 1 on a regression."""
+    from runner.report.compare import COMPARABLE, METRICS, compare_results
+    from runner.results.layout import resolve_result
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else METRICS
+    unknown = [m for m in metrics if m not in COMPARABLE]
+    if unknown:
+        return _usage(parser, err, f"unknown metric {unknown[0]!r}; choose from {', '.join(sorted(COMPARABLE))}")
+    old, new = (resolve_result(ref, args.output) for ref in (args.old, args.new))
+    comparison = compare_results(old, new, threshold=args.threshold, metrics=metrics)
+    if args.format == "json":
+        print(json.dumps(comparison.as_json(), indent=2), file=out)
+    else:
+        out.write(comparison.text())
+    return int(comparison.exit_code(args.allow_inconclusive))
 
 
 def _usage(parser: argparse.ArgumentParser, err: TextIO, message: str) -> int:
@@ -224,12 +340,24 @@ def _finish(result: SessionResult, out: TextIO, err: TextIO) -> int:
     return int(result.exit_code)
 
 
+def _engine_sets(path: str, kind: str) -> list[str]:
+    """--engine KIND as the --set options it stands for (none when the file cannot be read: validation says why)."""
+    from runner.spec.engine_choice import engine_sets
+    from runner.spec.load import parse_spec, read_spec_text
+
+    try:
+        return engine_sets(parse_spec(read_spec_text(path), path), kind)
+    except SpecError:
+        return []
+
+
 def _run_options(args: argparse.Namespace) -> RunOptions:
     from runner.pipeline import RunOptions
 
     return RunOptions(
         output=args.output,
         only=_only(args),
+        sets=tuple(args.sets),
         repeats=args.repeats,
         timeout_s=args.timeout,
         allow_inconclusive=args.allow_inconclusive,
@@ -242,11 +370,11 @@ def _only(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(name.strip() for name in args.only.split(",") if name.strip()) if args.only else ()
 
 
-def _load_for_use(path: str, *, strict: bool, err: TextIO) -> ValidatedSpec:
-    """Validate a spec before using it: errors stop with exit 2, warnings are shown."""
+def _load_for_use(path: str, *, strict: bool, err: TextIO, sets: Sequence[str] = ()) -> ValidatedSpec:
+    """Validate a spec (with its --set options) before using it: errors stop with exit 2, warnings are shown."""
     from runner.spec.validate import validate_file
 
-    result = validate_file(path)
+    result = validate_file(path, sets=sets)
     diagnostics = _strict(result.diagnostics) if strict else result.diagnostics
     color = use_color(err)
     for line in diagnostics_text(diagnostics, result.source, excerpt=color, color=color):
@@ -275,15 +403,17 @@ def _strict(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     ]
 
 
-def validate_command(paths: Sequence[str], *, strict: bool, output_format: str, out: TextIO) -> int:
-    """`--validate`: every file checked, diagnostics printed, one summary line; exit 0 or 1."""
+def validate_command(
+    paths: Sequence[str], *, strict: bool, output_format: str, out: TextIO, sets: Sequence[str] = ()
+) -> int:
+    """`--validate`: every file checked (with the --set options), diagnostics printed, one summary line; exit 0 or 1."""
     from runner.spec.validate import validate_file
 
     color = use_color(out) and output_format == "text"
     files = []
     errors = warnings = invalid = 0
     for path in paths:
-        result = validate_file(path)
+        result = validate_file(path, sets=sets)
         diagnostics = _strict(result.diagnostics) if strict else result.diagnostics
         file_errors = sum(d.severity is Severity.ERROR for d in diagnostics)
         errors += file_errors
@@ -293,6 +423,9 @@ def validate_command(paths: Sequence[str], *, strict: bool, output_format: str, 
         if output_format == "text":
             for line in diagnostics_text(diagnostics, result.source, excerpt=color, color=color):
                 print(line, file=out)
+        elif output_format == "github":
+            for diagnostic in diagnostics:
+                print(github_annotation(diagnostic), file=out)
     summary = {
         "files": len(paths),
         "valid": len(paths) - invalid,

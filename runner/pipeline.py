@@ -15,17 +15,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from runner.engines.base import Engine, Interrupts, LaunchOutcome
+from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.local import LocalEngine
+from runner.engines.slurm import SlurmEngine
 from runner.errors import ExitCode, MachineError, PreflightError, machine_error
 from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight
+from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
 from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
@@ -42,9 +45,11 @@ from runner.results.summary import (
     load_summary,
     now,
     require_result_folder,
+    resumable_sets,
     resumable_spec,
     save_summary,
 )
+from runner.spec.models import SlurmEngineSection
 from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid, select_runs
 from runner.verdicts.check import Verdict, check_expectations
 from runner.verdicts.conformance import mismatches
@@ -72,6 +77,7 @@ class RunOptions:
     allow_inconclusive: bool = False
     progress: bool = True
     command: str = "accel-run"  # the command line as typed, recorded in summary.json
+    sets: tuple[str, ...] = ()  # --set options the spec was validated with; --resume applies them again
 
 
 @dataclass
@@ -86,8 +92,19 @@ class Session:
     spec_sha256: str
     started_at: str
     verdicts: list[Verdict] = field(default_factory=list)
-    engine: Engine = field(default_factory=LocalEngine)
+    engines: dict[str, Engine] = field(default_factory=lambda: {"local": LocalEngine(), "slurm": SlurmEngine()})
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
+    attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
+    in_flight: tuple[str, int] | None = None  # the launch being run now
+
+    def engine_of(self, name: str) -> Engine:
+        """The engine that runs `name`'s launches (its engine section's kind)."""
+        return self.engines[self.validated.runs[name].config.engine.kind]
+
+    def engine_names(self) -> str:
+        """The engines the selected runs use, for summary.json."""
+        kinds = {self.validated.runs[n].config.engine.kind for n, r in self.records.items() if r.selected}
+        return ", ".join(sorted(kinds)) or "local"
 
     def require_folder(self) -> None:
         """The result folder must still exist: a session never recreates one deleted under it."""
@@ -114,7 +131,7 @@ class Session:
             options=asdict(self.options),
             environment={
                 **self.machine.as_json(),
-                "engine": self.engine.name,
+                "engine": self.engine_names(),
                 "started_at": self.started_at,
                 "command": self.options.command,
             },
@@ -174,7 +191,8 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     machine = probe_machine()
     ui = ProgressUI(stream=err, bars=options.progress)
     _check_machine(validated, selected, machine, ui)
-    result_dir = new_result_dir(options.output, validated.spec.name)
+    # absolute: a SLURM job starts in its run folder, where a relative path would point elsewhere
+    result_dir = new_result_dir(options.output, validated.spec.name).absolute()
     text = validated.document.text
     write_text_atomic(result_dir / SPEC_COPY, text)
     records = _new_records(validated, selected, machine, options)
@@ -185,11 +203,38 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
 
 
 def _prepare_launch(
-    validated: ValidatedSpec, machine: Machine, result_dir: Path, name: str, repeat: int, repeats: int
+    validated: ValidatedSpec,
+    machine: Machine,
+    result_dir: Path,
+    name: str,
+    repeat: int,
+    repeats: int,
+    *,
+    attaching: bool = False,
 ) -> LaunchPlan:
-    """Compile one launch and write its files (config, plan, command): everything but starting it."""
+    """Compile one launch and write its files (config, plan, command): everything but starting it.
+
+    `attaching` to a job still running from an earlier session: its folder is left as it is.
+    """
     run = validated.runs[name]
+    engine = run.config.engine
+    pinned = run.config.launch.main_process_port
     directory = launch_dir(result_dir, name, repeat)
+    plan = compile_launch(
+        run,
+        spec_name=validated.spec.name,
+        machine=machine,
+        directory=directory,
+        # on SLURM the port is derived from the job id inside the job
+        port=pinned or (0 if isinstance(engine, SlurmEngineSection) else free_port()),
+        repeat=repeat,
+        repeats=repeats,
+        base_env=dict(os.environ),
+    )
+    if isinstance(engine, SlurmEngineSection):
+        plan = compile_for_slurm(plan, engine, spec_name=validated.spec.name, pinned_port=pinned)
+    if attaching:
+        return plan
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -197,16 +242,6 @@ def _prepare_launch(
     # a resumed launch must not read an old result, nor an old rank's done marker
     for stale in (directory / METRICS_FILE, *directory.glob(f"{DONE_PREFIX}*")):
         stale.unlink(missing_ok=True)
-    plan = compile_launch(
-        run,
-        spec_name=validated.spec.name,
-        machine=machine,
-        directory=directory,
-        port=run.config.launch.main_process_port or free_port(),
-        repeat=repeat,
-        repeats=repeats,
-        base_env=dict(os.environ),
-    )
     for file_name, content in plan.files.items():
         write_text_atomic(directory / file_name, content)
     return plan
@@ -223,6 +258,8 @@ class DryRunLaunch:
     config: str
     env: dict[str, str]
     argv: tuple[str, ...]
+    machines: int = 1
+    sbatch: str = ""  # the batch script of a SLURM run, submitted as `sbatch --parsable SCRIPT`
 
 
 @dataclass(frozen=True)
@@ -241,9 +278,14 @@ class DryRun:
         lines += [f"# preflight would refuse: {p}" for p in self.refused]
         lines += [f"# warning: {w}" for w in self.warnings]
         for run in self.runs:
-            what = f"{run.processes} process(es), {run.device}, {run.precision}"
+            nodes = f" on {run.machines} SLURM node(s)" if run.sbatch else ""
+            what = f"{run.processes} process(es){nodes}, {run.device}, {run.precision}"
             lines.append(f"\n# run '{run.name}' ({what}); config: {run.config}")
-            lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
+            if run.sbatch:
+                lines.append(f"# each node starts: {shlex.join(run.argv)} (with its machine rank; see the script)")
+                lines.append(shlex.join(["sbatch", "--parsable", run.sbatch]))
+            else:
+                lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, Any]:
@@ -256,7 +298,8 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
     selected = select_runs(validated, options.only)
     machine = probe_machine()
     problems, warnings = preflight([validated.runs[n] for n in selected], machine)
-    result_dir = new_result_dir(options.output, validated.spec.name)
+    # absolute: a SLURM job starts in its run folder, where a relative path would point elsewhere
+    result_dir = new_result_dir(options.output, validated.spec.name).absolute()
     write_text_atomic(result_dir / SPEC_COPY, validated.document.text)
     launches = []
     for name in selected:
@@ -271,6 +314,8 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
                 config=str(plan.directory / CONFIG_FILE),
                 env=dict(plan.env_set),
                 argv=tuple(plan.argv),
+                machines=declared.machines,
+                sbatch=str(plan.directory / SBATCH_FILE) if SBATCH_FILE in plan.files else "",
             )
         )
     return DryRun(validated.path, str(result_dir), problems, warnings, launches)
@@ -279,11 +324,11 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
 def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResult:
     """`--resume`: rerun the launches of a result that did not finish, if its spec is unchanged.
 
-    The result keeps the options it was started with (--only, --repeats, --output); a time limit
-    and --allow-inconclusive may be given anew. Which finished launches are kept is
+    The result keeps the options it was started with (--only, --repeats, --output, --set); a time
+    limit and --allow-inconclusive may be given anew. Which finished launches are kept is
     results.summary.keep_finished's policy.
     """
-    folder = require_result_folder(result_dir)
+    folder = require_result_folder(result_dir).absolute()  # as in run_spec: SLURM jobs need absolute paths
     with ResultLock(folder):  # one session per result folder; the OS releases it if this one dies
         return _resume_locked(folder, options, err)
 
@@ -292,7 +337,8 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     summary, notes = _load_or_rebuild(folder)
     for note in notes:
         print(f"accel-run: {note}", file=err)
-    validated = require_valid(str(resumable_spec(folder, summary)))
+    sets = resumable_sets(summary, options.sets)
+    validated = require_valid(str(resumable_spec(folder, summary)), sets=sets, as_path=summary["spec"]["path"])
     validated = replace(validated, document=replace(validated.document, path=summary["spec"]["path"]))
     saved = summary.get("options", {})
     merged = RunOptions(
@@ -303,6 +349,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
         allow_inconclusive=options.allow_inconclusive or bool(saved.get("allow_inconclusive")),
         progress=options.progress,
         command=options.command,
+        sets=sets,
     )
     selected = select_runs(validated, merged.only)
     machine = probe_machine()
@@ -312,8 +359,10 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     kept, dropped = keep_finished(summary, records)
     started = summary.get("environment", {}).get("started_at", now())
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
+    session.attach = submitted_jobs(summary, records)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
-    ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}")
+    jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
+    ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")
     return _run_session(session, ui)
 
 
@@ -421,7 +470,7 @@ def _launch_until_decided(session: Session, interrupts: Interrupts, ui: Progress
 
 def _record_killed_launch(session: Session) -> None:
     """After a second Ctrl-C: the launch in flight is recorded as interrupted."""
-    for name, repeat in schedule(session.records)[:1]:
+    for name, repeat in [session.in_flight] if session.in_flight else []:
         directory = launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)
         session.records[name].launches[repeat] = LaunchRecord(
             repeat, Status.INTERRUPTED, str(directory), "interrupted by a second Ctrl-C (killed at once)"
@@ -433,7 +482,16 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     begun = time.perf_counter()
     run = session.validated.runs[name]
     record = session.records[name]
-    plan = _prepare_launch(session.validated, session.machine, session.result_dir, name, repeat, record.repeats)
+    job_id = session.attach.pop((name, repeat), None)
+    plan = _prepare_launch(
+        session.validated,
+        session.machine,
+        session.result_dir,
+        name,
+        repeat,
+        record.repeats,
+        attaching=job_id is not None,
+    )
     label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
     if record.auto and record.repeats > 1:
         label = f"{name} (repeat {repeat}, auto)"
@@ -442,7 +500,8 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     started_at = time.time()
     prepare_s = time.perf_counter() - begun
     pinned = run.config.launch.main_process_port
-    if pinned is not None and run.config.launch.machine_rank == 0 and not port_is_free(pinned):
+    local = run.config.engine.kind == "local"
+    if local and pinned is not None and not port_is_free(pinned):
         # preflight checked it before the session; another process may have taken it since
         reason = (
             f"launch.main_process_port {pinned} is in use on this machine (taken since the session started); "
@@ -450,7 +509,16 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         )
         outcome = LaunchOutcome(Status.FAILED, None, 0.0, reason)
     else:
-        outcome = session.engine.run(plan, timeout_s=timeout, interrupts=interrupts, on_progress=ui.progress)
+        session.in_flight = (name, repeat)
+        outcome = session.engine_of(name).run(
+            plan,
+            timeout_s=timeout,
+            interrupts=interrupts,
+            on_progress=ui.progress,
+            on_job=partial(_job_changed, session, ui, name, repeat, plan, started_at),
+            job_id=job_id,
+        )
+        session.in_flight = None
     launch = LaunchRecord(
         repeat=repeat,
         status=outcome.status,
@@ -459,9 +527,11 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         wall_s=round(outcome.wall_s, 3),
         log_tail=outcome.log_tail,
         command=plan.command_line,
-        port=plan.port,
+        port=plan.port or None,  # SLURM: the port is derived in the job; the worker reports it
         started_at=started_at,
         prepare_s=round(prepare_s, 4),
+        job_id=outcome.job_id,
+        queue_s=None if outcome.queue_s is None else round(outcome.queue_s, 3),
     )
     if outcome.warning:
         launch.notes.append(outcome.warning)
@@ -469,9 +539,55 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:
         _read_metrics(launch, plan, run.config.launch.main_process_port)
+    launch.recorded_at = time.time()
     record.launches[repeat] = launch
     _tell(ui, label, record, launch, plan)
     return outcome
+
+
+def _job_changed(
+    session: Session,
+    ui: ProgressUI,
+    name: str,
+    repeat: int,
+    plan: LaunchPlan,
+    started_at: float,
+    update: JobUpdate,
+) -> None:
+    """A cluster job was submitted or changed state: say so, and keep its id in summary.json at once.
+
+    Saved before the job ends, so a session killed now can be resumed by re-attaching to the job.
+    """
+    ui.say(f"  {update.text()}")
+    if update.state in ("SUBMITTED", "ATTACHED"):
+        session.records[name].launches[repeat] = LaunchRecord(
+            repeat,
+            Status.PENDING,
+            str(plan.directory.relative_to(session.result_dir)),
+            f"submitted as SLURM job {update.job_id}",
+            command=plan.command_line,
+            started_at=started_at,
+            job_id=update.job_id,
+        )
+        session.save("running")
+
+
+def submitted_jobs(summary: dict[str, Any], records: dict[str, RunRecord]) -> dict[tuple[str, int], str]:
+    """The SLURM jobs a killed session left submitted and unrecorded: (run, repeat) -> job id.
+
+    Their runs are planned to include them, so the session reaches them in its usual order.
+    """
+    jobs = {}
+    for name, run in summary.get("runs", {}).items():
+        if name not in records or not records[name].selected:
+            continue
+        for launch in run.get("repeats", []):
+            record = LaunchRecord.from_json(launch)
+            if record.status is Status.PENDING and record.job_id and record.repeat not in records[name].launches:
+                jobs[(name, record.repeat)] = record.job_id
+                records[name].launches[record.repeat] = record  # kept in summary.json until collected
+                records[name].repeats = max(records[name].repeats, record.repeat)
+    return jobs
 
 
 def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, plan: LaunchPlan) -> None:

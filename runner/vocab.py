@@ -61,3 +61,7 @@ LOCK_FILE = "session.lock"  # held (flock) by the session that owns the result f
 LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time
 RUNNER_PID_VAR = "ACCEL_RUN_RUNNER_PID"  # workers exit when this process is gone (no orphans)
 FAILPOINT_VAR = "ACCEL_RUN_FAILPOINT"  # fault injection for accel-run's own tests
+
+# the SLURM client commands the slurm engine runs (all four must be on PATH)
+SLURM_TOOLS = ("sbatch", "squeue", "scontrol", "scancel")
+PLAN_VAR = "ACCEL_RUN_PLAN"  # plan.json of a user script's launch: how runner.track finds where to write

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT, TINY_SPEC
 from runner.cli import main
+from runner.plan.worker_plan import WorkerPlan
 
 
 @pytest.mark.parametrize(
@@ -21,9 +22,9 @@ from runner.cli import main
         (["--report", "r", "a.yaml"], "accel-run: error: --report takes a result folder, not a spec"),
         (["--resume", "r", "a.yaml"], "accel-run: error: --resume takes a result folder, not a spec"),
         (
-            ["--resume", "r", "--only", "a"],
-            "accel-run: error: --resume reruns a result as it was started: --only, --repeats and --output cannot "
-            "change it",
+            ["--resume", "r", "--engine", "local"],
+            "accel-run: error: --resume reruns a result as it was started: --only, --repeats, --engine and --output "
+            "cannot change it",
         ),
         (["--repeats", "0", "a.yaml"], "accel-run: error: argument --repeats: must be at least 1, got 0"),
         (["--bogus"], "accel-run: error: unrecognized arguments: --bogus"),
@@ -64,7 +65,10 @@ def test_every_shipped_spec_compiles_in_a_dry_run(
     launched = [line for line in out.splitlines() if " launch --config_file " in line]
     assert launched and len(launched) == len([d for d in folder.iterdir() if d.is_dir()])
     for run in (d for d in folder.iterdir() if d.is_dir()):
-        assert {p.name for p in run.iterdir()} == {"accelerate_config.yaml", "command.txt", "plan.json"}
+        written = {p.name for p in run.iterdir()}
+        slurm = {"job.sbatch"} if "engine:\n  kind: slurm" in path.read_text() else set()
+        assert written == {"accelerate_config.yaml", "command.txt", "plan.json", *slurm}
+        assert WorkerPlan.read(run / "plan.json").run == run.name  # what the worker will read back
 
 
 def test_a_folder_name_that_is_not_utf8_is_written_and_printed_as_its_bytes(tmp_path: Path) -> None:

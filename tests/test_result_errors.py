@@ -53,7 +53,8 @@ def test_resume_keeps_the_options_it_was_started_with(tmp_path: Path) -> None:
     done = run_cli("--resume", str(tmp_path), "--only", "a")
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (
-        "accel-run: error: --resume reruns a result as it was started: --only, --repeats and --output cannot change it"
+        "accel-run: error: --resume reruns a result as it was started: --only, --repeats, --engine and --output "
+        "cannot change it"
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import runner
 from runner.plan.machine import Machine
 from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
+from runner.spec.models import ScriptRunConfig, SlurmEngineSection
 from runner.spec.validate import ResolvedRun
 from runner.vocab import (
     COMMAND_FILE,
@@ -32,6 +33,7 @@ from runner.vocab import (
     HEARTBEAT_PREFIX,
     METRICS_FILE,
     PLAN_FILE,
+    PLAN_VAR,
     PROGRESS_FILE,
 )
 from runner.yamlout import dump_yaml, yaml_tree
@@ -79,24 +81,29 @@ class LaunchPlan:
 
 
 def resolve_device(run: ResolvedRun, machine: Machine) -> str:
-    """'cpu' or 'cuda' for a run: `auto` takes CUDA when the machine has it."""
+    """'cpu' or 'cuda' for a run: `auto` takes CUDA when the machine has it (on SLURM: when the job asks for GPUs)."""
     device = run.config.launch.device
+    engine = run.config.engine
+    if device == "auto" and isinstance(engine, SlurmEngineSection):
+        return "cuda" if engine.gpus_per_node else "cpu"
     if device == "auto":
         return "cuda" if machine.has_cuda else "cpu"
     return device
 
 
 def local_processes(run: ResolvedRun) -> int:
-    """Processes this machine starts (launch.processes counts all machines)."""
-    launch = run.config.launch
-    return max(1, launch.processes // launch.num_machines)
+    """Processes each machine starts (launch.processes counts all machines)."""
+    return max(1, run.config.launch.processes // run.machines)
 
 
 def threads_per_process(run: ResolvedRun, machine: Machine) -> int:
-    """Torch threads per process: the spec's number, else this machine's cores shared evenly."""
-    launch = run.config.launch
+    """Torch threads per process: the spec's number, else the cores of a machine (or SLURM node) shared evenly."""
+    launch, engine = run.config.launch, run.config.engine
     if launch.cpu_threads_per_process is not None:
         return launch.cpu_threads_per_process
+    if isinstance(engine, SlurmEngineSection):
+        # the nodes are not this machine: only what the job asks for is known (engine.cpus_per_node)
+        return max(1, (engine.cpus_per_node or local_processes(run)) // local_processes(run))
     return max(1, machine.cpu_count // local_processes(run))
 
 
@@ -115,8 +122,27 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
         distributed_type=distributed,
         mixed_precision=launch.mixed_precision,
         threads_per_process=threads_per_process(run, machine),
-        gradient_accumulation_steps=run.config.train.gradient_accumulation_steps,
+        gradient_accumulation_steps=declared_accumulation(run),
+        machines=run.machines,
     )
+
+
+def declared_accumulation(run: ResolvedRun) -> int | None:
+    """Gradient accumulation the run must observe; None when a script keeps its own (not checked)."""
+    if isinstance(run.config, ScriptRunConfig):
+        return run.config.script.gradient_accumulation_steps
+    return run.config.train.gradient_accumulation_steps
+
+
+def process_entry(run: ResolvedRun, directory: Path) -> tuple[str, ...]:
+    """What every process runs: the built-in worker with its plan, or the user's script in accel-run's wrapper.
+
+    The wrapper (runner.worker.script) beats each rank's heartbeat, marks it done and runs the script
+    as __main__ with exactly the arguments of the spec, so `accelerate launch` sees `-m` and a module.
+    """
+    if isinstance(run.config, ScriptRunConfig):
+        return ("-m", "runner.worker.script", run.script_file, *run.config.script.args)
+    return ("-m", "runner.worker", str(directory / PLAN_FILE))
 
 
 def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[str, Any]:
@@ -128,8 +154,8 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
         # environment (see command.txt) turns them into a gloo MULTI_CPU group.
         "distributed_type": "NO" if declared.processes == 1 else "MULTI_GPU",
         "num_processes": launch.processes,
-        "num_machines": launch.num_machines,
-        "machine_rank": launch.machine_rank,
+        "num_machines": run.machines,
+        "machine_rank": 0,
         "main_process_port": port,
         "rdzv_backend": "static",
         "same_network": True,
@@ -140,8 +166,10 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
         "debug": False,
         "enable_cpu_affinity": False,
     }
-    if launch.num_machines > 1:
-        config["main_process_ip"] = launch.main_process_ip
+    if isinstance(run.config.engine, SlurmEngineSection):
+        # each node's rank, the head node's address and the port come from the allocation: the batch
+        # script passes them on the command line (--machine_rank, --main_process_ip, --main_process_port)
+        del config["machine_rank"], config["main_process_port"]
     return config
 
 
@@ -194,18 +222,20 @@ def compile_launch(
     }
     if declared.device == "cpu":
         env_set["ACCELERATE_USE_CPU"] = "true"
+    directory = Path(directory)
+    if isinstance(run.config, ScriptRunConfig):
+        env_set[PLAN_VAR] = str(directory / PLAN_FILE)  # how runner.track finds the launch folder
+        if declared.gradient_accumulation_steps is not None:
+            env_set["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(declared.gradient_accumulation_steps)
     env_set.update(launch.env)
     env.update(env_set)
-    directory = Path(directory)
     argv = (
         *machine.launcher,
         "--config_file",
         str(directory / CONFIG_FILE),
         "--num_cpu_threads_per_process",
         str(declared.threads_per_process),
-        "-m",
-        "runner.worker",
-        str(directory / PLAN_FILE),
+        *process_entry(run, directory),
     )
     worker_plan = WorkerPlan(
         spec=spec_name,

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from runner.spec.models import RunConfig
+from pydantic import BaseModel
+
+from runner.spec.models import RunConfig, ScriptRunConfig
 
 PLAN_FORMAT = 1
 
@@ -28,7 +30,8 @@ class Declared:
     distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU
     mixed_precision: str  # Accelerate's value: no, fp16, bf16
     threads_per_process: int
-    gradient_accumulation_steps: int
+    gradient_accumulation_steps: int | None  # None: a user script keeps its own (not checked)
+    machines: int = 1  # machines (SLURM nodes) the processes span
 
     def as_json(self) -> dict[str, Any]:
         """For plan.json and summary.json."""
@@ -36,8 +39,8 @@ class Declared:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Declared:
-        """From plan.json or summary.json."""
-        return Declared(**{f.name: data[f.name] for f in fields(Declared)})
+        """From plan.json or summary.json (a field with a default may be missing from an older file)."""
+        return Declared(**{f.name: data[f.name] for f in fields(Declared) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,19 @@ class Outputs:
     done_prefix: str
 
 
+def _config_json(config: BaseModel) -> dict[str, Any]:
+    """The resolved config in full, for the worker and any reader; it must validate again when read.
+
+    eval_samples is ignored beside eval_split, and written out (as its default) it would break the
+    rule that only one of them is set: it is left out then.
+    """
+    data: dict[str, Any] = config.model_dump(mode="json")
+    train = data.get("train")
+    if isinstance(train, dict) and train.get("eval_split") is not None:
+        train.pop("eval_samples", None)
+    return data
+
+
 @dataclass(frozen=True)
 class WorkerPlan:
     """One launch as its worker sees it: the resolved run, what it must be and where to write."""
@@ -58,10 +74,17 @@ class WorkerPlan:
     run: str
     repeat: int
     repeats: int
-    config: RunConfig
+    config: RunConfig | ScriptRunConfig
     declared: Declared
     outputs: Outputs
     workload: dict[str, Any] = field(default_factory=dict)  # for a reader of plan.json; the worker recomputes it
+
+    @property
+    def builtin(self) -> RunConfig:
+        """The config of a built-in worker's launch (a user script's plan has no model, data or train)."""
+        if not isinstance(self.config, RunConfig):
+            raise TypeError(f"the plan of run '{self.run}' runs a user script, not the built-in worker")
+        return self.config
 
     def to_json(self) -> str:
         """plan.json's text."""
@@ -71,7 +94,7 @@ class WorkerPlan:
             "run": self.run,
             "repeat": self.repeat,
             "repeats": self.repeats,
-            "config": self.config.model_dump(mode="json"),
+            "config": _config_json(self.config),
             "workload": self.workload,
             "declared": self.declared.as_json(),
             "outputs": asdict(self.outputs),
@@ -87,7 +110,7 @@ class WorkerPlan:
             run=data["run"],
             repeat=data["repeat"],
             repeats=data["repeats"],
-            config=RunConfig.model_validate(data["config"]),
+            config=(ScriptRunConfig if "script" in data["config"] else RunConfig).model_validate(data["config"]),
             declared=Declared.from_json(data["declared"]),
             outputs=Outputs(**data["outputs"]),
             workload=data.get("workload", {}),
@@ -111,6 +134,10 @@ class Observed:
     gradient_accumulation_steps: int | None = None
     optimizer_implementation: str | None = None
     param_hashes: list[str] = field(default_factory=list)
+    # where the ranks ran: each rank's machine rank (torchrun's GROUP_RANK) and its node's name
+    # (SLURM's SLURMD_NODENAME, else the host name), in rank order
+    machine_ranks: list[int] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
     diverged: bool = False
     torch: str | None = None
     accelerate: str | None = None

@@ -18,7 +18,12 @@ _MISSING = object()
 
 def describe_run(run: ResolvedRun) -> list[str]:
     """Comment lines summarising what a run will do."""
-    w, c = run.workload, run.config
+    if run.script_file:
+        return [
+            f"script: {run.script_file} (your own training loop; it reports through runner.track)",
+            f"processes: {run.workload.processes}; sizes, steps and memory are the script's own",
+        ]
+    w, c = run.workload, run.builtin
     length = f"{c.train.epochs} epoch(s)" if c.train.epochs is not None else f"max_steps {c.train.max_steps}"
     return [
         f"parameters: {w.params:,} ({human_count(w.params)})",

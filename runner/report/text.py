@@ -165,6 +165,22 @@ def environment_line(summary: dict[str, Any]) -> str:
     )
 
 
+def cluster_lines(summary: dict[str, Any]) -> list[str]:
+    """Where SLURM ran each run: its jobs and the nodes its ranks saw (the Machine line is the submitting host)."""
+    lines = []
+    for name, run in summary.get("runs", {}).items():
+        launches = [launch for launch in run.get("repeats", []) if launch.get("job_id")]
+        if not launches:
+            continue
+        jobs = ", ".join(str(launch["job_id"]) for launch in launches)
+        nodes = sorted({node for launch in launches for node in launch.get("observed", {}).get("nodes", [])})
+        on = f" on {', '.join(nodes)}" if nodes else ""
+        lines.append(f"SLURM: {name}: job(s) {jobs}{on}.")
+    if lines:
+        lines.insert(0, "The Machine line is the host that submitted the jobs; the runs ran on SLURM nodes:")
+    return lines
+
+
 def honesty_notes(summary: dict[str, Any]) -> list[str]:
     """What a reader must know to read the numbers right."""
     notes = []
@@ -175,7 +191,7 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
         for n, r in runs.items()
         if r.get("status") == "ok"
         and r.get("declared", {}).get("device") == "cpu"
-        and r.get("declared", {}).get("processes", 1) > 1
+        and r.get("declared", {}).get("local_processes", r.get("declared", {}).get("processes", 1)) > 1
     ]
     if cpu_multi:
         notes.append(
@@ -207,7 +223,12 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
         lines += [spec["description"], ""]
     status = summary.get("status", "?")
     lines.append(f"Status: {status}. Spec: {spec.get('path', '?')} (sha256 {spec.get('sha256', '?')[:12]}).")
+    sets = summary.get("options", {}).get("sets") or []
+    if sets:  # the spec as run is the file plus these: say so next to the file's checksum
+        shown = " ".join(f"`--set {o}`" if markdown else f"--set {o}" for o in sets)
+        lines.append(f"Overridden on the command line: {shown}.")
     lines.append("Machine: " + environment_line(summary) + ".")
+    lines += cluster_lines(summary)
     if summary.get("fault"):
         lines.append(f"Stopped early: {summary['fault']}.")
     if status == "abandoned":

@@ -8,6 +8,7 @@ the actual data to find the key the user wrote, and phrase each error type for a
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import types
 import typing
@@ -44,8 +45,42 @@ class Finding(typing.NamedTuple):
 
 
 def findings_from(error: ValidationError, data: Any, root: type[BaseModel], prefix: KeyPath = ()) -> list[Finding]:
-    """Every error of a Pydantic validation of `data` against `root`, located and phrased."""
-    return [_finding(detail, data, root, prefix) for detail in error.errors(include_url=False)]
+    """Every error of a Pydantic validation of `data` against `root`, located and phrased.
+
+    A union reports one error per alternative (`int | 'auto'`, `section | null`); a value gets one
+    message, the first, and "should be null" is dropped where the value's own errors say more.
+    """
+    details = error.errors(include_url=False)
+    deeper = [d["loc"] for d in details if d["type"] != "none_required"]
+    findings: list[Finding] = []
+    seen: set[KeyPath] = set()
+    for detail in sorted(details, key=_told_first):
+        loc = detail["loc"]
+        if detail["type"] == "none_required" and any(o[: len(loc) - 1] == loc[:-1] for o in deeper):
+            continue
+        finding = _finding(detail, data, root, prefix)
+        if not finding.at_key:
+            if finding.path in seen:
+                continue
+            seen.add(finding.path)
+        findings.append(finding)
+    return findings
+
+
+def _told_first(detail: ErrorDetails) -> bool:
+    """Sort key: of a union's errors for one value, the one to tell comes first (False sorts first).
+
+    Text for `int | 'auto'` is told the allowed words ('autox': "did you mean 'auto'?"), unless it is
+    a number in quotes ('5': "write 5 without quotes").
+    """
+    value = detail.get("input")
+    if detail["type"] != "literal_error" or not isinstance(value, str):
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _finding(detail: ErrorDetails, data: Any, root: type[BaseModel], prefix: KeyPath) -> Finding:
@@ -61,7 +96,7 @@ def _finding(detail: ErrorDetails, data: Any, root: type[BaseModel], prefix: Key
         parent, key = path[:-1], path[-1]
         allowed = _fields_at(root, parent, data)
         where = f" in {_field_label(parent, prefix)}" if parent or prefix else ""
-        hint = did_you_mean(str(key), allowed) if allowed else ""
+        hint = _right_place(path, _child_at(data, path)) or (did_you_mean(str(key), allowed) if allowed else "")
         if allowed and not hint:
             hint = f"; allowed here: {', '.join(allowed)}"
         return Finding(path, True, f"unknown key '{key}'{where}{hint}")
@@ -75,6 +110,8 @@ def _finding(detail: ErrorDetails, data: Any, root: type[BaseModel], prefix: Key
         return Finding(path, False, _literal_message(field, value, ctx.get("expected", "")))
     if kind in ("union_tag_invalid", "optimizer_kind"):
         tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        if not isinstance(value, dict) and value is not None:
+            return Finding(path, False, _not_a_mapping(field, value, tags))
         tag = ctx.get("tag", value.get("kind") if isinstance(value, dict) else value)
         if tag is None or tag == "None":
             return Finding(path, True, f"{field} needs a 'kind', one of {quoted_list(tags)}")
@@ -87,7 +124,7 @@ def _finding(detail: ErrorDetails, data: Any, root: type[BaseModel], prefix: Key
         tags = _union_tags(root, path, data)
         return Finding(path, True, f"{field} needs a 'kind', one of {quoted_list(tags)}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return Finding(path, False, f"{field} must be a mapping of keys to values, not {_describe(value)}")
+        return Finding(path, False, _not_a_mapping(field, value, _union_tags(root, path, data)))
     if kind == "string_pattern_mismatch":
         return Finding(path, False, _pattern_message(field, value, str(ctx.get("pattern", ""))))
     if kind in ("value_error", "assertion_error"):
@@ -127,14 +164,111 @@ def _literal_message(field: str, value: Any, expected: str) -> str:
             "where no is text); a YAML 1.1 reader such as PyYAML would turn an unquoted no into false"
         )
     shown = f"'{value}'" if isinstance(value, str) else _describe(value)
+    if field.endswith("mixed_precision") and str(value).lower() in _FULL_PRECISION:
+        return (
+            f"invalid value {shown} for {field}: full precision (fp32) is written no, as in Accelerate "
+            f"(mixed_precision: no); allowed: {quoted_list(allowed)}"
+        )
     return f"invalid value {shown} for {field}{did_you_mean(str(value), allowed)}; allowed: {quoted_list(allowed)}"
 
 
+_FULL_PRECISION = ("fp32", "float32", "32", "full", "none", "off", "float", "tf32")
+
+
+def _not_a_mapping(field: str, value: Any, tags: Sequence[str]) -> str:
+    """A scalar or list where a section belongs; `optimizer: adamw` is a kind written without its mapping."""
+    message = f"{field} must be a mapping of keys to values, not {_describe(value)}"
+    key = field.rsplit(".", 1)[-1]
+    if isinstance(value, str) and tags:
+        kind = value if value in tags else next(iter(difflib.get_close_matches(value, tags, n=1, cutoff=0.6)), None)
+        if kind is not None:
+            return f"{message}: write {key}: {{kind: {kind}}} (its other settings go in the same mapping)"
+    return message
+
+
+# Accelerate's multi-machine keys: a local run is one machine, and SLURM's allocation decides the rest
+_MACHINE_KEYS = ("num_machines", "machine_rank", "main_process_ip")
+_MACHINES_HINT = (
+    ": accel-run runs several machines through the SLURM engine, whose allocation gives each node its "
+    "rank and the main node's address; write engine: {kind: slurm, nodes: N} (see the README, "
+    "'Run on a SLURM cluster')"
+)
+
+
+def _right_place(path: KeyPath, value: Any) -> str:
+    """'; it belongs in launch: write launch: {processes: 2}' for a known setting written in the wrong section."""
+    from runner.spec.models import RunConfig
+
+    key = path[-1]
+    if key in _MACHINE_KEYS and "launch" in path:
+        nodes = value if key == "num_machines" and isinstance(value, int) and value > 1 else "N"
+        return _MACHINES_HINT.replace("nodes: N", f"nodes: {nodes}")
+    base = 2 if path[:1] == ("runs",) and len(path) > 2 else 0  # inside a run, sections start under its name
+    here = path[base:-1]
+    places = [p for p in _setting_places(RunConfig).get(str(key), []) if p[:-1] != here]
+    sections = sorted({".".join(str(part) for part in p[:-1]) for p in places})
+    if key == "kind" or not places or len(sections) > 2:
+        return ""
+    if len(sections) > 1:
+        return f"; it belongs in {' or '.join(sections)}"
+    place = places[0]
+    nested = place[len(here) :] if place[: len(here)] == here else place
+    hint = f"; it belongs in {sections[0]}"
+    if isinstance(value, str | int | float | bool) and not isinstance(value, list):
+        written = _flow(nested, value)
+        hint += f": write {written}"
+    return hint
+
+
+def _flow(path: KeyPath, value: Any) -> str:
+    """('launch', 'processes'), 2 -> 'launch: {processes: 2}'."""
+    text = _scalar(value)
+    for part in reversed(path[1:]):
+        text = f"{{{part}: {text}}}"
+    return f"{path[0]}: {text}"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and (value in ("no", "yes", "true", "false", "null", "") or ":" in value):
+        return f"'{value}'"
+    return str(value)
+
+
+@functools.cache
+def _setting_places(root: type[BaseModel]) -> dict[str, list[KeyPath]]:
+    """Every setting name -> the paths where it is allowed under `root` (two levels of sections deep)."""
+    places: dict[str, list[KeyPath]] = {}
+
+    def walk(model: type[BaseModel], prefix: KeyPath, depth: int) -> None:
+        for name, info in model.model_fields.items():
+            places.setdefault(name, [])
+            if (*prefix, name) not in places[name]:
+                places[name].append((*prefix, name))
+            if depth < 2:
+                for alternative in _unwrap(info.annotation):
+                    if isinstance(alternative, type) and issubclass(alternative, BaseModel):
+                        walk(alternative, (*prefix, name), depth + 1)
+
+    walk(root, (), 0)
+    return {name: [p for p in paths if len(p) > 1] for name, paths in places.items()}
+
+
+def _child_at(data: Any, path: KeyPath) -> Any:
+    node = data
+    for part in path:
+        node = _child(node, part)
+    return node
+
+
 def _pattern_message(field: str, value: Any, pattern: str) -> str:
-    from runner.spec.models import NAME_PATTERN, NAME_RULE
+    from runner.spec.models import NAME_PATTERN, NAME_RULE, SLURM_TIME_PATTERN, SLURM_TIME_RULE
 
     if pattern == NAME_PATTERN:
         return f"invalid name {value!r} for {field}: use {NAME_RULE} (it becomes a folder name)"
+    if pattern == SLURM_TIME_PATTERN:
+        return f"{field} {value!r} is not a time SLURM accepts: use {SLURM_TIME_RULE} (e.g. '01:30:00')"
     return f"{field} {value!r} does not match the pattern {pattern}"
 
 
@@ -159,17 +293,53 @@ def _bound(name: str) -> Callable[[str, Any, dict[str, Any]], str]:
     return phrase
 
 
+_TRUE_WORDS = ("yes", "y", "on", "true", "1")
+_FALSE_WORDS = ("no", "n", "off", "false", "0")
+
+
+def _number_message(field: str, value: Any, whole: bool) -> str:
+    """A number was expected; say what to write instead of the text or boolean given (nothing is coerced)."""
+    noun = "a whole number" if whole else "a number"
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return f"{field} must be a finite number, got {_describe(value)}"
+    if isinstance(value, bool):
+        return f"{field} must be {noun}, got {_describe(value)} (a boolean is not a number: write the number itself)"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return f"{field} must be {noun}, got {_describe(value)}"
+        if number == number and (not whole or number.is_integer()):
+            return f"{field} must be {noun}, got {_describe(value)} (write {text} without quotes)"
+    return f"{field} must be {noun}, got {_describe(value)}"
+
+
+def _bool_message(field: str, value: Any) -> str:
+    """true or false was expected; name the one the user meant when the text says it."""
+    word = str(value).strip().lower() if isinstance(value, str | int) else None
+    hint = ""
+    if word in _TRUE_WORDS:
+        hint = " (write true)"
+    elif word in _FALSE_WORDS:
+        hint = " (write false)"
+    return f"{field} must be true or false, got {_describe(value)}{hint}"
+
+
 _PHRASES: dict[str, Callable[[str, Any, dict[str, Any]], str]] = {
-    "int_type": lambda f, v, c: f"{f} must be a whole number, got {_describe(v)}",
+    "int_type": lambda f, v, c: _number_message(f, v, whole=True),
     "int_parsing": lambda f, v, c: f"{f} must be a whole number, got {_describe(v)}",
     "int_from_float": lambda f, v, c: f"{f} must be a whole number, got {_describe(v)}",
     "int_parsing_size": lambda f, v, c: f"{f} is far too large a number, got {_describe(v)}",
-    "float_type": lambda f, v, c: f"{f} must be a number, got {_describe(v)}",
+    "float_type": lambda f, v, c: _number_message(f, v, whole=False),
     "float_parsing": lambda f, v, c: f"{f} must be a number, got {_describe(v)}",
     "finite_number": lambda f, v, c: f"{f} must be a finite number, got {_describe(v)}",
-    "bool_type": lambda f, v, c: f"{f} must be true or false, got {_describe(v)}",
+    "bool_type": lambda f, v, c: _bool_message(f, v),
     "bool_parsing": lambda f, v, c: f"{f} must be true or false, got {_describe(v)}",
-    "string_type": lambda f, v, c: f"{f} must be text, got {_describe(v)}",
+    "string_type": lambda f, v, c: (
+        f"{f} must be text, got {_describe(v)}"
+        + (f" (write '{_describe(v)}' in quotes)" if isinstance(v, int | float) else "")
+    ),
     "list_type": lambda f, v, c: f"{f} must be a list, got {_describe(v)}",
     "tuple_type": lambda f, v, c: f"{f} must be a list, got {_describe(v)}",
     "too_short": lambda f, v, c: f"{f} needs at least {c.get('min_length')} item(s), got {c.get('actual_length')}",

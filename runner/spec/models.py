@@ -19,11 +19,18 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 FORMAT_VERSION: Literal[1] = 1
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-NAME_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
+# '.', ',', '=' and '+' are allowed for matrix cells (`processes=2,mixed_precision=bf16`, `lr=0.001`):
+# they are ordinary characters in file names on Linux, macOS and Windows and need no quoting in a shell
+# word. A name starts with a letter or digit, so it is never '.', '..' or an option ('-x').
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.,=+-]{0,127}$"
+NAME_RULE = "1-128 letters, digits, '-', '_', '.', ',', '=' or '+', starting with a letter or digit"
+# A setting as a matrix key or a --set path: `launch.processes`, or a key of one section (`processes`).
+SETTING_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+MAX_CELLS = 1024  # cells of one matrix: each is validated, and run, as a run of its own
 
 Name = Annotated[
     str,
@@ -40,10 +47,41 @@ def rule_broken(message: str, field: str | None = None) -> PydanticCustomError:
     return PydanticCustomError("spec_rule", "{message}", context)
 
 
-class Strict(BaseModel):
-    """Base of every section: unknown keys are errors, NaN and infinity are not numbers."""
+# Cross-field rules, worded once: the validators raise these, and the editor schema (schema.py)
+# carries the same words as its error messages, so the editor and the CLI say the same thing.
+RULE_LENGTH_BOTH = (
+    "set exactly one of epochs and max_steps, not both "
+    "(a run that sets max_steps over top-level epochs must also set epochs: null)"
+)
+RULE_LENGTH_NEITHER = "set exactly one of epochs and max_steps (neither is set)"
+RULE_EVAL_BOTH = "set only one of eval_samples and eval_split"
+RULE_NO_BOUND = "give at_least, at_most or both"
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+class Strict(BaseModel):
+    """Base of every section: unknown keys are errors, NaN and infinity are not numbers, and nothing is coerced.
+
+    Strict mode refuses text and booleans where numbers or booleans belong (`batch_size: "64"`,
+    `processes: true`, `nesterov: "yes"`), as the editor schema does; a whole number written as a
+    float (`samples: 1e4`) is still a whole number (see `whole_numbers`).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
+
+
+def whole_numbers(node: Any) -> Any:
+    """The data with every float that is a whole number (1e4, 64.0) as an int, as JSON Schema reads it.
+
+    Strict models take no 64.0 for an int; the editor's schema does (in JSON Schema 64.0 is an
+    integer), so the data is normalised once before validation and the two agree.
+    """
+    if isinstance(node, float) and node.is_integer() and abs(node) < 2**53:
+        return int(node)
+    if isinstance(node, dict):
+        return {key: whole_numbers(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [whole_numbers(value) for value in node]
+    return node
 
 
 # --- model -------------------------------------------------------------------------------------
@@ -83,8 +121,73 @@ class LinearModel(Strict):
     classes: int = Field(ge=2, le=1_000_000, description="Number of outputs; must equal data.classes.", examples=[10])
 
 
+class TransformerModel(Strict):
+    """A decoder-only transformer (pre-norm blocks of causal self-attention and an MLP) over token ids."""
+
+    kind: Literal["transformer"] = Field(
+        description="Built-in model: a decoder-only (GPT-style) transformer predicting each next token."
+    )
+    vocab: int = Field(
+        ge=2, le=1_000_000, description="Vocabulary size (token ids 0..vocab-1); must equal data.vocab.", examples=[256]
+    )
+    seq_len: int = Field(
+        ge=2, le=65536, description="Context length in tokens; must equal data.seq_len.", examples=[64, 1024]
+    )
+    d_model: int = Field(
+        ge=1, le=65536, description="Width of the embeddings and of every block; a multiple of heads.", examples=[128]
+    )
+    layers: int = Field(ge=1, le=256, description="Number of transformer blocks.", examples=[2, 12])
+    heads: int = Field(ge=1, le=1024, description="Attention heads per block; must divide d_model.", examples=[4])
+    ffn: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Hidden width of each block's MLP (default: 4 x d_model, as in GPT-2).",
+    )
+    dropout: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Dropout probability in every block (0 disables it)."
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "TransformerModel":
+        if self.d_model % self.heads:
+            raise rule_broken(
+                f"d_model {self.d_model} is not a multiple of heads {self.heads}: each head gets d_model / heads "
+                "dimensions",
+                "heads",
+            )
+        return self
+
+
+class HuggingFaceModel(Strict):
+    """A Hugging Face `transformers` causal language model built from a config (random weights, nothing downloaded)."""
+
+    kind: Literal["huggingface"] = Field(
+        description="A `transformers` model from its config class and from_config (needs: pip install 'accel-run[hf]')."
+    )
+    family: Literal["gpt2"] = Field(
+        default="gpt2", description="The model family: its config class (GPT2Config) and architecture."
+    )
+    vocab: int = Field(ge=2, le=1_000_000, description="vocab_size; must equal data.vocab.", examples=[50257])
+    seq_len: int = Field(
+        ge=2, le=65536, description="n_positions, the context length; must equal data.seq_len.", examples=[1024]
+    )
+    d_model: int = Field(ge=1, le=65536, description="n_embd; a multiple of heads.", examples=[768])
+    layers: int = Field(ge=1, le=256, description="n_layer: number of transformer blocks.", examples=[12])
+    heads: int = Field(ge=1, le=1024, description="n_head; must divide d_model.", examples=[12])
+    dropout: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="resid_pdrop, embd_pdrop and attn_pdrop (0 disables dropout)."
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "HuggingFaceModel":
+        if self.d_model % self.heads:
+            raise rule_broken(f"d_model {self.d_model} is not a multiple of heads {self.heads}", "heads")
+        return self
+
+
 ModelSection = Annotated[
-    MLPModel | LinearModel,
+    MLPModel | LinearModel | TransformerModel | HuggingFaceModel,
     Field(
         discriminator="kind",
         description="The network to train. `kind` picks a built-in model; its fields follow.",
@@ -123,9 +226,36 @@ class SyntheticClassification(Strict):
     )
 
 
+class SyntheticTokens(Strict):
+    """Token sequences that follow a fixed random next-token rule, with noise, so a language model's loss can fall."""
+
+    kind: Literal["synthetic-tokens"] = Field(
+        description="Random token sequences in which each token follows from the one before by a fixed seeded "
+        "rule (a permutation of the vocabulary), except a `noise` share of random tokens (learnable, reproducible)."
+    )
+    samples: int = Field(
+        ge=1,
+        le=1_000_000_000,
+        description="Training sequences (eval sequences come on top, see train.eval_samples).",
+        examples=[2048],
+    )
+    vocab: int = Field(ge=2, le=1_000_000, description="Vocabulary size; must equal model.vocab.", examples=[256])
+    seq_len: int = Field(ge=2, le=65536, description="Tokens per sequence; must equal model.seq_len.", examples=[64])
+    noise: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of tokens drawn at random instead of by the rule (the loss cannot fall below its entropy).",
+    )
+    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seed of the sequences and of the rule.")
+
+
 DataSection = Annotated[
-    SyntheticClassification,
-    Field(description="The training data. `kind` picks a built-in data set; its fields follow."),
+    SyntheticClassification | SyntheticTokens,
+    Field(
+        discriminator="kind",
+        description="The training data. `kind` picks a built-in data set; its fields follow.",
+    ),
 ]
 
 
@@ -142,7 +272,11 @@ _IMPL_DOC = (
 _AdamLR = Annotated[float, Field(default=1e-3, gt=0, le=10, description="Peak learning rate.", examples=[1e-3])]
 _Betas = Annotated[
     tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]],
-    Field(default=(0.9, 0.999), description="Coefficients of the running averages of gradient and its square."),
+    Field(
+        default=(0.9, 0.999),
+        strict=False,  # a YAML list is a tuple here; the numbers in it stay strict
+        description="Coefficients of the running averages of gradient and its square.",
+    ),
 ]
 _Eps = Annotated[float, Field(default=1e-8, gt=0, le=1, description="Term added to the denominator for stability.")]
 _Implementation = Annotated[OptimizerImpl, Field(default="auto", description=_IMPL_DOC)]
@@ -282,14 +416,10 @@ class TrainSection(Strict):
     def _exactly_one_length(self) -> "TrainSection":
         if (self.epochs is None) == (self.max_steps is None):
             if self.epochs is not None:
-                raise rule_broken(
-                    "set exactly one of epochs and max_steps, not both "
-                    "(a run that sets max_steps over top-level epochs must also set epochs: null)",
-                    "max_steps",
-                )
-            raise rule_broken("set exactly one of epochs and max_steps (neither is set)")
+                raise rule_broken(RULE_LENGTH_BOTH, "max_steps")
+            raise rule_broken(RULE_LENGTH_NEITHER)
         if "eval_samples" in self.model_fields_set and self.eval_split is not None:
-            raise rule_broken("set only one of eval_samples and eval_split", "eval_split")
+            raise rule_broken(RULE_EVAL_BOTH, "eval_split")
         return self
 
 
@@ -335,7 +465,7 @@ GpuIds = Annotated[
 
 
 class LaunchSection(Strict):
-    """How `accelerate launch` starts the run: processes, precision, device, machines."""
+    """How `accelerate launch` starts the run: processes, precision, device, GPUs."""
 
     processes: int = Field(
         default=1, ge=1, le=4096, description="Processes in total (one per GPU on a GPU machine).", examples=[1, 2]
@@ -354,14 +484,6 @@ class LaunchSection(Strict):
         description="GPUs to use, as a list [6, 7] or Accelerate's text '6,7' (ASCII commas); "
         "null or 'all' = every visible GPU. Their count must equal processes.",
         examples=[[0, 1], "6,7"],
-    )
-    num_machines: int = Field(default=1, ge=1, le=4096, description="Machines taking part (Accelerate num_machines).")
-    machine_rank: int = Field(default=0, ge=0, le=4095, description="This machine's rank, 0 on the main machine.")
-    main_process_ip: str | None = Field(
-        default=None,
-        max_length=253,
-        description="Address of the main machine; required when num_machines > 1.",
-        examples=["10.0.0.1"],
     )
     main_process_port: int | None = Field(
         default=None,
@@ -455,11 +577,108 @@ class MeasureSection(Strict):
     )
 
 
+# --- engine ------------------------------------------------------------------------------------
+
+# SLURM's own --time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds (and UNLIMITED / INFINITE).
+SLURM_TIME_PATTERN = (
+    r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)$"
+)
+SLURM_TIME_RULE = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+
+
+def _minutes_as_text(value: Any) -> Any:
+    """`time: 90` is SLURM's 90 minutes: a whole number is taken as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else value
+
+
+SlurmTime = Annotated[
+    str,
+    BeforeValidator(_minutes_as_text),
+    StringConstraints(pattern=SLURM_TIME_PATTERN),
+    WithJsonSchema({"type": ["string", "integer"], "minimum": 0, "pattern": SLURM_TIME_PATTERN}),
+]
+
+
+class LocalEngineSection(Strict):
+    """Run on this machine: `accelerate launch` as a child process tree (the default)."""
+
+    kind: Literal["local"] = Field(description="Run each launch on this machine.")
+
+
+class SlurmEngineSection(Strict):
+    """Submit each launch as a SLURM batch job: one srun task per node, each starting `accelerate launch`."""
+
+    kind: Literal["slurm"] = Field(description="Submit each launch to SLURM with sbatch and watch it there.")
+    nodes: int = Field(
+        default=1, ge=1, le=4096, description="Machines per launch; launch.processes counts all of them.", examples=[2]
+    )
+    gpus_per_node: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="GPUs to allocate on each node (sbatch --gpus-per-node). null or 0 = a CPU job: "
+        "launch.device auto then means cpu.",
+        examples=[8],
+    )
+    cpus_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="CPUs to allocate on each node (sbatch --cpus-per-task; one task per node). Torch threads "
+        "per process = this / processes per node. null = launch.cpu_threads_per_process (or 1) per process.",
+        examples=[16],
+    )
+    partition: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.,-]+$",
+        description="SLURM partition (sbatch --partition); null = the cluster's default.",
+        examples=["gpu"],
+    )
+    time: SlurmTime = Field(
+        default="01:00:00",
+        description=f"Time limit of each job (sbatch --time): {SLURM_TIME_RULE}, or a number of minutes.",
+        examples=["01:00:00", 30, "1-00:00:00"],
+    )
+    account: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Account to charge (sbatch --account); null = your default account.",
+        examples=["myproject"],
+    )
+    setup: list[Annotated[str, StringConstraints(max_length=2000)]] = Field(
+        default=[],
+        max_length=100,
+        description="Shell lines run in the batch script before srun (module loads, a virtualenv).",
+        examples=[["module load cuda/12.4", "source .venv/bin/activate"]],
+    )
+    sbatch_args: list[Annotated[str, StringConstraints(pattern=r"^--?[A-Za-z]", max_length=500)]] = Field(
+        default=[],
+        max_length=100,
+        description="Extra sbatch options, one per item, written as #SBATCH lines (an escape hatch).",
+        examples=[["--qos=high"]],
+    )
+
+
+EngineSection = Annotated[
+    Annotated[LocalEngineSection, Tag("local")] | Annotated[SlurmEngineSection, Tag("slurm")],
+    Field(discriminator="kind"),
+]
+_ENGINE_DOC = "Where each launch runs: `kind: local` (this machine, the default) or `kind: slurm` (a cluster)."
+
+
+def default_engine() -> LocalEngineSection:
+    """The engine of a spec that names none."""
+    return LocalEngineSection(kind="local")
+
+
 # --- runs and expectations ----------------------------------------------------------------------
 
 
 _TRAIN_DOC = "How to train: epochs or max_steps, batch, accumulation, optimizer, schedule, evaluation."
-_LAUNCH_DOC = "How `accelerate launch` starts each run: processes, mixed precision, device, GPUs, machines."
+_LAUNCH_DOC = "How `accelerate launch` starts each run: processes, mixed precision, device, GPUs, threads."
 _MEASURE_DOC = "How timings are taken: repeats, warm-up steps, noise floor, attribution."
 
 
@@ -475,12 +694,69 @@ class RunConfig(Strict):
     measure: MeasureSection = Field(
         default_factory=MeasureSection, description=_MEASURE_DOC, json_schema_extra={"default": {}}
     )
+    engine: EngineSection = Field(
+        default_factory=default_engine, description=_ENGINE_DOC, json_schema_extra={"default": {"kind": "local"}}
+    )
+
+
+# --- script: your own training script as the workload ----------------------------------------
+
+_SCRIPT_DOC = (
+    "Your own Accelerate training script as the workload, instead of the built-in model/data/train "
+    "(leave those out). It reports through runner.track; launch, measure, runs and expect apply as usual."
+)
+
+
+class ScriptSection(Strict):
+    """Your own Accelerate training script, launched on every process in place of the built-in worker."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="The script (a .py file), relative to the spec file's folder. Validation checks that it exists "
+        "and is readable; it never imports or runs it.",
+        examples=["my_train.py"],
+    )
+    args: list[Annotated[str, StringConstraints(max_length=10_000)]] = Field(
+        default=[],
+        max_length=10_000,
+        description="Arguments for the script (its sys.argv[1:]), passed as a list, never through a shell.",
+        examples=[["--epochs", "3"]],
+    )
+    gradient_accumulation_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Gradient accumulation your script's Accelerator must use: passed as "
+        "ACCELERATE_GRADIENT_ACCUMULATION_STEPS (as `accelerate launch --gradient_accumulation_steps` does) and "
+        "checked against what the script reports. null = the script's own choice, not checked.",
+    )
+
+
+class ScriptRunConfig(Strict):
+    """One run of a user script, fully resolved: the script, how it is launched and measured."""
+
+    script: ScriptSection = Field(description=_SCRIPT_DOC)
+    launch: LaunchSection = Field(
+        default_factory=LaunchSection, description=_LAUNCH_DOC, json_schema_extra={"default": {}}
+    )
+    measure: MeasureSection = Field(
+        default_factory=MeasureSection, description=_MEASURE_DOC, json_schema_extra={"default": {}}
+    )
+    engine: EngineSection = Field(
+        default_factory=default_engine, description=_ENGINE_DOC, json_schema_extra={"default": {"kind": "local"}}
+    )
+
+
+# The sections of the built-in worker, which a script run leaves out (its script builds its own).
+BUILTIN_SECTIONS = ("model", "data", "train")
 
 
 Metric = Literal[
     "train_time_s",
     "startup_s",
     "samples_per_s",
+    "tokens_per_s",
     "step_time_ms",
     "final_loss",
     "eval_loss",
@@ -490,10 +766,31 @@ Metric = Literal[
 ]
 METRIC_DOC = (
     "train_time_s: training wall time; startup_s: launch to first step; samples_per_s: global samples per "
-    "second after warm-up; step_time_ms: time per optimizer step after warm-up; final_loss: mean training "
+    "second after warm-up; tokens_per_s: the same in tokens (transformer runs); step_time_ms: time per "
+    "optimizer step after warm-up; final_loss: mean training "
     "loss of the last epoch/window; eval_loss and accuracy: on the eval set; peak_memory_mb: CUDA allocator "
     "peak on GPU, peak RSS on CPU (largest process); optimizer_steps: optimizer updates done."
 )
+
+
+# Warnings a spec can acknowledge where they are intended, so `--strict` stays usable: each
+# warning's text ends with its name ("[acknowledge: confounded]").
+WarningName = Literal[
+    "different-work", "confounded", "warmup-too-long", "cuda-visible-devices", "gpu-ids-on-cpu", "many-launches"
+]
+ACKNOWLEDGE_DOC = (
+    "Warnings you intend, by name, so they are not reported (and --strict passes): different-work (a speedup "
+    "between runs that train differently), confounded (a speedup between runs that differ in two or more "
+    "settings), warmup-too-long, cuda-visible-devices, gpu-ids-on-cpu, many-launches. "
+    "Each warning's text ends with its name."
+)
+
+
+def _acknowledge_field(scope: str) -> Any:
+    """The `acknowledge` list of a scope: the spec, a run or an expectation."""
+    return Field(
+        default=[], max_length=10, description=f"{ACKNOWLEDGE_DOC} Applies to {scope}.", examples=[["confounded"]]
+    )
 
 
 class _Expectation(Strict):
@@ -503,6 +800,7 @@ class _Expectation(Strict):
         description="How the report names this expectation.",
         examples=["2 processes >= 1.8x faster"],
     )
+    acknowledge: list[WarningName] = _acknowledge_field("this expectation")
 
 
 class _Bounded(_Expectation):
@@ -512,10 +810,32 @@ class _Bounded(_Expectation):
     @model_validator(mode="after")
     def _one_bound(self) -> "_Bounded":
         if self.at_least is None and self.at_most is None:
-            raise rule_broken("give at_least, at_most or both")
+            raise rule_broken(RULE_NO_BOUND)
         if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
             raise rule_broken(f"at_least ({self.at_least}) is larger than at_most ({self.at_most})", "at_least")
         return self
+
+
+def _ref_kind(value: Any) -> str:
+    return "cells" if isinstance(value, dict) else "name"
+
+
+_CELLS_DOC = (
+    "A run's name, or a mapping of settings to values (launch.processes: 2) that selects every run that has them: "
+    "the expectation then applies to each, one verdict per run."
+)
+_TWIN_DOC = (
+    "A run's name, or a mapping of settings to values (launch.processes: 1): the twin of each run, i.e. the run "
+    "with the same settings except these. Default: the top-level baseline."
+)
+Cells = Annotated[
+    dict[Annotated[str, StringConstraints(pattern=SETTING_PATTERN)], Any],
+    Field(min_length=1, title="Settings", description="Settings and their values, e.g. {launch.processes: 2}."),
+]
+RunRef = Annotated[
+    Annotated[Name, Tag("name")] | Annotated[Cells, Tag("cells")],
+    Discriminator(_ref_kind),
+]
 
 
 class SpeedupExpectation(_Bounded):
@@ -524,15 +844,17 @@ class SpeedupExpectation(_Bounded):
     kind: Literal["speedup"] = Field(
         description="Speedup of run over baseline: samples/s of run / samples/s of baseline."
     )
-    run: Name = Field(description="The run expected to be faster.", examples=["dual"])
-    baseline: Name = Field(description="The run it is compared with.", examples=["single"])
+    run: RunRef = Field(description=f"The run expected to be faster. {_CELLS_DOC}", examples=["dual"])
+    baseline: RunRef | None = Field(
+        default=None, description=f"The run it is compared with. {_TWIN_DOC}", examples=["single"]
+    )
 
 
 class BoundExpectation(_Bounded):
     """A metric of one run lies within bounds."""
 
     kind: Literal["bound"] = Field(description="An absolute bound on one run's metric.")
-    run: Name = Field(description="The run measured.", examples=["single"])
+    run: RunRef = Field(description=f"The run measured. {_CELLS_DOC}", examples=["single"])
     metric: Metric = Field(description=METRIC_DOC, examples=["accuracy"])
 
 
@@ -540,8 +862,8 @@ class RatioExpectation(_Bounded):
     """metric(run) / metric(baseline) lies within bounds."""
 
     kind: Literal["ratio"] = Field(description="metric of run divided by metric of baseline, bounded.")
-    run: Name = Field(description="Numerator run.", examples=["bf16"])
-    baseline: Name = Field(description="Denominator run.", examples=["fp32"])
+    run: RunRef = Field(description=f"Numerator run. {_CELLS_DOC}", examples=["bf16"])
+    baseline: RunRef | None = Field(default=None, description=f"Denominator run. {_TWIN_DOC}", examples=["fp32"])
     metric: Metric = Field(description=METRIC_DOC, examples=["peak_memory_mb"])
 
 
@@ -549,8 +871,10 @@ class CloseExpectation(_Expectation):
     """Two runs reach the same value of a metric within a tolerance."""
 
     kind: Literal["close"] = Field(description="metric of run is within a tolerance of metric of baseline.")
-    run: Name = Field(description="The run checked.", examples=["dual-b64"])
-    baseline: Name = Field(description="The run it should match.", examples=["single-b128"])
+    run: RunRef = Field(description=f"The run checked. {_CELLS_DOC}", examples=["dual-b64"])
+    baseline: RunRef | None = Field(
+        default=None, description=f"The run it should match. {_TWIN_DOC}", examples=["single-b128"]
+    )
     metric: Metric = Field(description=METRIC_DOC, examples=["final_loss"])
     rel_tol: float | None = Field(
         default=None, ge=0, le=100, description="Allowed |run - baseline| / |baseline| (0.05 = 5%).", examples=[0.05]
@@ -585,6 +909,13 @@ class RunOverride(Strict):
     """A run: partial sections deep-merged over the top-level ones (null removes a key)."""
 
     description: str = Field(default="", max_length=1000, description="What this run varies, for the report.")
+    acknowledge: list[WarningName] = _acknowledge_field("this run")
+    extends: Name | None = Field(
+        default=None,
+        description="Another run this one starts from: that run's overrides apply first, this run's on top "
+        "(chains allowed, cycles not).",
+        examples=["large-single"],
+    )
     model: Override = Field(
         default=None,
         description="Overrides of the top-level model section (a different `kind` replaces it).",
@@ -604,28 +935,90 @@ class RunOverride(Strict):
         description="Overrides of the top-level measure section.",
         json_schema_extra=_override_of("measure"),
     )
+    engine: Override = Field(
+        default=None,
+        description="Overrides of the top-level engine section (a different `kind` replaces it).",
+        json_schema_extra=_override_of("engine"),
+    )
+    script: Override = Field(
+        default=None,
+        description="Overrides of the top-level script section (its args, say); null removes it.",
+        json_schema_extra=_override_of("script"),
+    )
+
+
+class MatrixSection(BaseModel):
+    """A grid of runs, as in a CI matrix: every combination of the listed values is a run (a cell)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True, title="Matrix")
+    __pydantic_extra__: dict[
+        str, Annotated[list[Any], Field(min_length=1, max_length=MAX_CELLS, title="Values of a setting")]
+    ] = Field(init=False)
+
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        title="Cell name template",
+        description="How cells are named, with {key} for a value, e.g. 'accum-{gradient_accumulation_steps}'. "
+        "Default: key=value for each matrix key, joined by commas ('processes=2,mixed_precision=bf16').",
+        examples=["p{processes}-{mixed_precision}"],
+    )
+    include: list[Cells] = Field(
+        default=[],
+        max_length=MAX_CELLS,
+        title="Cells to add or extend",
+        description="Each entry adds its values to every cell whose matrix values it matches (its other keys "
+        "are added, never overwriting a matrix value); an entry that matches no cell is a new cell.",
+        examples=[[{"train.gradient_accumulation_steps": 4, "train.batch_size": 16}]],
+    )
+    exclude: list[Cells] = Field(
+        default=[],
+        max_length=MAX_CELLS,
+        title="Cells to leave out",
+        description="Each entry removes every cell whose matrix values match all of its values.",
+        examples=[[{"launch.processes": 2, "launch.mixed_precision": "bf16"}]],
+    )
+
+
+_MATRIX_DOC = (
+    f"Runs as a grid: settings (launch.processes, or a key of one section such as mixed_precision) -> lists of "
+    f"values; every combination becomes a run over the top-level sections (at most {MAX_CELLS})."
+)
 
 
 class ExperimentSpec(Strict):
     """An accel-run experiment: the base configuration, the runs that vary it, the results expected."""
 
-    model_config = ConfigDict(title="accel-run experiment spec")
+    # Either the built-in worker's sections or a script: each run is then checked as a RunConfig or a
+    # ScriptRunConfig (validate.py), which is where a missing section is reported.
+    model_config = ConfigDict(
+        title="accel-run experiment spec",
+        json_schema_extra={"anyOf": [{"required": ["model", "data", "train"]}, {"required": ["script"]}]},
+    )
 
     version: Literal[1] = Field(default=FORMAT_VERSION, description="Spec format version. This is version 1.")
     name: Name = Field(description=f"Experiment name; results go to results/<name>/. {NAME_RULE}.", examples=["day6"])
     description: str = Field(default="", max_length=10_000, description="What the experiment is for.")
-    model: ModelSection
-    data: DataSection
-    train: TrainSection = Field(description=_TRAIN_DOC)
+    script: ScriptSection | SkipJsonSchema[None] = Field(default=None, description=_SCRIPT_DOC)
+    model: ModelSection | SkipJsonSchema[None] = None
+    data: DataSection | SkipJsonSchema[None] = None
+    train: TrainSection | SkipJsonSchema[None] = Field(default=None, description=_TRAIN_DOC)
     launch: LaunchSection = Field(
         default_factory=LaunchSection, description=_LAUNCH_DOC, json_schema_extra={"default": {}}
     )
     measure: MeasureSection = Field(
         default_factory=MeasureSection, description=_MEASURE_DOC, json_schema_extra={"default": {}}
     )
-    baseline: Name | None = Field(
-        default=None, description="The run other runs' speedups are reported against (default: the first run)."
+    engine: EngineSection = Field(
+        default_factory=default_engine, description=_ENGINE_DOC, json_schema_extra={"default": {"kind": "local"}}
     )
+    baseline: Name | None = Field(
+        default=None,
+        description="The run other runs are reported against (default: the first run), and the baseline of "
+        "every expectation that names none.",
+    )
+    matrix: MatrixSection | None = Field(default=None, description=_MATRIX_DOC)
     runs: dict[Name, RunOverride] = Field(
         default={},
         description="Run name -> overrides of model/data/train/launch/measure. "
@@ -635,3 +1028,4 @@ class ExperimentSpec(Strict):
     expect: list[Expectation] = Field(
         default=[], max_length=1000, description="Results you expect; each is checked and reported."
     )
+    acknowledge: list[WarningName] = _acknowledge_field("the whole spec: every run and expectation")

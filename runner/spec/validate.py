@@ -8,28 +8,46 @@ user code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError, UsageError, sorted_unique
+from runner.spec import advice
 from runner.spec.diagnose import did_you_mean, findings_from
 from runner.spec.load import Document, parse_spec, read_spec_text
-from runner.spec.merge import merge_sections, source_of
+from runner.spec.matrix import expand_expectations
+from runner.spec.merge import merged_runs, source_of
 from runner.spec.models import (
+    BUILTIN_SECTIONS,
     BoundExpectation,
     CloseExpectation,
     ExperimentSpec,
+    HuggingFaceModel,
     RatioExpectation,
     RunConfig,
+    ScriptRunConfig,
+    SlurmEngineSection,
     SpeedupExpectation,
+    SyntheticTokens,
+    TransformerModel,
+    whole_numbers,
 )
+from runner.spec.set_option import apply_sets
 from runner.spec.workload import Workload, human_bytes, workload_of
+from runner.vocab import LOCK_FILE, REPORT_FILE, SPEC_COPY, SUMMARY_FILE
 
-SECTIONS = ("model", "data", "train", "launch", "measure")
+# a run's folder sits beside these in the result folder: a run must not take one's name
+RESULT_FOLDER_NAMES = frozenset(
+    {SUMMARY_FILE, SPEC_COPY, REPORT_FILE, LOCK_FILE, "verdicts.png", "why.png", "loss_curves.png", "throughput.png"}
+)
+SECTIONS = ("model", "data", "train", "launch", "measure", "engine", "script")
 DEFAULT_RUN = "main"
 # No synthetic experiment needs a terabyte; anything above is a typo (samples: 1e30) and is refused
 # before a process starts. Preflight compares smaller estimates with the machine's memory.
@@ -42,17 +60,31 @@ class ResolvedRun:
 
     name: str
     description: str
-    config: RunConfig
+    config: RunConfig | ScriptRunConfig
     workload: Workload
     sources: dict[KeyPath, KeyPath] = field(repr=False, compare=False)
+    script_file: str = ""  # a script run's script, resolved against the spec file's folder
+
+    @property
+    def builtin(self) -> RunConfig:
+        """The config of a run of the built-in worker (a script run has no model, data or train)."""
+        if not isinstance(self.config, RunConfig):
+            raise TypeError(f"run '{self.name}' runs a script, not the built-in worker")
+        return self.config
 
     def source(self, rel: KeyPath) -> KeyPath:
         """The document path where the value at `rel` (a path inside the run) was written."""
         return source_of(self.sources, rel)
 
+    @property
+    def machines(self) -> int:
+        """Machines one launch spans: the SLURM engine's nodes; the local engine runs on this one."""
+        engine = self.config.engine
+        return engine.nodes if isinstance(engine, SlurmEngineSection) else 1
+
     def overridden(self, rel: KeyPath) -> bool:
         """Whether this run's own overrides wrote the value at `rel` (not the top level, not a default)."""
-        return self.sources.get(tuple(rel), ())[:1] == ("runs",)
+        return self.sources.get(tuple(rel), ())[:1] in (("runs",), ("matrix",))
 
 
 @dataclass(frozen=True)
@@ -91,27 +123,39 @@ class Validation:
         return [d for d in self.diagnostics if d.severity is Severity.WARNING]
 
 
-def validate_file(path: str) -> Validation:
-    """Load and validate one spec file; never raises for problems in the file."""
+def validate_file(path: str, *, sets: Sequence[str] = ()) -> Validation:
+    """Load and validate one spec file, with the --set options applied; never raises for problems in the file."""
     try:
         text = read_spec_text(path)
     except SpecError as exc:
         return Validation(path, exc.diagnostics)
-    return validate_text(text, path)
+    return validate_text(text, path, sets=sets)
 
 
-def validate_text(text: str, path: str = "<spec>") -> Validation:
+def validate_text(text: str, path: str = "<spec>", *, sets: Sequence[str] = ()) -> Validation:
     """Validate YAML text (tests, fuzzing)."""
     try:
-        document = parse_spec(text, path)
+        document = apply_sets(parse_spec(text, path), sets)
     except SpecError as exc:
         return Validation(path, exc.diagnostics, text)
     return validate_document(document)
 
 
-def require_valid(path: str, *, strict: bool = False) -> ValidatedSpec:
-    """Validate a spec for running; raises SpecError with every error (and warning, when strict)."""
-    result = validate_file(path)
+def require_valid(
+    path: str, *, strict: bool = False, sets: Sequence[str] = (), as_path: str | None = None
+) -> ValidatedSpec:
+    """Validate a spec for running; raises SpecError with every error (and warning, when strict).
+
+    `as_path`: validate the file as if it were there (a result's copy of its spec, so a script's
+    relative path resolves against the original spec's folder, as it did when the result began).
+    """
+    if as_path is None:
+        result = validate_file(path, sets=sets)
+    else:
+        try:
+            result = validate_text(read_spec_text(path), as_path, sets=sets)
+        except SpecError as exc:
+            result = Validation(path, exc.diagnostics)
     blocking = result.diagnostics if strict else result.errors
     if blocking or result.spec is None:
         raise SpecError(blocking or result.diagnostics)
@@ -120,6 +164,9 @@ def require_valid(path: str, *, strict: bool = False) -> ValidatedSpec:
 
 def validate_document(document: Document) -> Validation:
     """All checks on a loaded document, all diagnostics collected."""
+    foreign = advice.accelerate_config(document.data)
+    if foreign is not None:  # one sentence instead of an unknown key per line
+        return Validation(document.path, [Diagnostic(document.path, 1, 1, Severity.ERROR, foreign)], document.text)
     checker = _Checker(document)
     spec = checker.check_document()
     runs = checker.check_runs()
@@ -129,8 +176,19 @@ def validate_document(document: Document) -> Validation:
     if spec is None or runs is None or any(d.severity is Severity.ERROR for d in diagnostics):
         return Validation(document.path, diagnostics, document.text)
     baseline = spec.baseline or next(iter(runs))
+    # expectations over cells, and those taking the top-level baseline, become ones between named runs
+    spec = spec.model_copy(update={"expect": [expectation for _, expectation in checker.expectations]})
     validated = ValidatedSpec(document, spec, runs, baseline, diagnostics)
     return Validation(document.path, diagnostics, document.text, validated)
+
+
+def _child(node: Any, key: str) -> Any:
+    return node.get(key) if isinstance(node, dict) else None
+
+
+def _names(value: Any) -> list[str]:
+    """The warning names of an `acknowledge:` list as written (an invalid one is Pydantic's to report)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _is_number(value: Any) -> TypeGuard[float]:
@@ -142,9 +200,10 @@ class _Checker:
 
     def __init__(self, document: Document) -> None:
         self.doc = document
-        self.data = document.data
+        self.data = whole_numbers(document.data)
         self.diagnostics: list[Diagnostic] = []
         self.claimed: set[KeyPath] = set()  # paths already explained better than Pydantic would
+        self.expectations: list[tuple[int, Any]] = []  # (index written at, expectation between named runs)
         self.check_absurd_sizes()
 
     @property
@@ -152,9 +211,25 @@ class _Checker:
         return any(d.severity is Severity.ERROR for d in self.diagnostics)
 
     def report(
-        self, doc_path: KeyPath, message: str, *, severity: Severity = Severity.ERROR, at_key: bool = False
+        self,
+        doc_path: KeyPath,
+        message: str,
+        *,
+        severity: Severity = Severity.ERROR,
+        at_key: bool = False,
+        code: str | None = None,
+        acknowledged: Sequence[str] = (),
     ) -> None:
+        """Record a diagnostic at `doc_path`; a warning with a `code` the spec acknowledges is dropped."""
         if doc_path in self.claimed:
+            return
+        if code is not None:
+            if code in acknowledged or code in _names(self.data.get("acknowledge")):
+                return
+            message = f"{message} [acknowledge: {code}]"
+        option = self.doc.origin(doc_path)
+        if option is not None:  # written by --set: the option locates it
+            self.diagnostics.append(Diagnostic(option, None, None, severity, message, doc_path))
             return
         span = self.doc.span(doc_path, of_key=at_key)
         self.diagnostics.append(Diagnostic(self.doc.path, span.line, span.col, severity, message, doc_path))
@@ -204,32 +279,89 @@ class _Checker:
         return {str(name): (value if isinstance(value, dict) else {}) for name, value in runs.items()}
 
     def check_runs(self) -> dict[str, ResolvedRun] | None:
-        base = {s: self.data[s] for s in SECTIONS if isinstance(self.data.get(s), dict)}
         resolved: dict[str, ResolvedRun] = {}
         ok = True
-        for name, override in self.run_overrides().items():
-            sections = {s: v for s, v in override.items() if s in SECTIONS and isinstance(v, dict | type(None))}
-            merged, sources = merge_sections(base, (), sections, ("runs", name))
-            config: RunConfig | None = self._validate(RunConfig, merged, partial(source_of, sources))
+        for name, description, merged, sources in merged_runs(self.data, SECTIONS, DEFAULT_RUN, self.report):
+            kind: type[RunConfig | ScriptRunConfig] = RunConfig
+            if merged.get("script") is not None:
+                kind = ScriptRunConfig
+                ok = self.check_builtin_sections_absent(name, merged, sources) and ok
+            config: RunConfig | ScriptRunConfig | None = self._validate(kind, merged, partial(source_of, sources))
             if config is None:
                 ok = False
                 continue
-            description = override.get("description", "")
+            script_file = ""
+            if isinstance(config, ScriptRunConfig):
+                script_file = self.check_script_file(config, source_of(sources, ("script", "path")))
             resolved[name] = ResolvedRun(
-                name, description if isinstance(description, str) else "", config, workload_of(config), sources
+                name,
+                description,
+                config,
+                workload_of(config),
+                sources,
+                script_file,
             )
         return resolved if ok else None
+
+    def check_builtin_sections_absent(self, name: str, merged: dict[str, Any], sources: dict[KeyPath, KeyPath]) -> bool:
+        """A script run has no model, data or train: its script builds its own. Each one given is an error."""
+        present = [s for s in BUILTIN_SECTIONS if s in merged]
+        for section in present:
+            del merged[section]
+            where = source_of(sources, (section,))
+            in_run = f"run '{name}': " if where[:1] == ("runs",) else ""
+            self.report(
+                where,
+                f"{in_run}{section} does not apply to a script workload: your script builds its own model, "
+                f"data and training loop; remove {section} (in a run, `{section}: null` removes a top-level one)",
+                at_key=True,
+            )
+        return not present
+
+    def check_script_file(self, config: ScriptRunConfig, where: KeyPath) -> str:
+        """The script, resolved against the spec file's folder: it must be a readable file (never imported here)."""
+        written = config.script.path
+        path = Path(self.doc.path).parent / Path(written).expanduser()
+        if not path.is_file():
+            state = "is not a file" if path.exists() else "does not exist"
+            self.report(where, f"script.path '{written}' {state} (looked for {path}; paths are relative to the spec)")
+        elif not os.access(path, os.R_OK):
+            self.report(where, f"script.path '{written}' is not readable (permissions of {path})")
+        return str(path.resolve())
 
     # -- semantic rules -----------------------------------------------------------------------
 
     def check_semantics(self, spec: ExperimentSpec, runs: dict[str, ResolvedRun]) -> None:
         for run in runs.values():
-            self.check_run(run)
+            if isinstance(run.config, ScriptRunConfig):  # its sizes are the script's: only the launch is checked
+                self.check_launch(run)
+                if isinstance(run.config.engine, SlurmEngineSection):
+                    self.check_slurm(run, run.config.engine)
+            else:
+                self.check_run(run)
         names = list(runs)
+        for name in names:
+            if name.lower() in RESULT_FOLDER_NAMES or name.lower().startswith(SUMMARY_FILE):
+                self.report(
+                    ("runs", name),
+                    f"run name '{name}' is the name of a file accel-run writes in the result folder "
+                    f"({', '.join(sorted(RESULT_FOLDER_NAMES))}); rename the run",
+                    at_key=True,
+                )
         if spec.baseline is not None and spec.baseline not in runs:
             hint = did_you_mean(spec.baseline, names)
             self.report(("baseline",), f"baseline names no run: '{spec.baseline}'{hint}; runs: {', '.join(names)}")
-        for index, expectation in enumerate(spec.expect):
+        builtin = [run for run in runs.values() if isinstance(run.config, RunConfig)]
+        unacknowledged = [run for run in builtin if "warmup-too-long" not in self.acknowledged_by(run)]
+        for run, found in advice.warmup_too_long(unacknowledged):
+            self._advise(run, found)
+        many = advice.many_launches(list(runs.values()))
+        if many is not None:
+            self._advise(next(iter(runs.values())), many)
+        configs = {name: run.config for name, run in runs.items()}
+        baseline = spec.baseline or next(iter(runs))  # as ValidatedSpec.baseline: the first run by default
+        self.expectations = expand_expectations(spec.expect, configs, baseline, self.report)
+        for index, expectation in self.expectations:
             self.check_expectation(index, expectation, runs)
 
     def _run_report(
@@ -240,6 +372,7 @@ class _Checker:
         *,
         severity: Severity = Severity.ERROR,
         also: tuple[KeyPath, ...] = (),
+        code: str | None = None,
     ) -> None:
         """Report a rule broken inside a run: named after the run when an override is involved."""
         involved = (rel, *also)
@@ -247,40 +380,74 @@ class _Checker:
         written = [p for p in involved if p in run.sources]
         where = (overridden or written or [rel])[0]
         prefix = f"run '{run.name}': " if overridden else ""
-        self.report(run.source(where), prefix + message, severity=severity)
+        acknowledged = self.acknowledged_by(run)
+        self.report(run.source(where), prefix + message, severity=severity, code=code, acknowledged=acknowledged)
+
+    def acknowledged_by(self, run: ResolvedRun) -> list[str]:
+        """The warnings a run acknowledges (`acknowledge:` in its own entry under runs)."""
+        return _names(_child(_child(self.data.get("runs"), run.name), "acknowledge"))
+
+    def _advise(self, run: ResolvedRun, found: advice.Advice | None) -> None:
+        if found is not None:
+            self._run_report(run, found.rel, found.message, severity=found.severity, also=found.also, code=found.code)
 
     def check_run(self, run: ResolvedRun) -> None:
-        config, work = run.config, run.workload
-        model, data = config.model, config.data
-        if model.input_dim != data.features:
-            self._run_report(
-                run,
-                ("model", "input_dim"),
-                f"model.input_dim is {model.input_dim} but data.features is {data.features}; they must be equal",
-                also=(("data", "features"),),
-            )
-        if model.classes != data.classes:
-            self._run_report(
-                run,
-                ("model", "classes"),
-                f"model.classes is {model.classes} but data.classes is {data.classes}; they must be equal",
-                also=(("data", "classes"),),
-            )
+        config, work = run.builtin, run.workload
+        data = config.data
+        self.check_model_fits_data(run)
         if work.memory_bytes > MEMORY_LIMIT_BYTES:
+            size = f"{data.seq_len} tokens" if isinstance(data, SyntheticTokens) else f"{data.features} features"
             self._run_report(
                 run,
                 ("data", "samples"),
                 f"this run needs about {human_bytes(work.memory_bytes)} of memory "
-                f"({data.samples:,} samples x {data.features} features, {work.params:,} parameters); "
+                f"({data.samples:,} samples x {size}, {work.params:,} parameters); "
                 f"no machine has that (limit {human_bytes(MEMORY_LIMIT_BYTES)})",
             )
             return
         self.check_steps(run)
         self.check_launch(run)
+        if isinstance(run.config.engine, SlurmEngineSection):
+            self.check_slurm(run, run.config.engine)
+
+    def check_model_fits_data(self, run: ResolvedRun) -> None:
+        """The model takes the data: a transformer reads tokens, the others features; the sizes agree."""
+        model, data = run.builtin.model, run.builtin.data
+        language_model = isinstance(model, TransformerModel | HuggingFaceModel)
+        if isinstance(model, HuggingFaceModel) and importlib.util.find_spec("transformers") is None:
+            self._run_report(
+                run,
+                ("model", "kind"),
+                "model kind 'huggingface' needs the transformers package, which is not installed here: "
+                "pip install 'accel-run[hf]'",
+            )
+        if language_model != isinstance(data, SyntheticTokens):
+            wants = "synthetic-tokens" if language_model else "synthetic-classification"
+            self._run_report(
+                run,
+                ("model", "kind"),
+                f"model kind '{model.kind}' trains on data kind '{wants}', but data.kind is '{data.kind}'",
+                also=(("data", "kind"),),
+            )
+            return
+        pairs = (
+            (("vocab", "vocab"), ("seq_len", "seq_len"))
+            if language_model
+            else (("input_dim", "features"), ("classes", "classes"))
+        )
+        for model_key, data_key in pairs:
+            model_value, data_value = getattr(model, model_key), getattr(data, data_key)
+            if model_value != data_value:
+                self._run_report(
+                    run,
+                    ("model", model_key),
+                    f"model.{model_key} is {model_value} but data.{data_key} is {data_value}; they must be equal",
+                    also=(("data", data_key),),
+                )
 
     def check_steps(self, run: ResolvedRun) -> None:
         """The run makes optimizer steps, and timed ones; its schedule's warm-up fits in it."""
-        config, work, train = run.config, run.workload, run.config.train
+        config, work = run.builtin, run.workload
         if work.train_samples < 1:
             self._run_report(run, ("train", "eval_split"), "eval_split leaves no training samples")
         elif work.steps_per_epoch == 0:
@@ -301,19 +468,11 @@ class _Checker:
                 f"the run makes only {work.optimizer_steps} optimizer step(s)",
                 also=(("train", "epochs"), ("train", "max_steps")),
             )
-        if train.warmup_steps > work.optimizer_steps > 0:
-            self._run_report(
-                run,
-                ("train", "warmup_steps"),
-                f"train.warmup_steps ({train.warmup_steps}) is longer than the run "
-                f"({work.optimizer_steps} optimizer steps); the learning rate never reaches its peak",
-                severity=Severity.WARNING,
-            )
 
     def check_launch(self, run: ResolvedRun) -> None:
         """Launch settings that contradict each other (GPUs, precision on CPU, machines)."""
         launch = run.config.launch
-        if launch.gpu_ids is not None and launch.num_machines == 1 and len(launch.gpu_ids) != launch.processes:
+        if launch.gpu_ids is not None and len(launch.gpu_ids) != launch.processes:
             self._run_report(
                 run,
                 ("launch", "gpu_ids"),
@@ -329,23 +488,71 @@ class _Checker:
                 also=(("launch", "device"),),
             )
         if launch.gpu_ids is not None and launch.device == "cpu":
-            self._run_report(run, ("launch", "gpu_ids"), "gpu_ids is set but device is cpu", severity=Severity.WARNING)
-        if launch.num_machines > 1 and not launch.main_process_ip:
-            self._run_report(
-                run, ("launch", "num_machines"), "num_machines > 1 needs main_process_ip (the main machine's address)"
-            )
-        if launch.machine_rank >= launch.num_machines:
             self._run_report(
                 run,
-                ("launch", "machine_rank"),
-                f"machine_rank {launch.machine_rank} must be below num_machines ({launch.num_machines})",
+                ("launch", "gpu_ids"),
+                "gpu_ids is set but device is cpu",
+                severity=Severity.WARNING,
+                code="gpu-ids-on-cpu",
             )
-        if launch.processes % launch.num_machines:
+        self._advise(run, advice.cuda_visible_devices(run))
+
+    def check_slurm(self, run: ResolvedRun, engine: SlurmEngineSection) -> None:
+        """A SLURM run: the engine decides machines and GPUs, so the launch section must not contradict it."""
+        launch = run.config.launch
+        if launch.gpu_ids is not None:
+            self._run_report(
+                run,
+                ("launch", "gpu_ids"),
+                "launch.gpu_ids is set, but SLURM assigns GPUs to a job: set engine.gpus_per_node instead",
+            )
+        if launch.processes % engine.nodes:
             self._run_report(
                 run,
                 ("launch", "processes"),
-                f"processes ({launch.processes}) must be a multiple of num_machines ({launch.num_machines}): "
-                "it counts processes on all machines together",
+                f"processes ({launch.processes}) must be a multiple of engine.nodes ({engine.nodes}): "
+                "it counts processes on all nodes together",
+                also=(("engine", "nodes"),),
+            )
+            return
+        per_node = launch.processes // engine.nodes
+        gpus = engine.gpus_per_node or 0
+        if launch.device == "cuda" and gpus == 0:
+            self._run_report(
+                run,
+                ("launch", "device"),
+                "launch.device is cuda, but the SLURM job asks for no GPUs: set engine.gpus_per_node",
+                also=(("engine", "gpus_per_node"),),
+            )
+        elif launch.device != "cpu" and gpus and per_node > gpus:
+            self._run_report(
+                run,
+                ("engine", "gpus_per_node"),
+                f"{per_node} processes per node ({launch.processes} on {engine.nodes} node(s)) need "
+                f"{per_node} GPUs per node, but engine.gpus_per_node is {gpus}",
+                also=(("launch", "processes"),),
+            )
+        elif launch.device == "cpu" and gpus:
+            self._run_report(
+                run,
+                ("engine", "gpus_per_node"),
+                f"engine.gpus_per_node asks for {gpus} GPU(s) per node, but launch.device is cpu: they stay idle",
+                severity=Severity.WARNING,
+            )
+        cpus, threads = engine.cpus_per_node, launch.cpu_threads_per_process
+        if cpus is not None and cpus < per_node:
+            self._run_report(
+                run,
+                ("engine", "cpus_per_node"),
+                f"engine.cpus_per_node ({cpus}) is fewer than the {per_node} processes per node",
+            )
+        elif cpus is not None and threads is not None and threads * per_node > cpus:
+            self._run_report(
+                run,
+                ("launch", "cpu_threads_per_process"),
+                f"{per_node} processes per node x {threads} threads need {per_node * threads} CPUs, "
+                f"but engine.cpus_per_node is {cpus}",
+                also=(("engine", "cpus_per_node"),),
             )
 
     def check_expectation(self, index: int, expectation: Any, runs: dict[str, ResolvedRun]) -> None:
@@ -366,7 +573,8 @@ class _Checker:
             if expectation.run == expectation.baseline:
                 self.report((*path, "baseline"), "run and baseline are the same run", severity=Severity.WARNING)
         if isinstance(expectation, SpeedupExpectation):
-            self._check_comparable(path, runs[expectation.run], runs[expectation.baseline])
+            # after expand_expectations, run and baseline are run names
+            self._check_comparable(path, runs[str(expectation.run)], runs[str(expectation.baseline)], expectation)
         if isinstance(expectation, BoundExpectation) and expectation.metric == "accuracy":
             bound = expectation.at_least if expectation.at_least is not None else expectation.at_most
             if bound is not None and bound > 1:
@@ -376,7 +584,11 @@ class _Checker:
                     f"accuracy is a fraction between 0 and 1; {bound} would be {bound:.0%} (write {bound / 100:g})",
                 )
 
-    def _check_comparable(self, path: KeyPath, run: ResolvedRun, base: ResolvedRun) -> None:
+    def _check_comparable(self, path: KeyPath, run: ResolvedRun, base: ResolvedRun, expectation: Any) -> None:
+        acknowledged = expectation.acknowledge
+        mixed = advice.confounded(run, base)
+        if mixed is not None:
+            self.report(path, mixed, severity=Severity.WARNING, code="confounded", acknowledged=acknowledged)
         a, b = run.workload, base.workload
         differences = []
         if a.global_batch != b.global_batch:
@@ -392,13 +604,34 @@ class _Checker:
                 f"speedup of '{run.name}' over '{base.name}' compares different work: {'; '.join(differences)}; "
                 "it is measured in samples/s, but the two runs do not train alike",
                 severity=Severity.WARNING,
+                code="different-work",
+                acknowledged=acknowledged,
             )
 
 
 def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
     """The runs named by --only (all when empty), in the spec's order; an unknown name is a usage error."""
     names = list(validated.runs)
+    only = _rejoin(only, validated.runs)
     for name in only:
         if name not in validated.runs:
             raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
     return [n for n in names if not only or n in only]
+
+
+def _rejoin(parts: tuple[str, ...], runs: dict[str, ResolvedRun]) -> tuple[str, ...]:
+    """--only's comma-separated parts, with the commas of matrix cell names put back.
+
+    `--only processes=2,mixed_precision=bf16,single` names two runs: at each part, the longest run
+    of parts that joins into a run's name is taken.
+    """
+    out: list[str] = []
+    start = 0
+    while start < len(parts):
+        end = next(
+            (e for e in range(len(parts), start, -1) if ",".join(parts[start:e]) in runs),
+            start + 1,
+        )
+        out.append(",".join(parts[start:end]))
+        start = end
+    return tuple(out)

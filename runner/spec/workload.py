@@ -9,7 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from runner.spec.models import LinearModel, MLPModel, RunConfig
+from runner.spec.models import (
+    HuggingFaceModel,
+    LinearModel,
+    MLPModel,
+    RunConfig,
+    ScriptRunConfig,
+    SyntheticTokens,
+    TransformerModel,
+)
 
 FLOAT_BYTES = 4
 # Adam-family training keeps weights, gradients and two moment buffers: 4 copies of the parameters.
@@ -32,6 +40,7 @@ class Workload:
     epochs: float
     memory_bytes: int  # host memory the data set and the training state need, estimated
     nominal_samples: int  # what the spec asks for: train samples x epochs, or max_steps x global batch
+    tokens_per_sample: int = 0  # predicted tokens per sequence (token data), 0 for other data
 
     @property
     def global_batch(self) -> int:
@@ -39,8 +48,17 @@ class Workload:
         return self.batch_size * self.processes * self.accumulation
 
 
-def parameter_count(model: MLPModel | LinearModel) -> int:
-    """Trainable parameters of the built-in model (weights and biases)."""
+def parameter_count(model: MLPModel | LinearModel | TransformerModel | HuggingFaceModel) -> int:
+    """Trainable parameters of the model (weights and biases)."""
+    if isinstance(model, TransformerModel | HuggingFaceModel):
+        d = model.d_model
+        ffn = (model.ffn or 4 * d) if isinstance(model, TransformerModel) else 4 * d
+        # per block: 2 LayerNorms, the fused q/k/v and output projections, the MLP's two layers (with biases)
+        block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * ffn + ffn) + (ffn * d + d)
+        # token and position embeddings, the blocks, the final LayerNorm, the output head (no bias;
+        # GPT-2 ties it to the token embedding, so there it adds no parameters)
+        head = d * model.vocab if isinstance(model, TransformerModel) else 0
+        return model.vocab * d + model.seq_len * d + model.layers * block + 2 * d + head
     widths = [model.input_dim, *(model.hidden if isinstance(model, MLPModel) else []), model.classes]
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(widths, widths[1:], strict=False))
 
@@ -54,8 +72,10 @@ def split_sizes(config: RunConfig) -> tuple[int, int]:
     return samples, config.train.eval_samples
 
 
-def workload_of(config: RunConfig) -> Workload:
+def workload_of(config: RunConfig | ScriptRunConfig) -> Workload:
     """Derive the workload of a run. Steps are 0 when one epoch cannot fill an optimizer step."""
+    if isinstance(config, ScriptRunConfig):
+        return script_workload(config)
     train_samples, eval_samples = split_sizes(config)
     processes = config.launch.processes
     batch = config.train.batch_size
@@ -76,7 +96,10 @@ def workload_of(config: RunConfig) -> Workload:
         else (config.train.max_steps or 0) * batch * processes * accumulation
     )
     params = parameter_count(config.model)
-    data_bytes = (train_samples + eval_samples) * (config.data.features * FLOAT_BYTES + 8)
+    if isinstance(config.data, SyntheticTokens):  # int64 token ids: inputs and their next tokens
+        data_bytes = (train_samples + eval_samples) * config.data.seq_len * 2 * 8
+    else:
+        data_bytes = (train_samples + eval_samples) * (config.data.features * FLOAT_BYTES + 8)
     memory = data_bytes + params * FLOAT_BYTES * TRAINING_COPIES
     return Workload(
         params=params,
@@ -91,6 +114,29 @@ def workload_of(config: RunConfig) -> Workload:
         epochs=epochs,
         memory_bytes=memory,
         nominal_samples=nominal,
+        tokens_per_sample=config.data.seq_len if isinstance(config.data, SyntheticTokens) else 0,
+    )
+
+
+def script_workload(config: ScriptRunConfig) -> Workload:
+    """A user script's workload: only its process count and accumulation are known before it runs.
+
+    Sizes, steps and memory are the script's own (0 here: nothing to estimate or compare up front);
+    the script reports its steps and samples while it runs (runner.track).
+    """
+    return Workload(
+        params=0,
+        train_samples=0,
+        eval_samples=0,
+        processes=config.launch.processes,
+        batch_size=0,
+        accumulation=config.script.gradient_accumulation_steps or 1,
+        micro_batches_per_epoch=0,
+        steps_per_epoch=0,
+        optimizer_steps=0,
+        epochs=0.0,
+        memory_bytes=0,
+        nominal_samples=0,
     )
 
 

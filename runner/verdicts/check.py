@@ -182,7 +182,7 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     if isinstance(expectation, SpeedupExpectation | RatioExpectation):
         return _check_ratio(expectation, runs, title, metric, names)
     if isinstance(expectation, BoundExpectation):
-        return _check_bound(expectation, runs[expectation.run], title, names)
+        return _check_bound(expectation, runs[names[0]], title, names)  # names: run (, baseline)
     return _check_close(expectation, runs, title, names)
 
 
@@ -378,7 +378,7 @@ def _check_bound(expectation: BoundExpectation, run: RunRecord, title: str, name
 def _check_close(
     expectation: CloseExpectation, runs: dict[str, RunRecord], title: str, names: tuple[str, ...]
 ) -> Verdict:
-    run, base = runs[expectation.run], runs[expectation.baseline]
+    run, base = runs[names[0]], runs[names[1]]
     a, b = _paired(run, base, expectation.metric)
     if not a:
         message = f"cannot be timed: no repeat of '{run.name}' and '{base.name}' was fit to time side by side"

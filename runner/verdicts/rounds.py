@@ -10,7 +10,7 @@ from dataclasses import replace
 from runner.results.records import TIMING_METRICS, RunRecord
 from runner.spec.models import ExperimentSpec
 from runner.verdicts.check import Verdict, check_expectations
-from runner.vocab import Outcome
+from runner.vocab import Outcome, Status
 
 
 def schedule(records: dict[str, RunRecord]) -> list[tuple[str, int]]:
@@ -19,7 +19,9 @@ def schedule(records: dict[str, RunRecord]) -> list[tuple[str, int]]:
     most = max((r.repeats for r in records.values() if r.selected), default=0)
     for repeat in range(1, most + 1):
         for name, record in records.items():
-            if record.selected and repeat <= record.repeats and repeat not in record.launches:
+            launch = record.launches.get(repeat)
+            # a launch submitted to a cluster by an earlier session and not yet collected is still to do
+            if record.selected and repeat <= record.repeats and (launch is None or launch.status is Status.PENDING):
                 todo.append((name, repeat))
     return todo
 

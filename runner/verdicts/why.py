@@ -35,7 +35,7 @@ from typing import Any
 from runner.vocab import Outcome, precision_name
 
 MIB = 2**20
-TIME_METRICS = frozenset({"step_time_ms", "samples_per_s", "train_time_s", "timed_time_s"})
+TIME_METRICS = frozenset({"step_time_ms", "samples_per_s", "tokens_per_s", "train_time_s", "timed_time_s"})
 MEMORY_METRICS = frozenset({"peak_memory_mb"})
 # The /proc/cpuinfo flags that give a CPU native bf16 arithmetic (dot products), by architecture;
 # avx_ne_convert and amx_tile alone are conversions and tile registers, not bf16 matmuls.
@@ -391,6 +391,8 @@ def _ratio_as_speedup(
     at_least, at_most = _number(expectation.get("at_least")), _number(expectation.get("at_most"))
     if metric == "samples_per_s" and at_least is not None:
         return at_least, None  # a throughput ratio is the speedup itself
+    if metric == "tokens_per_s" and at_least is not None and _seq_len(run) == _seq_len(base):
+        return at_least, None  # so is a token throughput ratio, at equal tokens per sample
     if metric == "step_time_ms" and at_most:
         g_run, g_base = (
             _number(run["metrics"].get("global_batch_size")),
@@ -408,6 +410,12 @@ def _ratio_as_speedup(
                 f"a step_time_ms ratio <= {at_most:g}x is a throughput speedup >= {speedup:.3g}x ({batches})",
             )
     return None, None
+
+
+def _seq_len(run: dict[str, Any]) -> float | None:
+    """Tokens per sample of a token-data run (tokens/s over samples/s), None for other data."""
+    tokens, samples = _number(run["metrics"].get("tokens_per_s")), _number(run["metrics"].get("samples_per_s"))
+    return round(tokens / samples) if tokens and samples else None
 
 
 def explain(

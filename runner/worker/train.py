@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from runner.jsonio import write_json_atomic
 from runner.plan.worker_plan import Observed, WorkerPlan
+from runner.spec.models import RunConfig, SyntheticTokens
 from runner.spec.workload import workload_of
 from runner.vocab import LAUNCH_T0_VAR
 from runner.worker import disturbance
@@ -31,6 +32,8 @@ from runner.worker.failpoint import Failpoint
 from runner.worker.memory import cpu_tensor_peak_mb
 from runner.worker.observe import Progress, current_rss_mb, rank_facts, start_heartbeat
 from runner.worker.probe import attribution
+
+EVAL_LOGITS = 1 << 22  # logits per eval batch of token data (16 MB in fp32)
 
 
 def _sync(device: torch.device) -> None:
@@ -72,7 +75,7 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        self.plan, config = plan, plan.config
+        self.plan, config = plan, plan.builtin
         self.work, self.train_config = workload_of(config), config.train
         # Precision comes from `accelerate launch` (the compiled config), never from here: passing it
         # would override the launcher, and "the declared precision ran" could then never fail.
@@ -219,7 +222,9 @@ class Trainer:
         accelerator, work = self.accelerator, self.work
         self.progress.update(timing.steps, "eval", force=True)
         final_loss, loss_curve = _losses(accelerator, self.losses, work, self.train_config.loss_every_steps)
-        eval_loss, accuracy = _evaluate(accelerator, self.model, self.eval_inputs, self.eval_labels)
+        eval_loss, accuracy = _evaluate(
+            accelerator, self.model, self.eval_inputs, self.eval_labels, _eval_batch(self.plan.builtin)
+        )
         rank_report, probe = self._measure_after(timing)
         ranks = accelerator.gather_for_metrics([rank_report], use_gather_object=True)
         if not accelerator.is_main_process:
@@ -230,8 +235,10 @@ class Trainer:
             "train_time_s": round(timing.train_end - timing.train_start, 6),
             "timed_time_s": round(timed, 6),
             "startup_s": round(timing.first_step_wall - launch_t0, 6) if launch_t0 == launch_t0 else None,
+            "first_step_at": round(timing.first_step_wall, 6),  # wall clock: submit-to-first-step on a cluster
             "samples_per_s": round(timing.timed_steps * work.global_batch / timed, 3) if timed > 0 else None,
             "step_time_ms": round(1000 * timed / timing.timed_steps, 6) if timing.timed_steps else None,
+            **self._token_rate(timing),
             "optimizer_steps": timing.steps,
             "timed_steps": timing.timed_steps,
             "final_loss": final_loss if math.isfinite(final_loss) else None,
@@ -258,6 +265,14 @@ class Trainer:
         write_json_atomic(self.plan.outputs.metrics, record)
         self.progress.update(timing.steps, "done", force=True)
 
+    def _token_rate(self, timing: Timing) -> dict[str, float | None]:
+        """tokens_per_s for token data (predicted tokens over all processes per second after warm-up)."""
+        tokens, timed = self.work.tokens_per_sample, timing.timed_s
+        if not tokens:
+            return {}
+        rate = round(timing.timed_steps * self.work.global_batch * tokens / timed, 3) if timed > 0 else None
+        return {"tokens_per_s": rate}
+
     def _observed(self, ranks: list[dict[str, Any]], final_loss: float) -> Observed:
         accelerator = self.accelerator
         return Observed(
@@ -274,6 +289,8 @@ class Trainer:
             gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
             optimizer_implementation=self.optimizer_impl,
             param_hashes=[r["param_hash"] for r in ranks],
+            machine_ranks=[r["machine_rank"] for r in ranks],
+            nodes=[r["node"] for r in ranks],
             diverged=not math.isfinite(final_loss),
             torch=torch.__version__,
             accelerate=_accelerate_version(),
@@ -326,13 +343,23 @@ def _losses(accelerator: Any, losses: torch.Tensor, work: Any, every: int) -> tu
     return round(final, 6), curve
 
 
+def _eval_batch(config: RunConfig) -> int:
+    """Eval batch size: 1024 samples, fewer for token data so a batch's logits stay near 16 MB."""
+    if isinstance(config.data, SyntheticTokens):
+        return max(1, min(1024, EVAL_LOGITS // (config.data.seq_len * config.data.vocab)))
+    return 1024
+
+
 def _evaluate(
-    accelerator: Any, model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
+    accelerator: Any, model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
 ) -> tuple[float | None, float | None]:
-    """Eval loss and accuracy over the eval set; each process scores a shard and every sample counts once."""
+    """Eval loss and accuracy over the eval set; each process scores a shard and every sample counts once.
+
+    With token data every predicted token counts: loss per token, accuracy of next-token predictions.
+    """
     if inputs.shape[0] == 0:
         return None, None
-    loader = accelerator.prepare(DataLoader(TensorDataset(inputs, labels), batch_size=1024))
+    loader = accelerator.prepare(DataLoader(TensorDataset(inputs, labels), batch_size=batch_size))
     model.eval()
     total_loss = torch.zeros((), device=accelerator.device)
     correct = torch.zeros((), device=accelerator.device, dtype=torch.long)
