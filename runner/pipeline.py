@@ -8,6 +8,7 @@ the resume policy (results.summary), the report (report).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -59,6 +60,7 @@ from runner.vocab import (
     DONE_PREFIX,
     METRICS_FILE,
     REPORT_FILE,
+    SETS_FILE,
     SPEC_COPY,
     STDERR_LOG,
     Status,
@@ -195,6 +197,8 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     result_dir = new_result_dir(options.output, validated.spec.name).absolute()
     text = validated.document.text
     write_text_atomic(result_dir / SPEC_COPY, text)
+    if options.sets:  # with spec.yaml, what a rebuilt summary needs to resolve the runs as they ran
+        write_text_atomic(result_dir / SETS_FILE, json.dumps(list(options.sets)) + "\n")
     records = _new_records(validated, selected, machine, options)
     session = Session(validated, machine, result_dir, options, records, sha256_text(text), now())
     ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")

@@ -54,6 +54,7 @@ DONE_PREFIX = "done.rank"  # written by each rank once its work is finished (met
 # Files of a result folder (<output>/<spec>/<timestamp>/).
 SUMMARY_FILE = "summary.json"
 SPEC_COPY = "spec.yaml"
+SETS_FILE = "sets.json"  # the --set options a result was started with, beside spec.yaml (for a rebuild)
 REPORT_FILE = "report.md"
 LOCK_FILE = "session.lock"  # held (flock) by the session that owns the result folder
 

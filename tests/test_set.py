@@ -144,3 +144,8 @@ def test_sets_are_recorded_in_the_result_and_a_different_resume_is_refused(tmp_p
         "accel-run: error: this result was started with --set train.epochs=1; resuming with --set train.epochs=2 "
         "would mix two specs. Resume with the same --set options (or none), or start a new result\n"
     )
+    # a damaged summary.json is rebuilt with the sets the result was started with (kept in sets.json)
+    (folder / "summary.json").write_text('{"format": 1, "stat')
+    rebuilt = run_cli("--report", str(folder))
+    assert "rebuilt it from the run folders" in rebuilt.stdout + rebuilt.stderr
+    assert json.loads((folder / "summary.json").read_text())["options"]["sets"] == ["train.epochs=1"]

@@ -20,12 +20,13 @@ from runner.results.records import LaunchRecord, RunRecord
 from runner.results.summary import build_summary, now, save_summary
 from runner.spec.validate import ValidatedSpec, validate_file
 from runner.verdicts.check import check_expectations
-from runner.vocab import METRICS_FILE, PLAN_FILE, SPEC_COPY, SUMMARY_FILE, Status
+from runner.vocab import METRICS_FILE, PLAN_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE, Status
 
 
 def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
     """Rebuild and save summary.json (the damaged file kept beside it); returns it and a note saying so."""
-    validated = _spec_of(folder, damage)
+    sets = _sets_of(folder)
+    validated = _spec_of(folder, damage, sets)
     records = {name: _record(folder, validated, name) for name in validated.runs}
     launches = sum(len(r.launches) for r in records.values())
     if not launches:
@@ -41,7 +42,7 @@ def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
             "baseline": validated.baseline,
             "runs": list(records),
         },
-        options={},
+        options={"sets": sets} if sets else {},
         environment={"rebuilt_at": now(), "rebuilt_from": "run folders (plan.json, metrics.json)"},
         records=records,
         verdicts=check_expectations(spec, records),
@@ -58,11 +59,20 @@ def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
     return summary, note
 
 
-def _spec_of(folder: Path, damage: str) -> ValidatedSpec:
+def _sets_of(folder: Path) -> list[str]:
+    """The --set options the result was started with (sets.json), or none."""
+    try:
+        sets = read_json(folder / SETS_FILE)
+    except (OSError, ValueError):
+        return []
+    return [str(option) for option in sets] if isinstance(sets, list) else []
+
+
+def _spec_of(folder: Path, damage: str, sets: list[str]) -> ValidatedSpec:
     copy = folder / SPEC_COPY
     if not copy.is_file():
         raise ResultError(f"{damage}; {copy} is missing too, so it cannot be rebuilt")
-    result = validate_file(str(copy))
+    result = validate_file(str(copy), sets=sets)
     if result.spec is None:
         raise ResultError(f"{damage}; {copy} is not a valid spec, so it cannot be rebuilt")
     return result.spec
