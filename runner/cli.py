@@ -358,6 +358,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         output=args.output,
         only=_only(args),
         sets=tuple(args.sets),
+        engine=args.engine,
         repeats=args.repeats,
         timeout_s=args.timeout,
         allow_inconclusive=args.allow_inconclusive,

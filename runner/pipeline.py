@@ -80,6 +80,7 @@ class RunOptions:
     progress: bool = True
     command: str = "accel-run"  # the command line as typed, recorded in summary.json
     sets: tuple[str, ...] = ()  # --set options the spec was validated with; --resume applies them again
+    engine: str | None = None  # --engine, shown in the report (its effect is among the sets)
 
 
 @dataclass
@@ -354,6 +355,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
         progress=options.progress,
         command=options.command,
         sets=sets,
+        engine=saved.get("engine"),
     )
     selected = select_runs(validated, merged.only)
     machine = probe_machine()

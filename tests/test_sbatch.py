@@ -179,3 +179,19 @@ def test_engine_slurm_keeps_a_runs_own_slurm_section_under_a_local_top_level() -
     engines = engine_of_runs(text, "slurm")
     assert "nodes=2" in engines["there"] and "partition='gpu'" in engines["there"]
     assert "nodes=1" in engines["here"]
+
+
+def test_the_report_says_when_the_command_line_chose_the_engine_and_which_jobs_ran() -> None:
+    import json
+
+    from conftest import ROOT
+    from runner.report.text import render
+
+    summary = json.loads((ROOT / "tests/cases/summaries/three-models/summary.json").read_text())
+    summary["options"] = {**summary.get("options", {}), "engine": "slurm", "sets": ["engine={kind: slurm}"]}
+    name = next(iter(summary["runs"]))
+    launch = summary["runs"][name]["repeats"][0]
+    launch["job_id"], launch["observed"] = "41", {**launch.get("observed", {}), "nodes": ["n1", "n2"]}
+    text = render(summary, markdown=False)
+    assert "Every run on the slurm engine (--engine slurm, applied as the --set options below)." in text
+    assert f"SLURM: {name}: job(s) 41 on n1, n2." in text

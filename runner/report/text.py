@@ -223,6 +223,9 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
         lines += [spec["description"], ""]
     status = summary.get("status", "?")
     lines.append(f"Status: {status}. Spec: {spec.get('path', '?')} (sha256 {spec.get('sha256', '?')[:12]}).")
+    engine = summary.get("options", {}).get("engine")
+    if engine:
+        lines.append(f"Every run on the {engine} engine (--engine {engine}, applied as the --set options below).")
     sets = summary.get("options", {}).get("sets") or []
     if sets:  # the spec as run is the file plus these: say so next to the file's checksum
         shown = " ".join(f"`--set {o}`" if markdown else f"--set {o}" for o in sets)
