@@ -200,6 +200,8 @@ def test_a_killed_session_resumes_by_reattaching_to_its_jobs(
     assert f"SLURM job {job}: attached" in output
     summary = _summary(folder)
     assert summary["runs"]["two-nodes"]["repeats"][0]["job_id"] == job  # not resubmitted
+    attached = summary["runs"]["two-nodes"]["repeats"][0]
+    assert attached["wall_s"] >= 4 and attached["queue_s"] is not None  # the whole job, by SLURM's account
     assert summary["runs"]["two-nodes"]["repeats"][0]["status"] == "ok"
     if "one-node" in runs:  # not submitted before the kill: submitted now, and only it
         assert summary["runs"]["one-node"]["repeats"][0]["status"] == "ok"

@@ -229,7 +229,8 @@ class SlurmEngine:
         except BaseException:
             _slurm(["scancel", job_id])  # a second Ctrl-C, or a bug here: leave no job behind
             raise
-        return self._ended(plan, job_id, started, running_since)
+        # re-attached, this session saw only part of the job: its times are SLURM's own account
+        return self._ended(plan, job_id, started, None if how == "ATTACHED" else running_since)
 
     def _ended(self, plan: LaunchPlan, job_id: str, started: float, running_since: float | None) -> LaunchOutcome:
         """The job left the queue: decide from SLURM's end state and the run folder."""
@@ -244,7 +245,7 @@ class SlurmEngine:
         queue_s = None if running_since is None else running_since - started
         wall = time.monotonic() - (running_since or started)
         if running_since is None and end is not None and end.run_s is not None:
-            wall, queue_s = end.run_s, end.queue_s  # it ran while nobody watched: SLURM's own account
+            wall, queue_s = end.run_s, end.queue_s  # it ran (partly) while nobody watched: SLURM's own account
         state = end.state if end else "UNKNOWN"
         how = f"job {job_id} ended {state}" + (f" (reason: {end.reason})" if end and end.reason else "")
         if end and end.exit_code and end.exit_code != "0:0":
