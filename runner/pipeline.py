@@ -49,6 +49,7 @@ from runner.results.summary import (
     resumable_sets,
     resumable_spec,
     save_summary,
+    submitted_jobs,
 )
 from runner.spec.models import SlurmEngineSection
 from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid, select_runs
@@ -576,24 +577,6 @@ def _job_changed(
             job_id=update.job_id,
         )
         session.save("running")
-
-
-def submitted_jobs(summary: dict[str, Any], records: dict[str, RunRecord]) -> dict[tuple[str, int], str]:
-    """The SLURM jobs a killed session left submitted and unrecorded: (run, repeat) -> job id.
-
-    Their runs are planned to include them, so the session reaches them in its usual order.
-    """
-    jobs = {}
-    for name, run in summary.get("runs", {}).items():
-        if name not in records or not records[name].selected:
-            continue
-        for launch in run.get("repeats", []):
-            record = LaunchRecord.from_json(launch)
-            if record.status is Status.PENDING and record.job_id and record.repeat not in records[name].launches:
-                jobs[(name, record.repeat)] = record.job_id
-                records[name].launches[record.repeat] = record  # kept in summary.json until collected
-                records[name].repeats = max(records[name].repeats, record.repeat)
-    return jobs
 
 
 def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, plan: LaunchPlan) -> None:

@@ -104,6 +104,11 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def failure_excerpt(directory: Path) -> str:
+    """The failing rank's first error from a launch's stderr.log (every line of its last 64 KiB read)."""
+    return first_error(log_tail(directory / STDERR_LOG, lines=64 * 1024), TAIL_LINES)
+
+
 def _signal_name(returncode: int) -> str:
     try:
         return signal.Signals(-returncode).name
@@ -209,7 +214,7 @@ def execute(
     returncode = proc.wait()
     leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
     wall = time.monotonic() - started
-    tail = first_error(log_tail(directory / STDERR_LOG, lines=64 * 1024), TAIL_LINES)  # every line of the 64 KiB read
+    tail = failure_excerpt(directory)
     warning = ""
     if status is None:
         finished = (directory / METRICS_FILE).exists()
@@ -218,7 +223,7 @@ def execute(
             status = Status.OK
         elif returncode == 0:
             status, reason = Status.FAILED, f"the launch exited 0 but wrote no {METRICS_FILE}"
-        elif finished and _all_done(directory, plan.declared.local_processes):
+        elif finished and all_ranks_done(directory, plan.declared.local_processes):
             status = Status.OK
             warning = (
                 f"the launch {how} after every rank had finished and {METRICS_FILE} was written; "
@@ -233,8 +238,8 @@ def execute(
     return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning)
 
 
-def _all_done(directory: Path, ranks: int) -> bool:
-    """Whether every rank on this machine marked its work finished (runner.worker.train writes the markers)."""
+def all_ranks_done(directory: Path, ranks: int) -> bool:
+    """Whether `ranks` ranks marked their work finished (runner.worker.train writes the markers)."""
     return len(list(directory.glob(f"{DONE_PREFIX}*"))) >= ranks
 
 

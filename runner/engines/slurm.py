@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
-from runner.engines.local import TAIL_LINES, log_tail, report_progress
-from runner.engines.logs import error_line, first_error
+from runner.engines.local import all_ranks_done, failure_excerpt, report_progress
+from runner.engines.logs import error_line
 from runner.plan.compile import LaunchPlan
 from runner.plan.sbatch import SBATCH_FILE
-from runner.vocab import DONE_PREFIX, METRICS_FILE, SLURM_TOOLS, STDERR_LOG, Status
+from runner.vocab import METRICS_FILE, SLURM_TOOLS, STDERR_LOG, Status
 
 POLL_S = 1.0  # squeue once a second: cheap for the controller, prompt enough for a person
 COMMAND_TIMEOUT_S = 60.0  # a SLURM client that hangs this long means the controller is unreachable
@@ -240,10 +240,9 @@ class SlurmEngine:
             end = None
         directory = plan.directory
         finished = (directory / METRICS_FILE).exists()
-        all_done = len(list(directory.glob(f"{DONE_PREFIX}*"))) >= plan.declared.processes
-        tail = first_error(log_tail(directory / STDERR_LOG, lines=64 * 1024), TAIL_LINES)
-        queue_s = None if running_since is None else running_since - started
-        wall = time.monotonic() - (running_since or started)
+        all_done = all_ranks_done(directory, plan.declared.processes)  # every node's ranks, in the shared folder
+        tail = failure_excerpt(directory)
+        wall, queue_s = _times(started, running_since)
         if running_since is None and end is not None and end.run_s is not None:
             wall, queue_s = end.run_s, end.queue_s  # it ran (partly) while nobody watched: SLURM's own account
         state = end.state if end else "UNKNOWN"
@@ -277,10 +276,15 @@ class SlurmEngine:
     def _stopped(
         self, plan: LaunchPlan, job_id: str, status: Status, reason: str, started: float, running_since: float | None
     ) -> LaunchOutcome:
-        tail = first_error(log_tail(plan.directory / STDERR_LOG, lines=64 * 1024), TAIL_LINES)
-        queue_s = None if running_since is None else running_since - started
-        wall = time.monotonic() - (running_since or started)
+        wall, queue_s = _times(started, running_since)
+        tail = failure_excerpt(plan.directory)
         return LaunchOutcome(status, None, wall, reason, tail, job_id=job_id, queue_s=queue_s)
+
+
+def _times(started: float, running_since: float | None) -> tuple[float, float | None]:
+    """(wall, queue) as this session saw the job: wall from when it ran (or was submitted), queue until then."""
+    wall = time.monotonic() - (running_since or started)
+    return wall, None if running_since is None else running_since - started
 
 
 def _tell(on_job: Callable[[JobUpdate], None] | None, update: JobUpdate) -> None:

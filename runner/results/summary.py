@@ -5,7 +5,7 @@ policies that rest on it: the exit code a result stands for, and what a resume m
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,16 @@ def resumable_sets(summary: dict[str, Any], given: Sequence[str]) -> tuple[str, 
     return recorded
 
 
+def _saved_launches(
+    summary: dict[str, Any], records: dict[str, RunRecord]
+) -> Iterator[tuple[str, dict[str, Any], LaunchRecord]]:
+    """(run name, its saved entry, one saved launch) for every launch of a run that `records` has."""
+    for name, run in summary.get("runs", {}).items():
+        if name in records:
+            for launch in run.get("repeats", []):
+                yield name, run, LaunchRecord.from_json(launch)
+
+
 def keep_finished(summary: dict[str, Any], records: dict[str, RunRecord]) -> tuple[int, int]:
     """Put a result's finished launches into fresh records; (kept, dropped).
 
@@ -187,17 +197,29 @@ def keep_finished(summary: dict[str, Any], records: dict[str, RunRecord]) -> tup
     facts: threads, device), so repeats never mix set-ups; the others are rerun.
     """
     kept = dropped = 0
-    for name, run in summary.get("runs", {}).items():
-        if name not in records:
+    for name, run, record in _saved_launches(summary, records):
+        if record.status is not Status.OK:
             continue
-        for launch in run.get("repeats", []):
-            record = LaunchRecord.from_json(launch)
-            if record.status is not Status.OK:
-                continue
-            if run.get("declared") != records[name].declared:
-                dropped += 1
-                continue
+        if run.get("declared") != records[name].declared:
+            dropped += 1
+            continue
+        records[name].launches[record.repeat] = record
+        records[name].repeats = max(records[name].repeats, record.repeat)
+        kept += 1
+    return kept, dropped
+
+
+def submitted_jobs(summary: dict[str, Any], records: dict[str, RunRecord]) -> dict[tuple[str, int], str]:
+    """The SLURM jobs a killed session left submitted and uncollected: (run, repeat) -> job id.
+
+    Their launches stay in the records (pending, so summary.json keeps their ids until they are
+    collected) and their runs are planned to include them, so the session reaches them in order.
+    """
+    jobs = {}
+    for name, _, record in _saved_launches(summary, records):
+        pending = record.status is Status.PENDING and record.job_id
+        if pending and records[name].selected and record.repeat not in records[name].launches:
+            jobs[(name, record.repeat)] = record.job_id
             records[name].launches[record.repeat] = record
             records[name].repeats = max(records[name].repeats, record.repeat)
-            kept += 1
-    return kept, dropped
+    return jobs
