@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
+
+import pytest
 
 from runner.plan.machine import Machine
 from runner.plan.preflight import preflight
@@ -84,4 +87,18 @@ def test_gpu_ids_on_a_machine_without_gpus_is_reported() -> None:
     assert warned[0] == (
         "run 'main': launch.gpu_ids names GPU(s) 6, 7, but this machine has no CUDA GPU: the run uses the CPU "
         "(device: auto) and gpu_ids is not applied"
+    )
+
+
+def test_a_slurm_run_without_the_slurm_clients_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no sbatch, squeue, scontrol or scancel
+    spec = validate_text(BASE + "engine: {kind: slurm, gpus_per_node: 1}\nlaunch: {device: cuda}\n").spec
+    assert spec is not None
+    # the nodes are not this machine: no GPU check here, only the clients SLURM needs
+    assert preflight(spec.runs.values(), CPU) == (
+        [
+            "run(s) 'main' use engine slurm, but sbatch, squeue, scontrol, scancel are not on PATH here "
+            "(run accel-run on the cluster's login node, or --engine local to run here)"
+        ],
+        [],
     )

@@ -241,3 +241,32 @@ def test_ctrl_c_cancels_the_job_and_exits_130(cluster: None, tmp_path: Path) -> 
     launch = _summary(_result(tmp_path / "out"))["runs"]["two-nodes"]["repeats"][0]
     assert launch["status"] == "interrupted"
     assert launch["reason"] == f"interrupted by Ctrl-C; job {job} was cancelled"
+
+
+REFUSED = SPEC.replace(
+    "  one-node:\n    engine: {nodes: 1}\n",
+    "  one-node:\n    engine: {nodes: 1}\n"
+    "  no-partition:\n    engine: {nodes: 1, partition: nosuchpartition}\n"
+    "  no-log:\n    engine: {nodes: 1, sbatch_args: ['--error=/nonexistent/folder/stderr.log']}\n",
+).replace("expect:\n", "baseline: one-node\nexpect:\n")
+
+
+def test_a_refused_job_and_a_job_whose_log_is_never_written_say_why(cluster: None, tmp_path: Path) -> None:
+    spec = _write(tmp_path, REFUSED)
+    proc = _accel_run(str(spec), "--output", str(tmp_path / "out"), "--only", "no-partition,no-log")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, output
+    runs = _summary(_result(tmp_path / "out"))["runs"]
+    refused = runs["no-partition"]["repeats"][0]
+    assert (refused["status"], refused["job_id"]) == ("failed", "")
+    assert refused["reason"] == (
+        "sbatch refused the job: sbatch: error: Batch job submission failed: Invalid partition name specified"
+    )
+    no_log = runs["no-log"]["repeats"][0]
+    folder = _result(tmp_path / "out") / "no-log"
+    assert no_log["status"] == "failed"
+    assert no_log["reason"].startswith(f"SLURM job {no_log['job_id']} ended FAILED")
+    assert no_log["reason"].endswith(
+        f"and its log {folder}/stderr.log was never written: is the result folder on a file system the nodes "
+        "share? (see scontrol show job / the slurmd log)"
+    )
