@@ -517,6 +517,13 @@ class LaunchSection(Strict):
         description="ACCELERATE_* variables of your shell to pass through; others are dropped so runs are hermetic.",
         examples=[["ACCELERATE_DEBUG_MODE"]],
     )
+    launcher: Literal["fork", "accelerate"] | None = Field(
+        default=None,
+        description="How a local launch starts its processes. fork: from a warm process that imported torch and "
+        "accelerate once (never CUDA), running accelerate's own launch code in a fresh child per launch, so torch "
+        "is not imported twice per launch. accelerate: the real `accelerate launch` command, as command.txt shows "
+        "it. null = fork on this machine; a SLURM job always uses accelerate launch.",
+    )
 
 
 # --- measure -----------------------------------------------------------------------------------
@@ -548,12 +555,48 @@ class MeasureSection(Strict):
     warmup_steps: int = Field(
         default=3, ge=0, le=1_000_000, description="Optimizer steps at the start excluded from the timed part."
     )
-    min_duration_s: float = Field(
-        default=1.0,
+    block_s: float = Field(
+        default=0.02,
+        gt=0,
+        le=3600,
+        description="The timed part is cut into blocks of whole optimizer steps at least this long (seconds), "
+        "each closed by one device synchronisation; the launch's speed is the median block rate.",
+    )
+    min_blocks: int = Field(
+        default=10,
+        ge=2,
+        le=100_000,
+        description="A launch with fewer blocks than this cannot decide a timing verdict (it is unfit to time).",
+    )
+    max_spread: float = Field(
+        default=0.25,
+        gt=0,
+        le=100,
+        description="A launch whose block rates spread more than this (IQR/median, 0.25 = 25%), or whose two "
+        "halves differ by more than half of it, is unfit to time: the machine changed while it was timed.",
+    )
+    extend_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=100,
+        description="When the declared training gives too few blocks (or too loose an estimate), timing-only "
+        "steps after it (same data and settings, never in loss or accuracy) may extend the timed part, for at most "
+        "this share of the launch's own overhead (start-up, warm-up, eval). 0 = never.",
+    )
+    min_duration_s: float | None = Field(
+        default=None,
         gt=0,
         le=86400,
-        description="A repeat whose timed part is shorter than this cannot decide a timing verdict (it is "
-        "inconclusive): below about a second, scheduler ticks and one-off stalls are a large share of it.",
+        description="A launch whose timed part is shorter than this (seconds) is unfit to time. null: the blocks "
+        "decide (measure.min_blocks); a script run, which reports no blocks, needs 1 s.",
+    )
+    max_session_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 86400,
+        description="With repeats: auto, no new round of repeats starts once the session has run this long "
+        "(seconds); the report says which verdicts were left undecided by it. null = no session limit.",
+        examples=[300],
     )
     max_disturbance: float = Field(
         default=0.10,
