@@ -26,7 +26,7 @@ from runner.engines.local import LocalEngine
 from runner.engines.slurm import SlurmEngine
 from runner.errors import ExitCode, MachineError, PreflightError, machine_error
 from runner.jsonio import read_json, write_text_atomic
-from runner.plan.compile import LaunchPlan, compile_launch, declared_of
+from runner.plan.compile import LaunchPlan, compile_launch, declared_of, launcher_of, server_env
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
@@ -97,6 +97,7 @@ class Session:
     started_at: str
     verdicts: list[Verdict] = field(default_factory=list)
     engines: dict[str, Engine] = field(default_factory=lambda: {"local": LocalEngine(), "slurm": SlurmEngine()})
+    wall_started: float = field(default_factory=time.monotonic)  # for the session's timed share
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
@@ -189,9 +190,28 @@ def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machi
         raise PreflightError(problems)
 
 
+def _engines(validated: ValidatedSpec, selected: list[str]) -> dict[str, Engine]:
+    """The session's engines; the fork server starts now when a run will use it, its imports beside ours."""
+    forked = any(launcher_of(validated.runs[name]) == "fork" for name in selected)
+    local = LocalEngine(server_env(os.environ) if forked else None)
+    local.warm_up()
+    return {"local": local, "slurm": SlurmEngine()}
+
+
 def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> SessionResult:
     """`accel-run SPEC`: run every selected run, check the expectations, report."""
     selected = select_runs(validated, options.only)
+    engines = _engines(validated, selected)
+    try:
+        return _run_spec(validated, selected, engines, options, err)
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+
+def _run_spec(
+    validated: ValidatedSpec, selected: list[str], engines: dict[str, Engine], options: RunOptions, err: TextIO
+) -> SessionResult:
     machine = probe_machine()
     ui = ProgressUI(stream=err, bars=options.progress)
     _check_machine(validated, selected, machine, ui)
@@ -202,7 +222,7 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     if options.sets:  # with spec.yaml, what a rebuilt summary needs to resolve the runs as they ran
         write_text_atomic(result_dir / SETS_FILE, json.dumps(list(options.sets)) + "\n")
     records = _new_records(validated, selected, machine, options)
-    session = Session(validated, machine, result_dir, options, records, sha256_text(text), now())
+    session = Session(validated, machine, result_dir, options, records, sha256_text(text), now(), engines=engines)
     ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
     with ResultLock(result_dir):
         return _run_session(session, ui)
@@ -365,12 +385,17 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     records = _new_records(validated, selected, machine, merged)
     kept, dropped = keep_finished(summary, records)
     started = summary.get("environment", {}).get("started_at", now())
-    session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
+    engines = _engines(validated, selected)
+    session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started, engines=engines)
     session.attach = submitted_jobs(summary, records)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")
-    return _run_session(session, ui)
+    try:
+        return _run_session(session, ui)
+    finally:
+        for engine in engines.values():
+            engine.close()
 
 
 def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]:
@@ -542,6 +567,8 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     )
     if outcome.warning:
         launch.notes.append(outcome.warning)
+    if outcome.note:
+        launch.notes.append(outcome.note)
     if outcome.leftovers_killed:
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:

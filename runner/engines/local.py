@@ -21,6 +21,7 @@ import psutil
 
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.logs import error_line, first_error
+from runner.engines.warm import ForkedLaunch, ForkServer, ForkServerError, startup_differences
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
 from runner.vocab import (
@@ -141,9 +142,17 @@ class _Heartbeats:
 
 
 class LocalEngine:
-    """Launches on this machine: `accelerate launch` as a child process tree, watched until it ends."""
+    """Launches on this machine: forked by the session's fork server, or `accelerate launch`, watched until it ends."""
 
     name = "local"
+
+    def __init__(self, server_env: dict[str, str] | None = None) -> None:
+        self.server = ForkServer(server_env) if server_env is not None else None
+
+    def warm_up(self) -> None:
+        """Start the fork server now, so its imports overlap the session's own start."""
+        if self.server is not None:
+            self.server.start()
 
     def run(
         self,
@@ -156,7 +165,12 @@ class LocalEngine:
         job_id: str | None = None,
     ) -> LaunchOutcome:
         """One launch to its end (see execute); a local launch has no job to tell of or re-attach to."""
-        return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress)
+        return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress, server=self.server)
+
+    def close(self) -> None:
+        """Stop the fork server, if one was started."""
+        if self.server is not None:
+            self.server.close()
 
 
 # Long on purpose: the watch loop's exits (launcher done, time limit, Ctrl-C, dead rank) and the
@@ -167,15 +181,13 @@ def execute(
     timeout_s: float | None,
     interrupts: Interrupts,
     on_progress: Callable[[int, int, str], None] | None = None,
+    server: ForkServer | None = None,
 ) -> LaunchOutcome:
     """Run one launch to its end and say how it ended; never raises for the launch's own failures."""
     directory = plan.directory
     env = {**plan.env, LAUNCH_T0_VAR: repr(time.time()), RUNNER_PID_VAR: str(os.getpid())}
     started = time.monotonic()
-    with open(directory / STDOUT_LOG, "wb") as out, open(directory / STDERR_LOG, "wb") as err:
-        proc = subprocess.Popen(
-            list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    proc, launcher_note = _start(plan, env, server)
     tree = _Tree(psutil.Process(proc.pid))
     heartbeats = _Heartbeats(directory)
     status: Status | None = None
@@ -235,7 +247,34 @@ def execute(
     if on_progress is not None and status is Status.OK:
         report_progress(directory, on_progress)
     shown_tail = tail if status is not Status.OK or warning else ""
-    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning)
+    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning, note=launcher_note)
+
+
+def _start(
+    plan: LaunchPlan, env: dict[str, str], server: ForkServer | None
+) -> tuple[subprocess.Popen[bytes] | ForkedLaunch, str]:
+    """Start the launch: forked by the server (launch.launcher: fork), else `accelerate launch`; and a note."""
+    directory = plan.directory
+    note = ""
+    if plan.launcher == "fork" and server is not None:
+        differences = startup_differences(server.env, env)
+        if not differences:
+            try:
+                return server.spawn(
+                    list(plan.launch_args), env, str(directory / STDOUT_LOG), str(directory / STDERR_LOG)
+                ), ""
+            except ForkServerError as exc:
+                note = f"the fork server failed ({exc}); this launch used accelerate launch"
+        else:
+            note = (
+                f"its environment sets {', '.join(differences)}, which only a new process reads: "
+                "this launch used accelerate launch instead of the fork server"
+            )
+    with open(directory / STDOUT_LOG, "wb") as out, open(directory / STDERR_LOG, "wb") as err:
+        proc = subprocess.Popen(
+            list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    return proc, note
 
 
 def all_ranks_done(directory: Path, ranks: int) -> bool:
