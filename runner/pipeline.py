@@ -28,7 +28,7 @@ from runner.errors import ExitCode, MachineError, PreflightError, machine_error
 from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of, launcher_of, server_env
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
-from runner.plan.preflight import preflight
+from runner.plan.preflight import preflight, skipped_runs
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
 from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
@@ -98,6 +98,22 @@ class Session:
     verdicts: list[Verdict] = field(default_factory=list)
     engines: dict[str, Engine] = field(default_factory=lambda: {"local": LocalEngine(), "slurm": SlurmEngine()})
     wall_started: float = field(default_factory=time.monotonic)  # for the session's timed share
+    budget_spent: bool = False  # measure.max_session_s stopped the rounds while a verdict was undecided
+
+    @property
+    def budget_s(self) -> float | None:
+        """The session's budget (the smallest measure.max_session_s of the runs it launches), or None."""
+        budgets = [
+            budget
+            for name, record in self.records.items()
+            if record.selected and (budget := self.validated.runs[name].config.measure.max_session_s) is not None
+        ]
+        return min(budgets) if budgets else None
+
+    def elapsed_s(self) -> float:
+        """Seconds since the session started."""
+        return time.monotonic() - self.wall_started
+
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
@@ -139,6 +155,7 @@ class Session:
                 "engine": self.engine_names(),
                 "started_at": self.started_at,
                 "command": self.options.command,
+                "session_wall_s": round(self.elapsed_s(), 3),
             },
             records=self.records,
             verdicts=self.verdicts,
@@ -168,6 +185,7 @@ def _new_records(
     validated: ValidatedSpec, selected: list[str], machine: Machine, options: RunOptions
 ) -> dict[str, RunRecord]:
     records = {}
+    skips = skipped_runs([validated.runs[n] for n in selected], machine)
     for name, run in validated.runs.items():
         fixed = _repeats(run, options)
         records[name] = RunRecord.measured_by(
@@ -178,12 +196,16 @@ def _new_records(
             declared=declared_of(run, machine).as_json(),
             selected=name in selected,
             auto=fixed is None,
+            skip_reason=skips.get(name, ""),
         )
     return records
 
 
 def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machine, ui: ProgressUI) -> None:
-    problems, warnings = preflight([validated.runs[n] for n in selected], machine)
+    runs = [validated.runs[n] for n in selected]
+    problems, warnings = preflight(runs, machine)
+    for name, reason in skipped_runs(runs, machine).items():
+        ui.say(f"accel-run: skipping run '{name}': it {reason}")
     for warning in warnings:
         ui.say(f"accel-run: warning: {warning}")
     if problems:
@@ -223,7 +245,9 @@ def _run_spec(
         write_text_atomic(result_dir / SETS_FILE, json.dumps(list(options.sets)) + "\n")
     records = _new_records(validated, selected, machine, options)
     session = Session(validated, machine, result_dir, options, records, sha256_text(text), now(), engines=engines)
-    ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
+    runnable = sum(record.selected for record in records.values())
+    ui.say(f"accel-run: {validated.spec.name}: {runnable} run(s), results in {result_dir}")
+    ui.say(f"accel-run: {bound_line(session)}")
     with ResultLock(result_dir):
         return _run_session(session, ui)
 
@@ -297,12 +321,17 @@ class DryRun:
     refused: list[str]
     warnings: list[str]
     runs: list[DryRunLaunch]
+    skipped: dict[str, str] = field(default_factory=dict)  # run -> why this machine would skip it
 
     def text(self) -> str:
         """Shell comments and one runnable command per run."""
         lines = [f"# dry run of {self.spec}: files in {self.result_dir}, nothing was started"]
         lines += [f"# preflight would refuse: {p}" for p in self.refused]
         lines += [f"# warning: {w}" for w in self.warnings]
+        lines += [
+            f"# would skip run '{name}': it {why} (its files are written all the same)"
+            for name, why in self.skipped.items()
+        ]
         for run in self.runs:
             nodes = f" on {run.machines} SLURM node(s)" if run.sbatch else ""
             what = f"{run.processes} process(es){nodes}, {run.device}, {run.precision}"
@@ -324,6 +353,7 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
     selected = select_runs(validated, options.only)
     machine = probe_machine()
     problems, warnings = preflight([validated.runs[n] for n in selected], machine)
+    skipped = skipped_runs([validated.runs[n] for n in selected], machine)
     # absolute: a SLURM job starts in its run folder, where a relative path would point elsewhere
     result_dir = new_result_dir(options.output, validated.spec.name).absolute()
     write_text_atomic(result_dir / SPEC_COPY, validated.document.text)
@@ -344,7 +374,7 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
                 sbatch=str(plan.directory / SBATCH_FILE) if SBATCH_FILE in plan.files else "",
             )
         )
-    return DryRun(validated.path, str(result_dir), problems, warnings, launches)
+    return DryRun(validated.path, str(result_dir), problems, warnings, launches, skipped)
 
 
 def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResult:
@@ -462,7 +492,8 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     finally:
         ui.close()
     verdicts = check_expectations(session.validated.spec, session.records)
-    session.verdicts = [stopped(v, session.records, interrupted) for v in verdicts]
+    spent = session.budget_s if session.budget_spent else None
+    session.verdicts = [stopped(v, session.records, interrupted, spent) for v in verdicts]
     summary = session.save("interrupted" if interrupted else "complete")
     text, hints = write_report(summary, session.result_dir)
     notes = [f"accel-run: {hint}" for hint in hints]
@@ -485,8 +516,15 @@ def _launch_until_decided(session: Session, interrupts: Interrupts, ui: Progress
     while True:
         todo = schedule(session.records)
         if not todo:
-            added = next_round(session.validated.spec, session.records)
+            budget, elapsed = session.budget_s, session.elapsed_s()
+            added = next_round(session.validated.spec, session.records, elapsed_s=elapsed, budget_s=budget)
             if not added:
+                # said only where the budget stopped a round that would have been launched
+                session.budget_spent = (
+                    budget is not None
+                    and elapsed >= budget
+                    and bool(next_round(session.validated.spec, _copy_records(session.records)))
+                )
                 return False
             ui.extend(added)
             continue
@@ -498,6 +536,31 @@ def _launch_until_decided(session: Session, interrupts: Interrupts, ui: Progress
             session.save("running")
             if outcome.status is Status.INTERRUPTED:
                 return True
+
+
+def bound_line(session: Session) -> str:
+    """How many launches the session starts with, how many repeats: auto may add, and what bounds its time."""
+    selected = [r for r in session.records.values() if r.selected]
+    first = len(schedule(session.records))
+    auto = [r for r in selected if r.auto]
+    if not auto:
+        return f"{first} launch(es), fixed by measure.repeats"
+    most = sum(r.max_repeats for r in auto) + sum(r.repeats for r in selected if not r.auto)
+    budget = session.budget_s
+    limit = (
+        f"no new round of repeats after {budget:g} s (measure.max_session_s)"
+        if budget is not None
+        else f"each run's repeats stop after {max(r.max_time_s for r in auto):g} s of launches (measure.max_time_s; "
+        "measure.max_session_s bounds the whole session)"
+    )
+    return (
+        f"{first} launch(es) first; repeats: auto adds repeats only while a verdict is undecided, up to {most}; {limit}"
+    )
+
+
+def _copy_records(records: dict[str, RunRecord]) -> dict[str, RunRecord]:
+    """Records whose planned repeats can be changed without touching the session's (to ask 'would a round run?')."""
+    return {name: replace(record) for name, record in records.items()}
 
 
 def _record_killed_launch(session: Session) -> None:
@@ -564,6 +627,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         prepare_s=round(prepare_s, 4),
         job_id=outcome.job_id,
         queue_s=None if outcome.queue_s is None else round(outcome.queue_s, 3),
+        launcher=outcome.launcher or plan.launcher,
     )
     if outcome.warning:
         launch.notes.append(outcome.warning)
@@ -624,6 +688,15 @@ def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, p
             ui.say("  | " + line)
 
 
+def phases_of(worker: dict[str, Any], ended_at: float) -> dict[str, Any]:
+    """The worker's phases of a launch, with its teardown: from metrics.json written to the launch's exit."""
+    phases = {name: value for name, value in worker.items() if name != "written_at"}
+    written = worker.get("written_at")
+    if isinstance(written, int | float):
+        phases["teardown_s"] = round(max(0.0, ended_at - written), 6)
+    return phases
+
+
 def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | None = None) -> None:
     """Fill a launch record from metrics.json, failing it when what ran differs from the spec.
 
@@ -634,6 +707,7 @@ def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | Non
     launch.metrics, launch.observed = data["metrics"], data["observed"]
     launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
     launch.disturbance = data.get("disturbance") or {}
+    launch.phases = phases_of(data.get("phases") or {}, launch.started_at + launch.wall_s)
     observed = Observed.from_json(launch.observed)
     problems = mismatches(plan.declared, observed)
     if observed.main_process_port is not None:

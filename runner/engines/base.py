@@ -40,6 +40,7 @@ class LaunchOutcome:
     job_id: str = ""  # the cluster job that ran it (SLURM)
     queue_s: float | None = None  # submitted to running, on a cluster
     note: str = ""  # what the reader should know of how it was started (a launcher fallback)
+    launcher: str = ""  # what started it: "fork" (the fork server) or "accelerate" (accelerate launch)
 
     @property
     def ok(self) -> bool:

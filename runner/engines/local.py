@@ -247,7 +247,10 @@ def execute(
     if on_progress is not None and status is Status.OK:
         report_progress(directory, on_progress)
     shown_tail = tail if status is not Status.OK or warning else ""
-    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning, note=launcher_note)
+    launcher = "fork" if isinstance(proc, ForkedLaunch) else "accelerate"
+    return LaunchOutcome(
+        status, returncode, wall, reason, shown_tail, leftovers, warning, note=launcher_note, launcher=launcher
+    )
 
 
 def _start(

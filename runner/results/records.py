@@ -72,6 +72,8 @@ class LaunchRecord:
     job_id: str = ""  # the SLURM job that ran it; kept while it runs, so --resume can re-attach to it
     queue_s: float | None = None  # SLURM: submitted to running
     recorded_at: float = 0.0  # wall clock when its result was recorded
+    phases: dict[str, Any] = field(default_factory=dict)  # seconds per phase of the launch (metrics.json + teardown)
+    launcher: str = ""  # what started it: "fork" or "accelerate" (SLURM jobs: accelerate)
 
     def timing_problem(
         self, min_duration_s: float | None, max_disturbance: float, rules: Rules | None = None
@@ -158,6 +160,7 @@ class RunRecord:
     declared: dict[str, Any]
     noise_floor: float
     selected: bool = True
+    skip_reason: str = ""  # why a run was left out by this machine (too few GPUs), where it was
     launches: dict[int, LaunchRecord] = field(default_factory=dict)
     auto: bool = False  # measure.repeats: auto
     max_repeats: int = 10
@@ -178,7 +181,9 @@ class RunRecord:
 
     @property
     def reason(self) -> str:
-        """Why the run is not ok (its first bad launch's reason)."""
+        """Why the run is not ok: why it was skipped, or its first bad launch's reason."""
+        if not self.selected:
+            return self.skip_reason
         for repeat in sorted(self.launches):
             if self.launches[repeat].status is not Status.OK:
                 return (
@@ -202,6 +207,7 @@ class RunRecord:
         declared: dict[str, Any],
         selected: bool,
         auto: bool,
+        skip_reason: str = "",
     ) -> RunRecord:
         """A record that judges its launches by the run's measure section (noise floor, fitness, budget)."""
         return RunRecord(
@@ -210,7 +216,8 @@ class RunRecord:
             repeats=repeats,
             declared=declared,
             noise_floor=measure.noise_floor,
-            selected=selected,
+            selected=selected and not skip_reason,
+            skip_reason=skip_reason,
             auto=auto,
             max_repeats=measure.max_repeats,
             max_time_s=measure.max_time_s,
@@ -283,6 +290,7 @@ class RunRecord:
             "metrics": metrics,
             "spread": spreads,
             "attribution": _median_attribution([launch.attribution for launch in launches]),
+            "phases": _median_attribution([launch.phases for launch in launches]),
             "loss_curve": first.loss_curve if first else [],
             "disturbance": {
                 "max_others_share": max(measured) if measured else None,

@@ -164,6 +164,8 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
 
     for name in names:
         record = runs.get(name)
+        if record is not None and record.skip_reason:  # this machine is too small for it: shown, not counted
+            return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' {record.skip_reason}")
         if record is None or not record.selected:  # left out on purpose: shown, not counted
             return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' was not selected (--only)")
         if record.status.value != "ok":

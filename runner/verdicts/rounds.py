@@ -26,14 +26,19 @@ def schedule(records: dict[str, RunRecord]) -> list[tuple[str, int]]:
     return todo
 
 
-def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
+def next_round(
+    spec: ExperimentSpec, records: dict[str, RunRecord], *, elapsed_s: float = 0.0, budget_s: float | None = None
+) -> int:
     """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict; how many were added.
 
     A verdict is undecided when it is inconclusive and more repeats may settle it (a spread that
     holds the bound, disturbed repeats, a speedup beyond what the change can give); both runs of a
     pair get the same next repeat number, so they stay paired. A run stops at measure.max_repeats
-    or once its launches took measure.max_time_s.
+    or once its launches took measure.max_time_s; no round starts once the session has run for
+    `budget_s` (measure.max_session_s).
     """
+    if budget_s is not None and elapsed_s >= budget_s:
+        return 0
     wanted: list[tuple[str, ...]] = []
     for verdict in check_expectations(spec, records):
         if verdict.verdict == Outcome.INCONCLUSIVE and verdict.repeats_needed is not None:
@@ -54,7 +59,9 @@ def _budget_left(record: RunRecord) -> bool:
     return len(record.launches) < record.max_repeats and record.launch_time_s() < record.max_time_s
 
 
-def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) -> Verdict:
+def stopped(
+    verdict: Verdict, records: dict[str, RunRecord], interrupted: bool, budget_spent: float | None = None
+) -> Verdict:
     """The verdict with how many repeats it used and why no more were launched."""
     runs = [records[n] for n in verdict.runs if n in records and records[n].selected]
     if not runs or verdict.verdict in (Outcome.SKIPPED, Outcome.ERROR):
@@ -70,6 +77,8 @@ def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) 
         why = "decided"
     elif verdict.repeats_needed is None:
         why = "more repeats cannot settle it"
+    elif budget_spent is not None:
+        why = f"measure.max_session_s ({budget_spent:g} s) spent"
     elif any(len(r.launches) >= r.max_repeats for r in runs):
         why = f"measure.max_repeats ({min(r.max_repeats for r in runs)}) reached"
     else:
