@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-slurm gpu-check lint install clean editor-tools
+.PHONY: run test test-fast test-slurm gpu-check gpu-wheels lint install clean editor-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,20 @@ test-slurm: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
 
+# The wheels a GPU machine without network needs beside its own torch and accelerate (pydantic,
+# ruamel.yaml and what they need), for its Python (GPU_PYTHON, default 3.12), into .whl/ (ignored by
+# git): carry .whl to that machine and run scripts/gpu-check.sh there.
+GPU_PYTHON ?= 3.12
+gpu-wheels:
+	python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	  pydantic==2.14.4 pydantic_core==2.50.5 annotated-types typing-inspection 'typing_extensions>=4.16' \
+	  ruamel.yaml==0.19.1 ruamel.yaml.clib==0.2.15
+	@ls .whl
+
 # On a machine with CUDA: the GPU tests (Day 6 on 1 and all GPUs, fp32 and bf16), report printed.
 # constraints.txt pins torch's CPU build: on a GPU machine put a CUDA build of torch in .venv first.
+# scripts/gpu-check.sh runs these and everything else a short visit to a GPU machine should do.
 gpu-check: $(STAMP)
 	@$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else \
 	  'gpu-check: torch ' + torch.__version__ + ' sees no CUDA GPU (no GPU here, or the CPU build of torch)')"

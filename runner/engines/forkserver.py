@@ -81,6 +81,16 @@ def _fresh_process_state() -> None:
         torch.set_num_threads(int(threads))  # a new process reads it when OpenMP starts; this one started long ago
 
 
+def exit_code(stop: SystemExit) -> int:
+    """The exit status a new interpreter would give this SystemExit, printing its message as Python does."""
+    if stop.code is None:
+        return 0
+    if isinstance(stop.code, int):
+        return stop.code
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
 def run_entry(argv: list[str]) -> int:
     """Run `python [-u] -m MODULE ARGS` or `python SCRIPT ARGS` in this process; its exit code."""
     args = list(argv)
@@ -94,7 +104,10 @@ def run_entry(argv: list[str]) -> int:
             target = import_module(name)
             sys.argv = [str(target.__file__), *rest]
             main: Callable[[list[str]], int] = getattr(target, function)
-            return main(rest)
+            try:
+                return main(rest)
+            except SystemExit as stop:
+                return exit_code(stop)
         sys.argv = [module, *rest]
         run: Callable[[], Any] = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
     else:
@@ -104,7 +117,7 @@ def run_entry(argv: list[str]) -> int:
     try:
         run()
     except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        return exit_code(stop)
     return 0
 
 
@@ -149,7 +162,7 @@ def launch_in_process(argv: list[str]) -> int:
     try:
         accelerate_launch.launch_command(args)
     except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        return exit_code(stop)
     return 0
 
 

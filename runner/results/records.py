@@ -82,12 +82,15 @@ class LaunchRecord:
         timed = self.metrics.get("timed_time_s")
         blocks = self.metrics.get("timed_blocks")
         if isinstance(blocks, int) and not isinstance(blocks, bool):
+            rules = rules or Rules()
+            if max_disturbance >= 1:  # any load accepted: a spread or drift it causes is accepted too
+                rules = Rules(rules.min_blocks, float("inf"))
             found = block_problem(
                 blocks,
                 float(timed) if isinstance(timed, int | float) else 0.0,
                 float(self.metrics.get("block_spread") or 0.0),
                 float(self.metrics.get("block_drift") or 0.0),
-                rules or Rules(),
+                rules,
             )
             if found is not None:
                 return TimingProblem(*found)

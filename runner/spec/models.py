@@ -604,7 +604,8 @@ class MeasureSection(Strict):
         le=1,
         description="A repeat during whose timed part other processes took more than this share of the CPU "
         "cores (0.10 = 10%), or whose timed step took over 3x the same step probed after training, is disturbed: "
-        "it is repeated, never averaged in. 1 accepts any load.",
+        "it is repeated, never averaged in. 1 accepts any load (and the spread and drift it causes: "
+        "measure.max_spread is not applied then).",
     )
     noise_floor: float = Field(
         default=0.03,

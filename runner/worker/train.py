@@ -150,6 +150,13 @@ class Timing:
         self.marks[phase] = time.time()
 
 
+# A finished rank's trainer stays referenced until the process ends (with os._exit, never the
+# interpreter's shutdown): freeing it would run the process group's destructor, which joins gloo's
+# worker threads, and one of them can wait forever on a peer that has already finished. Seen as a
+# rank hung in ~ProcessGroupGloo after its work and done marker were written.
+_NEVER_TORN_DOWN: list[Trainer] = []
+
+
 def run_plan(plan_path: str, entered: float | None = None) -> None:
     """Run one launch as plan.json describes; the main process writes metrics.json at the end.
 
@@ -158,6 +165,7 @@ def run_plan(plan_path: str, entered: float | None = None) -> None:
     """
     marks = {"process": process_start_time(), "imports": entered if entered is not None else time.time()}
     trainer = Trainer(WorkerPlan.read(plan_path), marks)
+    _NEVER_TORN_DOWN.append(trainer)
     timing = trainer.train()
     trainer.report(timing)
     _finish(trainer.accelerator, f"{trainer.plan.outputs.done_prefix}{trainer.rank}", trainer.failpoint, trainer.rank)
