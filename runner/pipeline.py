@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -98,9 +98,9 @@ class Session:
     verdicts: list[Verdict] = field(default_factory=list)
     engines: dict[str, Engine] = field(default_factory=lambda: {"local": LocalEngine(), "slurm": SlurmEngine()})
     wall_started: float = field(default_factory=time.monotonic)  # for the session's timed share
-    budget_spent: bool = False  # measure.max_session_s stopped the rounds while a verdict was undecided
+    budget_spent: bool = False  # measure.max_session_s stopped launches that were still planned
 
-    @property
+    @cached_property
     def budget_s(self) -> float | None:
         """The session's budget (the smallest measure.max_session_s of the runs it launches), or None."""
         budgets = [
@@ -512,25 +512,25 @@ def _save_what_can_be_saved(session: Session, fault: str) -> None:
 
 
 def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:
-    """Launch what the schedule holds, then the rounds auto repeats ask for; True when interrupted."""
+    """Launch what the schedule holds, then the rounds auto repeats ask for; True when interrupted.
+
+    Once the session has run for measure.max_session_s, no launch starts (see _over_budget).
+    """
     while True:
         todo = schedule(session.records)
         if not todo:
-            budget, elapsed = session.budget_s, session.elapsed_s()
-            added = next_round(session.validated.spec, session.records, elapsed_s=elapsed, budget_s=budget)
+            added = next_round(session.validated.spec, session.records)
             if not added:
-                # said only where the budget stopped a round that would have been launched
-                session.budget_spent = (
-                    budget is not None
-                    and elapsed >= budget
-                    and bool(next_round(session.validated.spec, _copy_records(session.records)))
-                )
+                return False
+            if _over_budget(session):
                 return False
             ui.extend(added)
             continue
         for name, repeat in todo:
             if interrupts.count:
                 return True
+            if _over_budget(session):
+                return False
             session.require_folder()
             outcome = _launch(session, name, repeat, interrupts, ui)
             session.save("running")
@@ -538,29 +538,48 @@ def _launch_until_decided(session: Session, interrupts: Interrupts, ui: Progress
                 return True
 
 
+def _over_budget(session: Session) -> bool:
+    """Whether measure.max_session_s is spent; then what was still planned is not launched, and says so.
+
+    A run with finished launches keeps them (its verdicts are judged on those); a run never launched
+    is skipped with the reason, as a run this machine is too small for is.
+    """
+    budget = session.budget_s
+    if budget is None or session.elapsed_s() < budget:
+        return False
+    for record in session.records.values():
+        if not record.selected or len(record.launches) >= record.repeats:
+            continue
+        if record.launches:
+            record.repeats = len(record.launches)
+        else:
+            record.selected = False
+            record.skip_reason = f"was not run: measure.max_session_s ({budget:g} s) was spent first"
+        session.budget_spent = True
+    return True
+
+
 def bound_line(session: Session) -> str:
     """How many launches the session starts with, how many repeats: auto may add, and what bounds its time."""
     selected = [r for r in session.records.values() if r.selected]
     first = len(schedule(session.records))
     auto = [r for r in selected if r.auto]
-    if not auto:
-        return f"{first} launch(es), fixed by measure.repeats"
     most = sum(r.max_repeats for r in auto) + sum(r.repeats for r in selected if not r.auto)
+    plan = (
+        f"{first} launch(es), up to {most} while repeats: auto finds a verdict undecided"
+        if auto
+        else f"{first} launch(es) (measure.repeats)"
+    )
     budget = session.budget_s
-    limit = (
-        f"no new round of repeats after {budget:g} s (measure.max_session_s)"
-        if budget is not None
-        else f"each run's repeats stop after {max(r.max_time_s for r in auto):g} s of launches (measure.max_time_s; "
-        "measure.max_session_s bounds the whole session)"
+    if budget is None:
+        return f"{plan}; no session limit (measure.max_session_s)"
+    timeouts = [session.validated.runs[n].config.launch.timeout_s for n, r in session.records.items() if r.selected]
+    last = (
+        f" plus the launch then running (at most {max(t for t in timeouts if t is not None):g} s, launch.timeout_s)"
+        if all(t is not None for t in timeouts)
+        else " plus the launch then running"
     )
-    return (
-        f"{first} launch(es) first; repeats: auto adds repeats only while a verdict is undecided, up to {most}; {limit}"
-    )
-
-
-def _copy_records(records: dict[str, RunRecord]) -> dict[str, RunRecord]:
-    """Records whose planned repeats can be changed without touching the session's (to ask 'would a round run?')."""
-    return {name: replace(record) for name, record in records.items()}
+    return f"{plan}; no launch starts after {budget:g} s (measure.max_session_s){last}"
 
 
 def _record_killed_launch(session: Session) -> None:

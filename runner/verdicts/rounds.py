@@ -26,19 +26,14 @@ def schedule(records: dict[str, RunRecord]) -> list[tuple[str, int]]:
     return todo
 
 
-def next_round(
-    spec: ExperimentSpec, records: dict[str, RunRecord], *, elapsed_s: float = 0.0, budget_s: float | None = None
-) -> int:
+def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
     """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict; how many were added.
 
     A verdict is undecided when it is inconclusive and more repeats may settle it (a spread that
     holds the bound, disturbed repeats, a speedup beyond what the change can give); both runs of a
     pair get the same next repeat number, so they stay paired. A run stops at measure.max_repeats
-    or once its launches took measure.max_time_s; no round starts once the session has run for
-    `budget_s` (measure.max_session_s).
+    or once its launches took measure.max_time_s.
     """
-    if budget_s is not None and elapsed_s >= budget_s:
-        return 0
     wanted: list[tuple[str, ...]] = []
     for verdict in check_expectations(spec, records):
         if verdict.verdict == Outcome.INCONCLUSIVE and verdict.repeats_needed is not None:
