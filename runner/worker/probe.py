@@ -76,12 +76,14 @@ def attribution(
     for _ in range(probes):
         phases["data"].append(_timed(device, load))
         phases["compute"].append(_timed(device, unsynced))
-        raw.zero_grad(set_to_none=True)
         if world > 1:
+            raw.zero_grad(set_to_none=True)
             accelerator.wait_for_everyone()  # measure the all-reduce, not the ranks' skew
             phases["synced"].append(_timed(device, forward_backward))
         else:
             phases["synced"].append(phases["compute"][-1])
+        # The optimizer is timed on the gradients just computed: without them (after zero_grad with
+        # set_to_none) every optimizer skips every parameter, and the step times nothing.
         phases["optimizer"].append(_timed(device, raw.step))
         raw.zero_grad(set_to_none=True)
     if whole_step is not None:
