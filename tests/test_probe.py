@@ -1,4 +1,4 @@
-"""The attribution probe, run for real on this machine's CPU in-process.
+"""The attribution probe and the second clock, run for real on this machine's CPU in-process.
 
 The probe is the worker's own code (runner.worker.probe), driven through a real Accelerator on
 CPU; nothing of ours is replaced. Timings are compared only with each other (a bigger model
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
+from runner.worker.clock import device_clock, window_steps
 from runner.worker.probe import attribution
 
 
@@ -64,3 +65,50 @@ def test_the_optimizer_time_grows_with_the_parameters(accelerator: Accelerator) 
         probe = attribution(accelerator, model, optimizer, inputs, labels, batch=32, accumulation=1, step_time_s=0.01)
         times.append(probe["optimizer_s"])
     assert times[1] > 5 * times[0]  # measured 44x on a 2-core machine; an empty step is flat
+
+
+def test_the_probe_ends_with_the_second_clock_on_the_whole_step(accelerator: Accelerator) -> None:
+    model, optimizer, inputs, labels, whole_step = trained(accelerator, 256)
+    before = adam_steps(optimizer)
+    probe = attribution(
+        accelerator, model, optimizer, inputs, labels, batch=32, accumulation=1, step_time_s=0.01, whole_step=whole_step
+    )
+    wall_steps, profiled_steps = window_steps(0.01)
+    assert (wall_steps, profiled_steps) == (50, 5)
+    assert probe["device_clock"] == "cpu_ops"
+    assert probe["device_clock_steps"] == profiled_steps
+    # every optimizer step of the window went through the training step's own code, with gradients
+    assert adam_steps(optimizer) == {max(before, default=0) + 2 * probe["probes"] + wall_steps + profiled_steps}
+    assert 0 < probe["device_busy_s"] <= probe["device_profiled_wall_s"]
+    assert probe["device_busy_share"] == pytest.approx(probe["device_busy_s"] / probe["device_wall_s"], abs=1e-4)
+    assert probe["device_optimizer_s"] > 0 and probe["device_matmul_s"] > 0
+    assert probe["device_communication_s"] == 0  # one process: no all-reduce
+    assert probe["device_optimizer_launches_per_step"] > 0
+
+
+def test_the_clock_splits_cpu_time_by_what_the_ops_do(accelerator: Accelerator) -> None:
+    _, _, _, _, whole_step = trained(accelerator, 256)
+    reading = device_clock(whole_step, torch.device("cpu"), step_time_s=0.05)
+    assert reading is not None
+    parts = reading.by_class_s
+    assert parts["matmul"] > 0 and parts["optimizer"] > 0 and parts["other"] > 0  # the loss, ReLU, indexing
+    assert parts["communication"] == 0  # one process: no all-reduce
+    assert reading.busy_s == pytest.approx(sum(parts.values()))  # CPU self times are disjoint: the union is the sum
+    assert 0 < reading.optimizer_launches < reading.launches
+    # the same code path issues the same ops every step
+    again = device_clock(whole_step, torch.device("cpu"), step_time_s=0.05)
+    assert again is not None and (again.launches, again.optimizer_launches) == (
+        reading.launches,
+        reading.optimizer_launches,
+    )
+
+
+def test_autocast_casts_are_counted_as_casts(accelerator: Accelerator) -> None:
+    _, _, _, _, whole_step = trained(accelerator, 256)
+
+    def bf16_step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            whole_step()
+
+    reading = device_clock(bf16_step, torch.device("cpu"), step_time_s=0.05)
+    assert reading is not None and reading.by_class_s["cast"] > 0
