@@ -64,8 +64,8 @@ H200_BF16_WHY = [
     "'large-single' ran its matmuls in true fp32 (float32 matmul precision 'highest', TF32 off: PyTorch's default, "
     "which Accelerate changes only with a dynamo backend)",
     "MFU of 'large-bf16': 2.8% of the NVIDIA H200's bf16 dense peak (989 TFLOP/s per GPU), from 6 x 31,493,642 "
-    "parameters x 256 samples = 48.4 GFLOP per step in its 1.75 ms step: a few percent, so the GPU's arithmetic is "
-    "not what limits this step",
+    "parameters x 256 samples = 48.4 GFLOP per step in its 1.75 ms step: under 10%, so the GPU's arithmetic is not "
+    "what limits this step",
     "MFU of 'large-single': 42% of the NVIDIA H200's fp32 (TF32 off) peak (67 TFLOP/s per GPU), from 6 x 31,493,642 "
     "parameters x 256 samples = 48.4 GFLOP per step in its 1.73 ms step",
     "estimate: a larger batch (train.batch_size) costs the CPU the same launches, so about 3.05x the batch (781 "
@@ -231,6 +231,15 @@ def test_a_gpu_bound_step_is_not_called_launch_bound() -> None:
         in why["sentences"]
     )
     assert not any("launching kernels" in s or "CUDA graphs" in s for s in why["sentences"])
+    # a GPU without fast bf16 (its kernels slower than fp32's): said as slower, not "0.50x faster"
+    slow = explain_gpu_precision(
+        clocked("old-bf16", "bf16", 9.0, 8.8), clocked("old", "no", 5.0, 4.4), 2.0, "bf16", "fp32"
+    )
+    assert slow is not None
+    assert (
+        "the GPU sets the pace (busy 98%): its kernels run 2.00x slower in bf16 than in fp32 (8.8 ms vs 4.4 ms per "
+        "step)" in slow["sentences"]
+    )
 
 
 def test_a_foreach_optimizer_is_priced_in_launches() -> None:

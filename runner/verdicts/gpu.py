@@ -187,7 +187,7 @@ def mfu_sentence(run: Mapping[str, Any]) -> str:
     tokens = figures["tokens_per_sample"]
     work = f"{batch:,} samples x {tokens} tokens" if tokens else f"{batch:,} samples"
     approximation = " (the dense 6·N·tokens approximation)" if tokens else ""
-    low = ": a few percent, so the GPU's arithmetic is not what limits this step" if figures["mfu"] < 0.1 else ""
+    low = ": under 10%, so the GPU's arithmetic is not what limits this step" if figures["mfu"] < 0.1 else ""
     return (
         f"MFU of {_name(run)}: {_percent(figures['mfu'])} of the {figures['device']}'s {figures['peak_precision']} "
         f"peak ({figures['peak_flops'] / 1e12:g} TFLOP/s per GPU), from 6 x {params:,} parameters x {work} = "
@@ -200,16 +200,24 @@ def busy_sentence(run: Mapping[str, Any], clock: GpuClock, *, first: bool = True
     """The GPU's busy share of a run's step, with the figures it rests on (`first` says how they were taken)."""
     launches = f", {clock.launches:,.0f} kernels per step" if clock.launches else ""
     how = " (whole steps after training: the profiler's kernel time against the synchronised wall)" if first else ""
+    # kernels from the profiled steps, wall from the unprofiled ones: a GPU-bound step can read a little over 100%
     return (
-        f"the GPU was busy {clock.busy_share:.0%} of a step of {_name(run)}: {_ms(clock.busy_s)} of kernels in a "
-        f"{_ms(clock.wall_s)} step{launches}{how}"
+        f"the GPU was busy {min(clock.busy_share, 1.0):.0%} of a step of {_name(run)}: {_ms(clock.busy_s)} of kernels "
+        f"in a {_ms(clock.wall_s)} step{launches}{how}"
     )
 
 
 def _percent(share: float) -> str:
-    """0.4177 -> '42%', 0.0279 -> '2.8%', 0.00052 -> '0.052%'."""
+    """0.4177 -> '42%', 0.0279 -> '2.8%', 0.00052 -> '0.052%', below 0.001% -> 'under 0.001%'."""
     percent = share * 100
+    if percent < 0.001:
+        return "under 0.001%"
     return f"{percent:.0f}%" if percent >= 10 else f"{percent:.2g}%"
+
+
+def _faster(ratio: float) -> str:
+    """2.55 -> '2.55x faster', 0.5 -> '2.00x slower'."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
 
 
 def _figure(value: float) -> str:
@@ -318,18 +326,18 @@ def explain_gpu_precision(
         measured = f" (measured {figures['speedup']:.2f}x)" if "speedup" in figures else ""
         kernels = ""
         if kernel_ratio:
-            kernels = (
-                f"; the kernels alone run {kernel_ratio:.2f}x faster in {precision} ({_ms(base_clock.busy_s)} vs "
-                f"{_ms(clock.busy_s)} per step): {precision} speeds up the GPU's work, and the launches hide it"
-            )
+            kernels = f"; the kernels alone run {_faster(kernel_ratio)} in {precision} ({_ms(base_clock.busy_s)} vs "
+            kernels += f"{_ms(clock.busy_s)} per step)"
+            if kernel_ratio > 1:
+                kernels += f": {precision} speeds up the GPU's work, and the launches hide it"
         sentences.append(
             f"predicted speedup max({issue * 1000:.3g}, {base_clock.busy_s * 1000:.3g}) / max({issue * 1000:.3g}, "
             f"{clock.busy_s * 1000:.3g}) ms = {predicted:.2f}x{measured}{kernels}"
         )
     elif kernel_ratio:
         sentences.append(
-            f"the GPU sets the pace (busy {clock.busy_share:.0%}): its kernels run {kernel_ratio:.2f}x faster in "
-            f"{precision} than in {base_precision} ({_ms(clock.busy_s)} vs {_ms(base_clock.busy_s)} per step)"
+            f"the GPU sets the pace (busy {min(clock.busy_share, 1.0):.0%}): its kernels run {_faster(kernel_ratio)} "
+            f"in {precision} than in {base_precision} ({_ms(clock.busy_s)} vs {_ms(base_clock.busy_s)} per step)"
         )
     for who in (run, base):
         facts = precision_facts_sentence(who)
