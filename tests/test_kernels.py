@@ -91,7 +91,9 @@ def test_a_profiled_window_reduces_to_figures_per_step() -> None:
     works = [w for step in range(5) for w in h200_bf16_step(step)]
     reading = read_clock(works, clock="cuda_kernels", steps=5, wall_s=0.00177, profiled_wall_s=0.0031)
     assert reading.busy_s == pytest.approx(0.00058)
-    assert reading.busy_share == pytest.approx(0.58 / 1.77)
+    assert reading.busy_share == pytest.approx(0.58 / 1.77)  # kernels against the wall without the profiler
+    on_cpu = read_clock(works, clock="cpu_ops", steps=5, wall_s=0.00177, profiled_wall_s=0.0031)
+    assert on_cpu.busy_share == pytest.approx(0.58 / 3.1)  # CPU self time against the profiled steps' wall
     assert reading.launches == 5 and reading.optimizer_launches == 1
     assert reading.by_class_s == pytest.approx(
         {"matmul": 0.0003, "cast": 0.00013, "optimizer": 0.00011, "communication": 0.0, "other": 0.00004}

@@ -35,8 +35,8 @@ def _sync(device: torch.device) -> None:
 
 def window_steps(step_time_s: float) -> tuple[int, int]:
     """(steps timed for the wall, steps profiled) for a step of `step_time_s`; every rank must agree."""
-    wall = max(3, min(MAX_WALL_STEPS, int(CLOCK_WINDOW_S / max(step_time_s, 1e-5))))
-    return wall, max(2, min(MAX_PROFILED_STEPS, wall))
+    wall = max(2, min(MAX_WALL_STEPS, int(CLOCK_WINDOW_S / max(step_time_s, 1e-5))))
+    return wall, max(1, min(MAX_PROFILED_STEPS, wall // 2))  # a slow step: 2 + 1 steps, not seconds more
 
 
 def device_clock(

@@ -104,8 +104,14 @@ class ClockReading:
 
     @property
     def busy_share(self) -> float:
-        """Device busy time over the step's wall."""
-        return self.busy_s / self.wall_s if self.wall_s > 0 else 0.0
+        """Device busy time over the step's wall.
+
+        A GPU's kernels take as long under the profiler as without it, while the profiler slows the
+        CPU issuing them: their time is held against the wall of the window without the profiler.
+        CPU ops' self time grows under the profiler with the wall: it is held against the profiled wall.
+        """
+        wall = self.profiled_wall_s if self.clock == "cpu_ops" and self.profiled_wall_s else self.wall_s
+        return self.busy_s / wall if wall > 0 else 0.0
 
     def as_json(self) -> dict[str, float | int | str | None]:
         """The flat keys the attribution probe adds to metrics.json (medians over repeats stay flat)."""
