@@ -494,6 +494,7 @@ class Trainer:
             mixed_precision=accelerator.mixed_precision,
             launcher_mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION"),
             compute_dtype=self.compute_dtype[0] if self.compute_dtype else None,
+            **_precision_facts(self.model),
             device=self.device.type,
             main_process_port=int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT", "").isdigit() else None,
             device_names=sorted({r["device_name"] for r in ranks}),
@@ -559,6 +560,17 @@ def _phases(timing: Timing) -> dict[str, float | None]:
         "eval_s": span("train", "eval"),
         "extra_timing_s": span("eval", "extend"),
         "probes_s": span("extend", "probes"),
+    }
+
+
+def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
+    """How this process computed: the parameters' dtype and the float32 matmul settings (TF32 or not)."""
+    first = next(model.parameters(), None)
+    return {
+        "param_dtype": str(first.dtype) if first is not None else None,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
     }
 
 
