@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Everything a short visit to a GPU machine should do, in one go (about 5 minutes on one H200):
-#   1. the GPU tests (`make gpu-check`: Day 6 at full size on 1 and all GPUs, fp32 and bf16, decided);
-#   2. the time to the first CUDA kernel with both launchers (benchmarks/first_kernel.py);
-#   3. specs/day6.yaml as a user types it (runs that need more GPUs than the machine has are skipped);
+# Everything a short visit to a GPU machine should do, in one go (about 5 minutes on one H200), most
+# important first, each step with its own time limit:
+#   1. specs/day6.yaml as a user types it (runs that need more GPUs than the machine has are skipped);
+#   2. the GPU tests (`make gpu-check`: Day 6 at full size on 1 and all GPUs, fp32 and bf16, decided;
+#      the attribution probe and the second clock on real kernels);
+#   3. the time to the first CUDA kernel with both launchers (benchmarks/first_kernel.py);
 #   4. the transformer example's single-process runs;
-#   5. the result folders and logs, collected into $OUT (or gpu-check-out/ where OUT is unset).
+#   5. the result folders (results.tar.gz, refreshed after each step), the log and the reports,
+#      collected into $OUT (or gpu-check-out/ where OUT is unset).
 #
 # It runs from the repository as it is copied to such a machine, with no install of the project and
 # no network: torch with CUDA and accelerate are already there, and this project's other
@@ -49,22 +52,29 @@ EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 
 status=0
-step "1. the GPU tests (make gpu-check)"
-timeout 420 "$py" -m pytest -m gpu -s -ra -p no:cacheprovider tests/test_gpu.py || status=1
-
-step "2. time to the first CUDA kernel, fork server against accelerate launch"
-timeout 240 "$py" benchmarks/first_kernel.py --repeats 3 || status=1
+collect() { tar -czf "$out/results.tar.gz" -C "$results" . 2>/dev/null; }
 
 day6=${GPU_CHECK_DAY6:-specs/day6.yaml}
-step "3. $day6, as a user types it"
-timeout 600 "$py" -m runner "$day6" --output "$results" --no-progress
+step "1. $day6, as a user types it (runs that need more GPUs than this machine has are skipped)"
+timeout 240 "$py" -m runner "$day6" --output "$results" --no-progress
 echo "exit code: $? (0: every expectation held; 1: a measured result, some did not; 2 or more: an error)"
+collect
+
+step "2. the GPU tests (make gpu-check, and the second clock on real kernels)"
+timeout 200 "$py" -m pytest -m gpu -s -ra -p no:cacheprovider tests/test_gpu.py tests/test_gpu_clock.py || status=1
+
+step "3. time to the first CUDA kernel, fork server against accelerate launch"
+timeout 120 "$py" benchmarks/first_kernel.py --repeats 2 || status=1
 
 step "4. examples/transformer.yaml (single-process runs)"
-timeout 300 "$py" -m runner examples/transformer.yaml --only single,accum-2,single-bf16 --output "$results" \
+timeout 120 "$py" -m runner examples/transformer.yaml --only single,accum-2,single-bf16 --output "$results" \
   --no-progress
 echo "exit code: $?"
 
 step "5. collect"
-tar -czf "$out/results.tar.gz" -C "$results" . && ls -l "$out"
+collect
+find "$results" -name report.md | head -3 | while read -r report; do
+  cp "$report" "$out/$(basename "$(dirname "$(dirname "$report")")")-report.md"
+done
+ls -l "$out"
 exit $status

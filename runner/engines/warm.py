@@ -24,8 +24,9 @@ READY_TIMEOUT_S = 120.0  # importing torch and accelerate on a slow, busy machin
 # the OpenMP and allocator libraries, torch's import): a launch whose environment differs from the
 # server's in one of them needs a new process, so it goes through `accelerate launch`.
 STARTUP_PREFIXES = ("LD_", "PYTHON", "MALLOC_", "GLIBC_", "KMP_", "GOMP_", "MKL_", "OMP_", "TORCH", "PYTORCH_")
-# ... except these, which the forked child applies itself (thread counts) or the server already has.
-APPLIED_AT_FORK = frozenset({"OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED"})
+# ... except these: the forked child applies the thread counts itself, the server runs unbuffered, and
+# the NVML check is read when CUDA is first asked about, not at start.
+APPLIED_AT_FORK = frozenset({"OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONUNBUFFERED", "PYTORCH_NVML_BASED_CUDA_CHECK"})
 
 
 def startup_differences(server_env: Mapping[str, str], launch_env: Mapping[str, str]) -> list[str]:

@@ -206,9 +206,14 @@ def process_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def server_env(base_env: Mapping[str, str]) -> dict[str, str]:
-    """The fork server's environment: a launch's, before any run adds its own variables."""
+    """The fork server's environment: a launch's, before any run adds its own variables.
+
+    Plus PYTORCH_NVML_BASED_CUDA_CHECK: if anything the server imports asks whether CUDA is there, it
+    asks NVML, which leaves the CUDA driver unloaded so the forked launches can still use it. (A launch
+    gets its own environment, without it.)
+    """
     env, _ = hermetic_env(base_env, [])
-    return {**env, **process_env(env)}
+    return {**env, **process_env(env), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
 
 
 def hermetic_env(base_env: Mapping[str, str], pass_env: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
