@@ -26,6 +26,8 @@ from runner.spec.matrix import expand_expectations
 from runner.spec.merge import merged_runs, source_of
 from runner.spec.models import (
     BUILTIN_SECTIONS,
+    RULE_ACCURACY_FRACTION,
+    RULE_FP16_ON_CPU,
     BoundExpectation,
     CloseExpectation,
     ExperimentSpec,
@@ -37,6 +39,7 @@ from runner.spec.models import (
     SpeedupExpectation,
     SyntheticTokens,
     TransformerModel,
+    rule_script_excludes,
     whole_numbers,
 )
 from runner.spec.set_option import apply_sets
@@ -313,8 +316,7 @@ class _Checker:
             in_run = f"run '{name}': " if where[:1] == ("runs",) else ""
             self.report(
                 where,
-                f"{in_run}{section} does not apply to a script workload: your script builds its own model, "
-                f"data and training loop; remove {section} (in a run, `{section}: null` removes a top-level one)",
+                in_run + rule_script_excludes(section),
                 at_key=True,
             )
         return not present
@@ -485,7 +487,7 @@ class _Checker:
             self._run_report(
                 run,
                 ("launch", "mixed_precision"),
-                "fp16 mixed precision needs a GPU; on device cpu use bf16 or no",
+                RULE_FP16_ON_CPU,
                 also=(("launch", "device"),),
             )
         if launch.gpu_ids is not None and launch.device == "cpu":
@@ -582,7 +584,7 @@ class _Checker:
                 field_name = "at_least" if expectation.at_least is not None else "at_most"
                 self.report(
                     (*path, field_name),
-                    f"accuracy is a fraction between 0 and 1; {bound} would be {bound:.0%} (write {bound / 100:g})",
+                    f"{RULE_ACCURACY_FRACTION}; {bound} would be {bound:.0%} (write {bound / 100:g})",
                 )
 
     def _check_comparable(self, path: KeyPath, run: ResolvedRun, base: ResolvedRun, expectation: Any) -> None:
