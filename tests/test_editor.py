@@ -1,8 +1,9 @@
 """The editor agrees with the CLI: the real yaml-language-server, driven over stdio, with our schema.
 
 yaml-language-server is the server behind the YAML support of VS Code, Neovim, Helix and others;
-`make editor-tools` installs the pinned version into .tools/yaml-ls. Without node these tests are
-skipped, saying so; with node but without the server they fail, naming the make target.
+`make editor-tools` installs the pinned version into .tools/yaml-ls (`make test` tries it where npm
+is). Without node or without the server these tests are skipped, saying why in one line; where CI
+requires them (ACCEL_RUN_REQUIRE_EDITOR=1, set by .ci/run where node is) they fail instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import REQUIRE_EDITOR, ROOT, editor_tool_missing
 from lsp_client import LanguageServer
 from runner.spec.models import (
     GPU_IDS_PATTERN,
@@ -60,9 +61,10 @@ launch:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageServer]:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the yaml-language-server tests need node (and `make editor-tools`)")
+        editor_tool_missing("node is not installed: the yaml-language-server tests need node (and `make editor-tools`)")
     if not SERVER.is_file():
-        pytest.fail(f"yaml-language-server is not installed at {SERVER}: run `make editor-tools`")
+        editor_tool_missing(f"yaml-language-server is not installed at {SERVER}: run `make editor-tools` (needs npm)")
+    assert node is not None
     settings = {"yaml": {"validate": True, "completion": True, "hover": True, "schemas": {}}}
     language_server = LanguageServer([node, str(SERVER), "--stdio"], settings, tmp_path_factory.mktemp("editor"))
     yield language_server
@@ -380,15 +382,16 @@ def test_a_run_reference_hovers_with_its_own_text_and_offers_no_example_names(ed
     assert not {"single", "dual", "fp32", "large-single"} & set(offered)
 
 
-# --- without the server: skipped only without node, never passed silently --------------------------
+# --- without the server: skipped saying why, never passed silently; required in CI ------------------
 
 
 def _pytest_this_file(env: dict[str, str]) -> str:
+    environment = {key: value for key, value in os.environ.items() if key != REQUIRE_EDITOR}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", __file__, "-k", "test_a_typo_is_flagged_where_the_cli_flags_it"]
         + ["-rsf", "-p", "no:cacheprovider", "-q"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**environment, **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -402,9 +405,17 @@ def test_without_node_the_tests_are_skipped_saying_why(tmp_path: Path) -> None:
     assert "node is not installed: the yaml-language-server tests need node (and `make editor-tools`)" in out
 
 
-def test_with_node_but_no_server_the_tests_fail_naming_the_make_target(tmp_path: Path) -> None:
+def test_with_node_but_no_server_the_tests_are_skipped_naming_the_make_target(tmp_path: Path) -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     out = _pytest_this_file({"ACCEL_RUN_YAML_LS": str(tmp_path / "missing")})
+    assert "1 skipped" in out
+    assert f"yaml-language-server is not installed at {tmp_path / 'missing'}: run `make editor-tools`" in out
+
+
+def test_where_ci_requires_the_server_its_absence_fails_the_tests(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    out = _pytest_this_file({"ACCEL_RUN_YAML_LS": str(tmp_path / "missing"), REQUIRE_EDITOR: "1"})
     assert "1 error" in out
     assert f"yaml-language-server is not installed at {tmp_path / 'missing'}: run `make editor-tools`" in out
