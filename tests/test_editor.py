@@ -28,11 +28,12 @@ from runner.spec.models import (
     RULE_LENGTH_BOTH,
     RULE_NO_BOUND,
     RULE_NO_TOLERANCE,
+    RULE_VISIBLE_DEVICES_AND_GPU_IDS,
     SLURM_TIME_PATTERN,
     rule_script_excludes,
 )
 from runner.spec.schema_rules import PATTERN_MESSAGES
-from runner.spec.validate import validate_text
+from runner.spec.validate import RESULT_FOLDER_RULE, validate_text
 
 # The server's launcher; ACCEL_RUN_YAML_LS names another (the test of the missing-server failure uses it).
 SERVER = Path(
@@ -305,6 +306,14 @@ RUNS = "runs:\n  a: {}\n  b: {launch: {processes: 2}}\n"
         (BASE + "runs:\n  a:\n    train: {epochs: 3, max_steps: 10}\n", 12, RULE_LENGTH_BOTH),
         (BASE + "runs:\n  a:\n    train: {eval_samples: 10, eval_split: 0.1}\n", 12, RULE_EVAL_BOTH),
         (BASE + "script: {path: train.py}\n", 3, rule_script_excludes("model")),
+        (
+            BASE.replace(
+                "  processes: 1\n", "  processes: 2\n  gpu_ids: [6, 7]\n  env: {CUDA_VISIBLE_DEVICES: '6,7'}\n"
+            ),
+            11,
+            RULE_VISIBLE_DEVICES_AND_GPU_IDS,
+        ),
+        (BASE + "runs:\n  Summary.json: {}\n", 11, f"this run name {RESULT_FOLDER_RULE}"),
     ],
     ids=[
         "close-without-tolerance",
@@ -314,6 +323,8 @@ RUNS = "runs:\n  a: {}\n  b: {launch: {processes: 2}}\n"
         "epochs-and-max-steps-in-a-run",
         "eval-both-in-a-run",
         "script-with-model",
+        "visible-devices-beside-gpu-ids",
+        "run-named-like-a-result-file",
     ],
 )
 def test_a_rule_between_keys_is_flagged_on_the_clis_line(edit, text: str, line: int, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -52,6 +52,19 @@ REJECTED_BY_BOTH = [
     "fp16-on-cpu",
     "accuracy-as-percent",
     "optimizer-as-text",
+    "cuda-visible-devices-and-gpu-ids",
+    "run-name-result-file",
+    "close-without-tolerance",
+    "script-with-builtin-sections",
+    "both-lengths-in-a-run",
+    # kinds dispatched on `kind`; settings as keys in a matrix, its entries and an expectation's settings
+    "expectation-kind-typo",
+    "speedup-with-metric",
+    "matrix-key-typo",
+    "matrix-include-typo",
+    "matrix-entry-typo",
+    "matrix-bare-key-value",
+    "expect-settings-typo",
 ]
 
 
@@ -261,3 +274,14 @@ def test_a_whole_number_written_as_a_float_is_one_for_both(
         assert samples == 1000 and type(samples) is int
     data = parse_spec(text, "spec.yaml").data
     assert (list(validator.iter_errors(data)) == []) is accepted
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"), [("summary.json", False), ("Report.MD", False), ("summary.json.old", False), ("report", True)]
+)
+def test_a_run_named_like_a_result_file_is_refused_by_both_in_any_case(
+    name: str, accepted: bool, validator: jsonschema.Draft202012Validator
+) -> None:
+    text = (CASES.parent / "valid-base.yaml").read_text() + f"runs:\n  {name}: {{}}\n"
+    assert (validate_text(text, "spec.yaml").errors == []) is accepted
+    assert (list(validator.iter_errors(parse_spec(text, "spec.yaml").data)) == []) is accepted

@@ -59,6 +59,10 @@ RULE_NO_BOUND = "give at_least, at_most or both"
 RULE_NO_TOLERANCE = "give rel_tol, abs_tol or both"
 RULE_FP16_ON_CPU = "fp16 mixed precision needs a GPU; on device cpu use bf16 or no"
 RULE_ACCURACY_FRACTION = "accuracy is a fraction between 0 and 1"
+RULE_VISIBLE_DEVICES_AND_GPU_IDS = (
+    "launch.env sets CUDA_VISIBLE_DEVICES and launch.gpu_ids is set too: the processes would see the GPUs "
+    "of one and be placed by the other; remove CUDA_VISIBLE_DEVICES and keep gpu_ids"
+)
 
 
 def rule_script_excludes(section: str) -> str:

@@ -33,6 +33,7 @@ from runner.spec.schema_rules import (
     close_pattern_keys,
     dispatch_by_kind,
     explain_patterns,
+    name_the_runs,
 )
 from runner.spec.schema_settings import matrix_keys, settings_definition, settings_of
 
@@ -101,6 +102,7 @@ def build_schema() -> dict[str, Any]:
     matrix_keys(defs["MatrixSection"], by_key, by_pattern)
     dispatch_by_kind(generated, defs)
     explain_patterns(generated)
+    name_the_runs(generated["properties"]["runs"])
     close_pattern_keys(generated)
     _title_alternatives(generated)
     return {"$schema": DRAFT, "$id": SCHEMA_ID, **generated}

@@ -17,6 +17,7 @@ schema: the editor underlines the key, as the CLI does.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from runner.spec.diagnose import quoted_list
@@ -32,10 +33,13 @@ from runner.spec.models import (
     RULE_LENGTH_NEITHER,
     RULE_NO_BOUND,
     RULE_NO_TOLERANCE,
+    RULE_VISIBLE_DEVICES_AND_GPU_IDS,
     SLURM_TIME_PATTERN,
     SLURM_TIME_RULE,
     rule_script_excludes,
 )
+from runner.spec.validate import RESULT_FOLDER_NAMES, RESULT_FOLDER_RULE
+from runner.vocab import SUMMARY_FILE
 
 Schema = dict[str, Any]
 
@@ -104,6 +108,45 @@ def _accuracy_is_a_fraction() -> Schema:
     }
 
 
+def _visible_devices_beside_gpu_ids() -> Schema:
+    """CUDA_VISIBLE_DEVICES in launch.env while gpu_ids names GPUs (all and null name none): the variable is flagged."""
+    every_gpu = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^ *all *$"}]}
+    return {
+        "if": {
+            "required": ["env", "gpu_ids"],
+            "properties": {"env": {"required": ["CUDA_VISIBLE_DEVICES"]}, "gpu_ids": {"not": every_gpu}},
+        },
+        "then": {
+            "properties": {
+                "env": {
+                    "properties": {
+                        "CUDA_VISIBLE_DEVICES": {"type": "null", "errorMessage": RULE_VISIBLE_DEVICES_AND_GPU_IDS}
+                    }
+                }
+            }
+        },
+    }
+
+
+def _run_names() -> Schema:
+    """The keys of `runs`: a name that can be a folder, and not the name of a file of the result folder."""
+    taken = [_any_case(name) for name in sorted(RESULT_FOLDER_NAMES)]
+    return {
+        "allOf": [
+            {"pattern": NAME_PATTERN, "patternErrorMessage": KEY_MESSAGES[NAME_PATTERN]},
+            {
+                "pattern": f"^(?!(?:{'|'.join(taken)})$|{_any_case(SUMMARY_FILE)})",
+                "patternErrorMessage": f"this run name {RESULT_FOLDER_RULE}",
+            },
+        ]
+    }
+
+
+def _any_case(text: str) -> str:
+    """'a.b' -> '[aA]\\.[bB]': JavaScript and Python regular expressions share no flag syntax."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
 def _script_excludes(section: str, prefix: str = "") -> Schema:
     """A script workload beside a built-in section (not null): the section's key is flagged."""
     return {
@@ -122,7 +165,7 @@ _EVAL_BOTH = when_both("eval_samples", "integer", "eval_split", "number", RULE_E
 # The cross-field rules the models' validators enforce, by definition name: in the full sections...
 CROSS_FIELD_RULES: dict[str, list[Schema]] = {
     "TrainSection": [_LENGTH_BOTH, when_neither("epochs", "max_steps", "integer", RULE_LENGTH_NEITHER), _EVAL_BOTH],
-    "LaunchSection": [_fp16_on_cpu()],
+    "LaunchSection": [_fp16_on_cpu(), _visible_devices_beside_gpu_ids()],
     "SpeedupExpectation": _BOUNDED,
     "BoundExpectation": [*_BOUNDED, _accuracy_is_a_fraction()],
     "RatioExpectation": _BOUNDED,
@@ -131,7 +174,7 @@ CROSS_FIELD_RULES: dict[str, list[Schema]] = {
 # ... and inside one run override, where both keys written there end up in the merged run.
 OVERRIDE_RULES: dict[str, list[Schema]] = {
     "TrainSectionOverride": [_LENGTH_BOTH, _EVAL_BOTH],
-    "LaunchSectionOverride": [_fp16_on_cpu()],
+    "LaunchSectionOverride": [_fp16_on_cpu(), _visible_devices_beside_gpu_ids()],
     "RunOverride": [_script_excludes(section) for section in BUILTIN_SECTIONS],
 }
 TOP_LEVEL_RULES: list[Schema] = [_script_excludes(section) for section in BUILTIN_SECTIONS]
@@ -231,6 +274,11 @@ def explain_patterns(node: Any) -> None:
             explain_patterns(value)
 
 
+def name_the_runs(runs: Schema) -> None:
+    """The `runs` mapping's keys checked as the CLI checks run names."""
+    runs["propertyNames"] = _run_names()
+
+
 def close_pattern_keys(node: Any) -> None:
     """A mapping whose keys follow one pattern (`runs`, `launch.env`): other keys refused, the pattern explained.
 
@@ -239,7 +287,12 @@ def close_pattern_keys(node: Any) -> None:
     """
     if isinstance(node, dict):
         patterns = node.get("patternProperties")
-        if isinstance(patterns, dict) and len(patterns) == 1 and "properties" not in node:
+        if (
+            isinstance(patterns, dict)
+            and len(patterns) == 1
+            and "properties" not in node
+            and "propertyNames" not in node
+        ):
             pattern = next(iter(patterns))
             names: Schema = {"pattern": pattern}
             if pattern in KEY_MESSAGES:

@@ -51,6 +51,10 @@ RESULT_FOLDER_NAMES = frozenset(
     {SUMMARY_FILE, SPEC_COPY, SETS_FILE, REPORT_FILE, LOCK_FILE}
     | {"verdicts.png", "why.png", "loss_curves.png", "throughput.png"}
 )
+RESULT_FOLDER_RULE = (
+    f"is the name of a file accel-run writes in the result folder ({', '.join(sorted(RESULT_FOLDER_NAMES))}); "
+    "rename the run"
+)
 SECTIONS = ("model", "data", "train", "launch", "measure", "engine", "script")
 DEFAULT_RUN = "main"
 # No synthetic experiment needs a terabyte; anything above is a typo (samples: 1e30) and is refused
@@ -345,12 +349,7 @@ class _Checker:
         names = list(runs)
         for name in names:
             if name.lower() in RESULT_FOLDER_NAMES or name.lower().startswith(SUMMARY_FILE):
-                self.report(
-                    ("runs", name),
-                    f"run name '{name}' is the name of a file accel-run writes in the result folder "
-                    f"({', '.join(sorted(RESULT_FOLDER_NAMES))}); rename the run",
-                    at_key=True,
-                )
+                self.report(("runs", name), f"run name '{name}' {RESULT_FOLDER_RULE}", at_key=True)
         if spec.baseline is not None and spec.baseline not in runs:
             hint = did_you_mean(spec.baseline, names)
             self.report(("baseline",), f"baseline names no run: '{spec.baseline}'{hint}; runs: {', '.join(names)}")
