@@ -83,7 +83,8 @@ def main() -> int:
     settings = {"yaml": {"validate": True, "schemas": {schema.as_uri(): ["*.yaml", "**/*.yaml"]}}}
     servers = {
         "yaml-language-server": LanguageServer([node, str(YAML_LS), "--stdio"], settings, folder),
-        "accel-run lsp": LanguageServer([sys.executable, "-m", "runner", "lsp"], {}, folder),
+        # --every-file: a golden mistake may not look like a spec (an empty file), and --validate checks it anyway
+        "accel-run lsp": LanguageServer([sys.executable, "-m", "runner", "lsp", "--every-file"], {}, folder),
     }
     results: dict[str, dict[str, str]] = {}
     complete: dict[str, int] = {}

@@ -168,6 +168,7 @@ LSP_DESCRIPTION = """\
 A language server over stdio: an editor starts it and shows accel-run's own diagnostics as you
 type (errors and warnings, on the CLI's line and column), completes the file's run names after
 extends:, run: and baseline:, and hovers a run name with its differences from the baseline.
+Other YAML files (compose files, CI workflows) get nothing, unless --every-file.
 Use it beside yaml-language-server, which completes keys and values from the schema.
 Needs the extra: pip install 'accel-run[lsp]'. Editor set-up: docs/editor.md.
 """
@@ -187,13 +188,19 @@ def build_lsp_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stdio", action="store_true", help="talk over stdin and stdout (the default and only way)")
+    parser.add_argument(
+        "--every-file",
+        action="store_true",
+        help="check every YAML file the editor opens, as --validate checks every file it is given (default: only "
+        "specs, i.e. files whose modeline names experiment.schema.json or with a top-level name: and a section)",
+    )
     return parser
 
 
 def lsp_command(argv: Sequence[str], err: TextIO) -> int:
     """`accel-run lsp`: serve until the editor says exit; exit 2 with one line when the extra is missing."""
     try:
-        build_lsp_parser().parse_args(argv)
+        args = build_lsp_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return int(exc.code or 0)
     try:
@@ -208,7 +215,7 @@ def lsp_command(argv: Sequence[str], err: TextIO) -> int:
             file=err,
         )
         return int(ExitCode.USAGE)
-    return serve()
+    return serve(every_file=args.every_file)
 
 
 def _fraction(text: str) -> float:

@@ -42,11 +42,24 @@ expect:
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageServer]:
+def _start(folder: Path, *options: str) -> LanguageServer:
     if importlib.util.find_spec("pygls") is None:
         editor_tool_missing("pygls is not installed: the accel-run lsp tests need pip install -e '.[lsp]'")
-    language_server = LanguageServer([sys.executable, "-m", "runner", "lsp"], {}, tmp_path_factory.mktemp("lsp"))
+    return LanguageServer([sys.executable, "-m", "runner", "lsp", *options], {}, folder)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageServer]:
+    """The server as an editor starts it: it checks specs and leaves other YAML files alone."""
+    language_server = _start(tmp_path_factory.mktemp("lsp"))
+    yield language_server
+    language_server.close()
+
+
+@pytest.fixture(scope="module")
+def every_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageServer]:
+    """The server checking every file, as --validate checks every file it is given (an empty one too)."""
+    language_server = _start(tmp_path_factory.mktemp("lsp-every-file"), "--every-file")
     yield language_server
     language_server.close()
 
@@ -75,12 +88,33 @@ def cli_json() -> dict[str, list[tuple[int, int, str, str]]]:
     }
 
 
-@pytest.mark.parametrize("path", [*SHIPPED, *GOLDEN], ids=lambda p: str(p.relative_to(ROOT)))
-def test_the_diagnostics_are_the_clis_json_ones(
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_diagnostics_of_a_shipped_spec_are_the_clis_json_ones(
     server: LanguageServer, cli_json: dict[str, list[tuple[int, int, str, str]]], path: Path
 ) -> None:
-    published = _published(server, path, path.read_text(encoding="utf-8"))
-    assert published == cli_json[str(path)]
+    assert _published(server, path, path.read_text(encoding="utf-8")) == cli_json[str(path)]
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.parent.name)
+def test_the_diagnostics_of_each_golden_mistake_are_the_clis_json_ones(
+    every_file: LanguageServer, cli_json: dict[str, list[tuple[int, int, str, str]]], path: Path
+) -> None:
+    assert _published(every_file, path, path.read_text(encoding="utf-8")) == cli_json[str(path)]
+
+
+def test_a_yaml_file_that_is_no_spec_gets_nothing(server: LanguageServer, tmp_path: Path) -> None:
+    workflow = "name: ci\non: [push]\njobs:\n  test: {runs-on: ubuntu-latest}\n"
+    assert _published(server, tmp_path / "ci.yaml", workflow) == []
+    assert _complete(server, tmp_path / "ci.yaml", workflow + f"run: {CURSOR}\n") == []
+    # a spec is known by its modeline, or by a top-level name: beside a section, even mid-edit
+    modeline = "# yaml-language-server: $schema=../schemas/experiment.schema.json\nname: x\n"
+    assert [m for *_, m in _published(server, tmp_path / "new.yaml", modeline)] == [
+        "missing required key 'model' at the top level",
+        "missing required key 'data' at the top level",
+        "missing required key 'train' at the top level",
+    ]
+    broken = SPEC.replace("train: {epochs: 2, batch_size: 32}", "train: {epochs: 2, batch_size: 32")
+    assert [m for *_, m in _published(server, tmp_path / "broken.yaml", broken)][0].startswith("invalid YAML")
 
 
 def test_errors_and_warnings_keep_the_did_you_mean_and_the_acknowledge_hint(server: LanguageServer) -> None:

@@ -22,6 +22,12 @@ from runner.spec.load import Document, parse_spec
 from runner.spec.merge import merged_runs
 from runner.spec.validate import DEFAULT_RUN, SECTIONS, ValidatedSpec, Validation, validate_text
 
+# A spec by its modeline, or by its shape: a top-level `name:` and a top-level section (found by lines,
+# so a file mid-edit that does not parse keeps its diagnostics).
+_MODELINE = re.compile(r"^#\s*yaml-language-server:\s*\$schema=\S*experiment\.schema\.json", re.MULTILINE)
+_NAME_KEY = re.compile(r"^name\s*:", re.MULTILINE)
+_SECTION_KEY = re.compile(r"^(model|data|train|script|runs|matrix|expect)\s*:", re.MULTILINE)
+
 # The keys whose value names a run, and the text typed after one up to the cursor.
 _REFERENCE = re.compile(r"(?:^|[\s{,])(extends|run|baseline)\s*:\s*(['\"]?)([^\s,{}\[\]'\"#]*)$")
 _STOPS = ",]}#"
@@ -61,6 +67,14 @@ class Reference:
     start: int
     quoted: bool
     in_flow: bool
+
+
+def is_spec(text: str) -> bool:
+    """Whether a YAML file is an accel-run spec: it names the schema in its modeline, or has a spec's shape.
+
+    An editor starts the server for every YAML file (compose files, CI workflows); those get nothing.
+    """
+    return bool(_MODELINE.search(text) or (_NAME_KEY.search(text) and _SECTION_KEY.search(text)))
 
 
 def check(text: str, path: str) -> Validation:

@@ -38,13 +38,23 @@ class _State:
     valid: dict[str, ValidatedSpec] = field(default_factory=dict)
 
 
-def build_server() -> LanguageServer:
-    """The server with its features registered; `start_io()` runs it on stdin and stdout."""
+def build_server(*, every_file: bool = False) -> LanguageServer:
+    """The server with its features registered; `start_io()` runs it on stdin and stdout.
+
+    Only specs are checked (features.is_spec), unless `every_file`: then every document, as
+    `accel-run --validate` checks every file it is given.
+    """
     server = LanguageServer("accel-run", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Full)
     state = _State()
 
     def publish(uri: str) -> None:
         document = server.workspace.get_text_document(uri)
+        if not (every_file or features.is_spec(document.source)):
+            state.valid.pop(uri, None)
+            server.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=uri, version=document.version, diagnostics=[])
+            )
+            return
         validation = features.check(document.source, _path(uri))
         if validation.spec is not None:
             state.valid[uri] = validation.spec
@@ -79,7 +89,7 @@ def build_server() -> LanguageServer:
         where = document.position_from_client_units(params.position)
         line = document.lines[where.line].rstrip("\r\n") if where.line < len(document.lines) else ""
         reference = features.reference_at(line, where.character)
-        if reference is None:
+        if reference is None or not (every_file or features.is_spec(document.source)):
             return types.CompletionList(is_incomplete=False, items=[])
         own = features.current_run(document.source, _path(uri), where.line) if reference.key == "extends" else None
         replaced = document.range_to_client_units(
@@ -142,7 +152,7 @@ def _diagnostic(document: TextDocument, finding: features.Finding) -> types.Diag
     )
 
 
-def serve() -> int:
+def serve(*, every_file: bool = False) -> int:
     """Run the server on stdin and stdout until the client says exit; the exit code."""
-    build_server().start_io()
+    build_server(every_file=every_file).start_io()
     return 0
