@@ -15,6 +15,7 @@ neither torch nor accelerate.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from lsprotocol import types
@@ -36,6 +37,7 @@ class _State:
     """Per open document: the last spec that validated without errors (for hovers while the file is mid-edit)."""
 
     valid: dict[str, ValidatedSpec] = field(default_factory=dict)
+    frozen: bool = False  # gc.freeze() done, after the first validation imported everything
 
 
 def build_server(*, every_file: bool = False) -> LanguageServer:
@@ -62,6 +64,12 @@ def build_server(*, every_file: bool = False) -> LanguageServer:
         server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, version=document.version, diagnostics=diagnostics)
         )
+        if not state.frozen:
+            # The modules and models loaded by now live as long as the server: keeping them out of the
+            # collector's full passes halves the slowest validations (measured: 300 edits of day6.yaml
+            # in one process, the slowest 20-27 ms without, 9-12 ms with; the median is unchanged).
+            gc.freeze()
+            state.frozen = True
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
