@@ -50,13 +50,13 @@ examples:
   accel-run --validate specs/*.yaml          check every spec, with file:line:col errors
   accel-run --explain specs/day6.yaml        show each run resolved, with parameters and batch
   accel-run --dry-run specs/day6.yaml        write Accelerate configs and commands, run nothing
+  accel-run lsp                              the language server an editor starts (accel-run lsp --help)
   accel-run specs/day6-quick.yaml            run the quick Day 6 comparison (a few minutes on CPU)
   accel-run specs/day6.yaml --only single,dual --repeats 3
   accel-run specs/day6.yaml --set train.epochs=2 --set 'matrix.launch.processes=[1, 2, 4]'
   accel-run compare results/day6/20261128T101500Z specs/day6.yaml   an old result vs the newest
   accel-run --report results/day6/20261128T101500Z
   accel-run --report latest                  the newest result (a spec file: that spec's newest)
-  accel-run lsp                              the language server an editor starts (see accel-run lsp --help)
 """
 
 COMPARE_DESCRIPTION = """\
