@@ -56,6 +56,26 @@ RULE_LENGTH_BOTH = (
 RULE_LENGTH_NEITHER = "set exactly one of epochs and max_steps (neither is set)"
 RULE_EVAL_BOTH = "set only one of eval_samples and eval_split"
 RULE_NO_BOUND = "give at_least, at_most or both"
+RULE_NO_TOLERANCE = "give rel_tol, abs_tol or both"
+RULE_FP16_ON_CPU = "fp16 mixed precision needs a GPU; on device cpu use bf16 or no"
+RULE_ACCURACY_FRACTION = "accuracy is a fraction between 0 and 1"
+RULE_VISIBLE_DEVICES_AND_GPU_IDS = (
+    "launch.env sets CUDA_VISIBLE_DEVICES and launch.gpu_ids is set too: the processes would see the GPUs "
+    "of one and be placed by the other; remove CUDA_VISIBLE_DEVICES and keep gpu_ids"
+)
+
+
+def rule_script_excludes(section: str) -> str:
+    """Why a script workload has no model, data or train section."""
+    return (
+        f"{section} does not apply to a script workload: your script builds its own model, data and training "
+        f"loop; remove {section} (in a run, `{section}: null` removes a top-level one)"
+    )
+
+
+# A field that names a run (`extends`, `baseline`, an expectation's `run`): the editor schema gives it
+# no example names (the editor offers the file's own runs) and, with "settings", the settings mapping.
+REFERENCE_MARK = "x-accel-run-reference"
 
 
 class Strict(BaseModel):
@@ -425,7 +445,7 @@ class TrainSection(Strict):
 
 # --- launch ------------------------------------------------------------------------------------
 
-_GPU_IDS_PATTERN = r"^ *(all|[0-9]+( *, *[0-9]+)*) *$"
+GPU_IDS_PATTERN = r"^ *(all|[0-9]+( *, *[0-9]+)*) *$"
 
 
 def _parse_gpu_ids(value: Any) -> Any:
@@ -441,7 +461,7 @@ def _parse_gpu_ids(value: Any) -> Any:
             f"gpu_ids {value!r} uses a full-width comma '，' (typed with a Chinese input method); "
             f"write '{fixed}' or [{fixed.replace(',', ', ')}]"
         )
-    if not re.fullmatch(_GPU_IDS_PATTERN, text):
+    if not re.fullmatch(GPU_IDS_PATTERN, text):
         raise ValueError(f"gpu_ids {value!r} is not a list of GPU indices; write e.g. '0,1' or [0, 1]")
     if text.strip() == "all":
         return None
@@ -455,7 +475,7 @@ GpuIds = Annotated[
         {
             "anyOf": [
                 {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 1023}, "minItems": 1},
-                {"type": "string", "pattern": _GPU_IDS_PATTERN},
+                {"type": "string", "pattern": GPU_IDS_PATTERN},
                 {"type": "integer", "minimum": 0, "maximum": 1023},
                 {"type": "null"},
             ]
@@ -880,6 +900,7 @@ RunRef = Annotated[
     Annotated[Name, Tag("name")] | Annotated[Cells, Tag("cells")],
     Discriminator(_ref_kind),
 ]
+_SETTINGS_REF: dict[str, Any] = {REFERENCE_MARK: "settings"}
 
 
 class SpeedupExpectation(_Bounded):
@@ -888,9 +909,9 @@ class SpeedupExpectation(_Bounded):
     kind: Literal["speedup"] = Field(
         description="Speedup of run over baseline: samples/s of run / samples/s of baseline."
     )
-    run: RunRef = Field(description=f"The run expected to be faster. {_CELLS_DOC}", examples=["dual"])
+    run: RunRef = Field(description=f"The run expected to be faster. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
     baseline: RunRef | None = Field(
-        default=None, description=f"The run it is compared with. {_TWIN_DOC}", examples=["single"]
+        default=None, description=f"The run it is compared with. {_TWIN_DOC}", json_schema_extra=_SETTINGS_REF
     )
 
 
@@ -898,7 +919,7 @@ class BoundExpectation(_Bounded):
     """A metric of one run lies within bounds."""
 
     kind: Literal["bound"] = Field(description="An absolute bound on one run's metric.")
-    run: RunRef = Field(description=f"The run measured. {_CELLS_DOC}", examples=["single"])
+    run: RunRef = Field(description=f"The run measured. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
     metric: Metric = Field(description=METRIC_DOC, examples=["accuracy"])
 
 
@@ -906,8 +927,10 @@ class RatioExpectation(_Bounded):
     """metric(run) / metric(baseline) lies within bounds."""
 
     kind: Literal["ratio"] = Field(description="metric of run divided by metric of baseline, bounded.")
-    run: RunRef = Field(description=f"Numerator run. {_CELLS_DOC}", examples=["bf16"])
-    baseline: RunRef | None = Field(default=None, description=f"Denominator run. {_TWIN_DOC}", examples=["fp32"])
+    run: RunRef = Field(description=f"Numerator run. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
+    baseline: RunRef | None = Field(
+        default=None, description=f"Denominator run. {_TWIN_DOC}", json_schema_extra=_SETTINGS_REF
+    )
     metric: Metric = Field(description=METRIC_DOC, examples=["peak_memory_mb"])
 
 
@@ -915,9 +938,9 @@ class CloseExpectation(_Expectation):
     """Two runs reach the same value of a metric within a tolerance."""
 
     kind: Literal["close"] = Field(description="metric of run is within a tolerance of metric of baseline.")
-    run: RunRef = Field(description=f"The run checked. {_CELLS_DOC}", examples=["dual-b64"])
+    run: RunRef = Field(description=f"The run checked. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
     baseline: RunRef | None = Field(
-        default=None, description=f"The run it should match. {_TWIN_DOC}", examples=["single-b128"]
+        default=None, description=f"The run it should match. {_TWIN_DOC}", json_schema_extra=_SETTINGS_REF
     )
     metric: Metric = Field(description=METRIC_DOC, examples=["final_loss"])
     rel_tol: float | None = Field(
@@ -928,7 +951,7 @@ class CloseExpectation(_Expectation):
     @model_validator(mode="after")
     def _one_tolerance(self) -> "CloseExpectation":
         if self.rel_tol is None and self.abs_tol is None:
-            raise rule_broken("give rel_tol, abs_tol or both")
+            raise rule_broken(RULE_NO_TOLERANCE)
         return self
 
 
@@ -958,7 +981,7 @@ class RunOverride(Strict):
         default=None,
         description="Another run this one starts from: that run's overrides apply first, this run's on top "
         "(chains allowed, cycles not).",
-        examples=["large-single"],
+        json_schema_extra={REFERENCE_MARK: "name"},
     )
     model: Override = Field(
         default=None,
@@ -1061,6 +1084,7 @@ class ExperimentSpec(Strict):
         default=None,
         description="The run other runs are reported against (default: the first run), and the baseline of "
         "every expectation that names none.",
+        json_schema_extra={REFERENCE_MARK: "name"},
     )
     matrix: MatrixSection | None = Field(default=None, description=_MATRIX_DOC)
     runs: dict[Name, RunOverride] = Field(
