@@ -593,7 +593,8 @@ class MeasureSection(Strict):
         gt=0,
         le=100,
         description="A launch whose block rates spread more than this (IQR/median, 0.25 = 25%), or whose two "
-        "halves differ by more than half of it, is unfit to time: the machine changed while it was timed.",
+        "halves differ by more than this, is unfit to time: the machine changed while it was timed (halves "
+        "closer than that widen the launch's interval instead).",
     )
     extend_share: float = Field(
         default=0.5,
