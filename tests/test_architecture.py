@@ -68,3 +68,12 @@ def test_the_vocabulary_is_a_leaf() -> None:
 def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
     packages = sorted(p.name for p in (ROOT / "runner").iterdir() if (p / "__init__.py").is_file())
     assert packages == ["engines", "plan", "report", "results", "spec", "verdicts", "worker"]
+
+
+def test_the_license_is_an_spdx_string_so_the_install_prints_no_setuptools_deprecation_wall() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    # a TOML table here makes every setuptools >= 77 build print the same 15-line warning three times
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
