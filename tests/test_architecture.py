@@ -70,10 +70,13 @@ def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
     assert packages == ["engines", "plan", "report", "results", "spec", "verdicts", "worker"]
 
 
-def test_the_license_is_an_spdx_string_so_the_install_prints_no_setuptools_deprecation_wall() -> None:
+def test_the_install_prints_no_setuptools_warning_wall() -> None:
     import tomllib
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     # a TOML table here makes every setuptools >= 77 build print the same 15-line warning three times
     assert pyproject["project"]["license"] == "Apache-2.0"
     assert "setuptools>=77" in pyproject["build-system"]["requires"]
+    # the flat layout named as such: the editable install is a .pth file, which setuptools makes without
+    # its 9-line "Editable installation" warning (a meta path finder's)
+    assert pyproject["tool"]["setuptools"]["package-dir"] == {"": "."}
