@@ -179,6 +179,7 @@ def _new_records(
             declared=declared_of(run, machine).as_json(),
             selected=name in selected,
             auto=fixed is None,
+            workload="script" if run.script_file else "builtin",
         )
     return records
 

@@ -128,6 +128,7 @@ class RunRecord:
     max_time_s: float = 600.0
     min_duration_s: float = 1.0
     max_disturbance: float = 0.10
+    workload: str = "builtin"  # or "script": the user's own script (no attribution probe, its own sizes)
 
     @property
     def status(self) -> Status:
@@ -165,6 +166,7 @@ class RunRecord:
         declared: dict[str, Any],
         selected: bool,
         auto: bool,
+        workload: str = "builtin",
     ) -> RunRecord:
         """A record that judges its launches by the run's measure section (noise floor, fitness, budget)."""
         return RunRecord(
@@ -179,6 +181,7 @@ class RunRecord:
             max_time_s=measure.max_time_s,
             min_duration_s=measure.min_duration_s,
             max_disturbance=measure.max_disturbance,
+            workload=workload,
         )
 
     def timing_problem(self, launch: LaunchRecord) -> TimingProblem | None:
@@ -239,6 +242,7 @@ class RunRecord:
             "status": str(self.status),
             "reason": self.reason,
             "description": self.description,
+            "workload": self.workload,
             "directory": self.name,
             "declared": self.declared,
             "observed": first.observed if first else {},
