@@ -320,6 +320,72 @@ def test_steps_logged_in_groups_are_timed_from_the_end_of_the_group_holding_the_
     assert sum(report.samples[-steps:]) / timed_s == 640.0
 
 
+# --- reports checked against what the optimizer and the model did --------------------------------
+
+SLIPS = """\
+import argparse
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from runner import track
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--slip", required=True)
+parser.add_argument("--batch-size", type=int, default=16)  # accepted, and ignored by the third slip
+slip = parser.parse_args().slip
+accelerator = Accelerator()  # accumulation: ACCELERATE_GRADIENT_ACCUMULATION_STEPS (script.gradient_accumulation_steps)
+torch.manual_seed(0)
+data = torch.utils.data.TensorDataset(torch.randn(256, 8), torch.randint(0, 2, (256,)))
+model = torch.nn.Linear(8, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = torch.utils.data.DataLoader(data, batch_size=16)
+model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+track.setup(accelerator, model)
+for x, y in loader:
+    with accelerator.accumulate(model):
+        loss = F.cross_entropy(model(x), y)
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+    if slip == "every-micro-batch":
+        track.step(samples=len(x), loss=loss)  # line 26: per micro-batch, not per optimizer step
+    elif accelerator.sync_gradients:
+        track.step(samples=len(x), loss=loss)  # line 28: once per step, with one micro-batch's samples
+"""
+
+
+@pytest.mark.slow
+def test_reports_that_contradict_the_optimizer_or_the_model_fail_the_run_at_the_reporting_line(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "slips.py", SLIPS)
+    runs = (
+        "runs:\n"
+        "  per-micro-batch: {script: {args: [--slip, every-micro-batch], gradient_accumulation_steps: 4}}\n"
+        "  one-micro-batch: {script: {args: [--slip, samples], gradient_accumulation_steps: 4}}\n"
+        "  batch-ignored: {script: {args: [--slip, none], batch_size: 32}}\n"
+    )
+    done, summary = run_spec(script_spec(tmp_path, "slips.py", extra=runs), tmp_path / "out")
+    assert done.returncode == 3, done.stdout + done.stderr
+    reasons = {name: launch_of(summary, name)["reason"] for name in summary["runs"]}
+    failed = "the launch exited with code 1: accel-run worker: "
+    assert reasons == {
+        # 256 samples in micro-batches of 16, 4 per optimizer step: 16 micro-batches, 4 optimizer steps
+        "per-micro-batch": failed + "slips.py:26: runner.track.step was called while gradients were not "
+        "synchronised (12 of 16 calls came between optimizer steps, under gradient accumulation 4), so it reported "
+        "16 optimizer steps where the optimizer took 4: call it once per optimizer step: after optimizer.step(), "
+        "when accelerator.sync_gradients is True",
+        "one-micro-batch": failed + "slips.py:28: the script reported 16 samples per optimizer step, but the model "
+        "trained 64 in this process per optimizer step (4 micro-batch(es) of 16, gradient accumulation 4): samples= "
+        "counts this process's samples of the whole optimizer step (its batch x gradient accumulation, not x the "
+        "processes)",
+        "batch-ignored": failed + "slips.py:28: script.batch_size declares 32 samples per process and micro-batch, "
+        "but the model trained micro-batches of 16: give the declared batch to your DataLoader (accel-run passes "
+        "--batch-size 32)",
+    }
+    assert not list((tmp_path / "out").glob("*/*/*/metrics.json"))  # numbers built on such reports: never written
+
+
 COMPARISON = """\
 name: fair
 script: {path: train.py, SCRIPT}
