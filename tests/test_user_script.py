@@ -432,3 +432,41 @@ def test_the_declared_batch_is_passed_after_the_arguments_and_never_twice(tmp_pa
         "2:33: script.args passes --batch-size and so does script.batch_size (32): remove --batch-size and its "
         "value from script.args (accel-run adds --batch-size 32)"
     ]
+
+
+def _seen(accumulation: int, optimizer_steps: int, reports: list[tuple[int, int, int]]) -> Any:
+    """A Seen fed as the hooks and track.step feed it: reports of (samples, steps, forwards before it)."""
+    from runner.track_checks import Seen
+
+    seen = Seen(accumulation=accumulation)
+    for samples, steps, forwards in reports:
+        for _ in range(forwards):
+            seen.forward(16)
+        seen.reported(samples, steps, synchronised=True)
+    seen.optimizer_steps[1] = optimizer_steps
+    seen.stepped_at_last_report = optimizer_steps
+    return seen
+
+
+def test_counts_apart_by_a_factor_contradict_and_counts_off_by_one_do_not() -> None:
+    from runner.track_checks import contradiction
+
+    # accumulation by hand (Accelerate sees 1): the optimizer steps every 4 micro-batches, the script reports each
+    manual = _seen(1, 25, [(16, 1, 1)] * 100)
+    assert contradiction(manual).endswith(
+        ": the script reported 100 optimizer steps, but its optimizer took 25 (gradient accumulation 1): call "
+        "runner.track.step once per optimizer step: after optimizer.step(), when accelerator.sync_gradients is True "
+        "(steps=N reports N at once; through accelerator.log, pass step= the optimizer steps completed)"
+    )
+    # one report per step after its 4 micro-batches, with their 64 samples: as it should be
+    assert contradiction(_seen(4, 25, [(64, 1, 4)] * 25)) == ""
+    # an fp16 step the loss scaler skipped, or a report made just before optimizer.step(): one step apart
+    assert contradiction(_seen(1, 24, [(16, 1, 1)] * 25)) == ""
+    # a tracker logging every 10 steps with step=N: 10 steps per report, 10 forwards before it
+    assert contradiction(_seen(1, 50, [(160, 10, 10)] * 5)) == ""
+    # samples of all processes instead of this one's (2 processes x 16): twice what the model trained here
+    assert "reported 32 samples per optimizer step, but the model trained 16" in contradiction(
+        _seen(1, 25, [(32, 1, 1)] * 25)
+    )
+    # two forwards per micro-batch (two views of each batch): the batch cannot be told, nothing is claimed
+    assert contradiction(_seen(1, 25, [(16, 1, 2)] * 25)) == ""
