@@ -55,7 +55,7 @@ examples:
   accel-run specs/day6.yaml --set train.epochs=2 --set 'matrix.launch.processes=[1, 2, 4]'
   accel-run compare results/day6/20261128T101500Z specs/day6.yaml   an old result vs the newest
   accel-run --report results/day6/20261128T101500Z
-  accel-run --report latest                  the newest result (a spec file: that spec's newest)
+  accel-run --report latest                  the newest result (a spec file: the newest run from that file)
 """
 
 COMPARE_DESCRIPTION = """\
