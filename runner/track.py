@@ -283,6 +283,7 @@ def _watch_training(report: _Report, model: Any) -> None:
 
     seen = report.seen
     seen.accumulation = int(report.observed.get("gradient_accumulation_steps") or 1)
+    seen.world = int(report.observed.get("world_size") or 1)
     if not report.main:  # only the main process reports, so only its reports are checked
         return
     if not report.watching:

@@ -28,6 +28,7 @@ class Seen:
     """What the script's objects did (counted by hooks) and what it reported, in its main process."""
 
     accumulation: int = 1  # the Accelerator's gradient accumulation
+    world: int = 1  # processes in the group
     optimizer_steps: dict[int, int] = field(default_factory=dict)  # id(optimizer) -> steps it took
     forwards: int = 0  # training forwards of the model (train mode, gradients on)
     forwards_since_report: int = 0
@@ -35,27 +36,21 @@ class Seen:
     max_micro_batch: int = 0  # the largest batch dimension a training forward saw
     calls: int = 0  # track.step calls
     reported_steps: int = 0
-    reported_samples: int = 0
     max_step_samples: float = 0.0  # the most samples one reported optimizer step carried
-    stepped_at_last_report: int = 0  # optimizer steps taken when the last report came
+    stepped_at_last_report: tuple[int, ...] = ()  # each optimizer's steps when the last report came
     unsynced_calls: int = 0  # reports made while accelerator.sync_gradients was False
     where: str = ""  # file:line of the script's first report
     where_unsynced: str = ""  # file:line of its first report between optimizer steps
-
-    def optimizer_stepped(self) -> int:
-        """Optimizer steps taken so far (several optimizers, as in a GAN, step together: the most of one)."""
-        return max(self.optimizer_steps.values(), default=0)
 
     def reported(self, samples: int, steps: int, synchronised: bool | None) -> None:
         """One `track.step` call: `steps` optimizer steps with `samples` samples of this process."""
         self.calls += 1
         self.reported_steps += steps
-        self.reported_samples += samples
         self.max_step_samples = max(self.max_step_samples, samples / steps)
         per_step = -(-self.forwards_since_report // steps)
         self.max_forwards_per_step = max(self.max_forwards_per_step, per_step)
         self.forwards_since_report = 0
-        self.stepped_at_last_report = self.optimizer_stepped()
+        self.stepped_at_last_report = tuple(self.optimizer_steps.values())
         if not self.where:
             self.where = call_site()
         if synchronised is False:
@@ -68,6 +63,12 @@ class Seen:
         self.forwards += 1
         self.forwards_since_report += 1
         self.max_micro_batch = max(self.max_micro_batch, batch)
+
+    def stepped(self) -> int:
+        """The optimizer steps to compare the reports with: of the optimizer whose count is nearest the reported
+        steps (a GAN's two optimizers, a critic stepped 5 times per step, an auxiliary one stepped rarely)."""
+        counts = [c for c in self.stepped_at_last_report if c]
+        return min(counts, key=lambda c: abs(c - self.reported_steps), default=0)
 
 
 def call_site() -> str:
@@ -91,9 +92,14 @@ def _apart(a: float, b: float) -> bool:
 
 
 def contradiction(seen: Seen, declared_batch: int | None = None, batch_arg: str | None = None) -> str:
-    """The first way the reports contradict what the script's objects did, as a located sentence; '' if none."""
-    reported, stepped, accumulation = seen.reported_steps, seen.stepped_at_last_report, seen.accumulation
+    """The first way the reports contradict what the script's objects did, as a located sentence; '' if none.
+
+    The model's batch dimension is read from its first tensor input, which is not always the batch (a
+    sequence-first RNN): it only ever confirms a pattern the reported numbers show on their own, exactly.
+    """
+    reported, stepped, accumulation = seen.reported_steps, seen.stepped(), seen.accumulation
     per_optimizer_step = "once per optimizer step: after optimizer.step(), when accelerator.sync_gradients is True"
+    whole_step = "samples= counts this process's samples of the whole optimizer step"
     if seen.unsynced_calls:
         return (
             f"{seen.where_unsynced}: {API_NAME}.step was called while gradients were not synchronised "
@@ -107,33 +113,34 @@ def contradiction(seen: Seen, declared_batch: int | None = None, batch_arg: str 
             f"(gradient accumulation {accumulation}): call {API_NAME}.step {per_optimizer_step} (steps=N reports N "
             "at once; through accelerator.log, pass step= the optimizer steps completed)"
         )
-    per_step = seen.max_step_samples
-    micro, forwards = seen.max_micro_batch, seen.max_forwards_per_step
-    # one forward per micro-batch (at most `accumulation` of them per step): the model saw the true batch
-    if micro and 1 <= forwards <= accumulation:
-        trained = micro * forwards
-        if declared_batch is not None and micro != declared_batch:
-            return (
-                f"{seen.where}: script.batch_size declares {declared_batch} samples per process and micro-batch, but "
-                f"the model trained micro-batches of {micro}: give the declared batch to your DataLoader ("
-                + (
-                    f"accel-run passes {batch_arg} {declared_batch})"
-                    if batch_arg
-                    else "script.batch_size_arg is null: your script must use it on its own)"
-                )
-            )
-        if _apart(per_step, trained):
-            return (
-                f"{seen.where}: the script reported {per_step:g} samples per optimizer step, but the model trained "
-                f"{trained:,} in this process per optimizer step ({forwards} micro-batch(es) of {micro}, gradient "
-                f"accumulation {accumulation}): samples= counts this process's samples of the whole optimizer step "
-                "(its batch x gradient accumulation, not x the processes)"
-            )
-    if declared_batch is not None and per_step and _apart(per_step, declared_batch * accumulation):
+    per_step, micro, forwards = seen.max_step_samples, seen.max_micro_batch, seen.max_forwards_per_step
+    # one forward per micro-batch (at most `accumulation` per step): a model called twice per batch is not judged
+    one_each = micro > 0 and 1 <= forwards <= accumulation
+    if one_each and forwards >= 2 and per_step == micro:
         return (
-            f"{seen.where}: the script reported {per_step:g} samples per optimizer step, but script.batch_size "
-            f"{declared_batch} x gradient accumulation {accumulation} is {declared_batch * accumulation:,}: "
-            "samples= counts this process's samples of the whole optimizer step, and the script must train "
-            "the declared batch"
+            f"{seen.where}: the script reported {per_step:g} samples per optimizer step, but the model trained "
+            f"{micro * forwards:,} in this process per optimizer step ({forwards} micro-batches of {micro}, gradient "
+            f"accumulation {accumulation}): {whole_step} (its batch x gradient accumulation)"
+        )
+    expected = declared_batch * accumulation if declared_batch is not None else None
+    # an epoch shorter than one optimizer step carries fewer samples: not a contradiction
+    if expected is not None and per_step != expected and not (per_step < expected and forwards < accumulation):
+        trained = f" (the model trained micro-batches of {micro})" if one_each and micro * forwards == per_step else ""
+        passed = (
+            f"accel-run passes {batch_arg} {declared_batch}"
+            if batch_arg
+            else "script.batch_size_arg is null: your script must use it on its own"
+        )
+        return (
+            f"{seen.where}: script.batch_size declares {declared_batch} samples per process and micro-batch "
+            f"({expected:,} per optimizer step with gradient accumulation {accumulation}), but the script reported "
+            f"{per_step:g} per optimizer step{trained}: give the declared batch to your DataLoader ({passed}), "
+            f"and {whole_step}"
+        )
+    if one_each and seen.world > 1 and per_step == micro * forwards * seen.world:
+        return (
+            f"{seen.where}: the script reported {per_step:g} samples per optimizer step, the samples of all "
+            f"{seen.world} processes, but {whole_step} in this process alone ({micro * forwards:,}): accel-run "
+            "counts every process's samples itself"
         )
     return ""

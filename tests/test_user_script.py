@@ -376,12 +376,12 @@ def test_reports_that_contradict_the_optimizer_or_the_model_fail_the_run_at_the_
         "16 optimizer steps where the optimizer took 4: call it once per optimizer step: after optimizer.step(), "
         "when accelerator.sync_gradients is True",
         "one-micro-batch": failed + "slips.py:28: the script reported 16 samples per optimizer step, but the model "
-        "trained 64 in this process per optimizer step (4 micro-batch(es) of 16, gradient accumulation 4): samples= "
-        "counts this process's samples of the whole optimizer step (its batch x gradient accumulation, not x the "
-        "processes)",
-        "batch-ignored": failed + "slips.py:28: script.batch_size declares 32 samples per process and micro-batch, "
-        "but the model trained micro-batches of 16: give the declared batch to your DataLoader (accel-run passes "
-        "--batch-size 32)",
+        "trained 64 in this process per optimizer step (4 micro-batches of 16, gradient accumulation 4): samples= "
+        "counts this process's samples of the whole optimizer step (its batch x gradient accumulation)",
+        "batch-ignored": failed + "slips.py:28: script.batch_size declares 32 samples per process and micro-batch "
+        "(32 per optimizer step with gradient accumulation 1), but the script reported 16 per optimizer step (the "
+        "model trained micro-batches of 16): give the declared batch to your DataLoader (accel-run passes "
+        "--batch-size 32), and samples= counts this process's samples of the whole optimizer step",
     }
     assert not list((tmp_path / "out").glob("*/*/*/metrics.json"))  # numbers built on such reports: never written
 
@@ -434,16 +434,21 @@ def test_the_declared_batch_is_passed_after_the_arguments_and_never_twice(tmp_pa
     ]
 
 
-def _seen(accumulation: int, optimizer_steps: int, reports: list[tuple[int, int, int]]) -> Any:
-    """A Seen fed as the hooks and track.step feed it: reports of (samples, steps, forwards before it)."""
+def _seen(
+    accumulation: int,
+    optimizer_steps: tuple[int, ...],
+    reports: list[tuple[int, int, int]],
+    micro: int = 16,
+    world: int = 1,
+) -> Any:
+    """A Seen fed as the hooks and track.step feed it: reports of (samples, steps, forwards of `micro` before it)."""
     from runner.track_checks import Seen
 
-    seen = Seen(accumulation=accumulation)
+    seen = Seen(accumulation=accumulation, world=world)
     for samples, steps, forwards in reports:
         for _ in range(forwards):
-            seen.forward(16)
+            seen.forward(micro)
         seen.reported(samples, steps, synchronised=True)
-    seen.optimizer_steps[1] = optimizer_steps
     seen.stepped_at_last_report = optimizer_steps
     return seen
 
@@ -452,21 +457,34 @@ def test_counts_apart_by_a_factor_contradict_and_counts_off_by_one_do_not() -> N
     from runner.track_checks import contradiction
 
     # accumulation by hand (Accelerate sees 1): the optimizer steps every 4 micro-batches, the script reports each
-    manual = _seen(1, 25, [(16, 1, 1)] * 100)
+    manual = _seen(1, (25,), [(16, 1, 1)] * 100)
     assert contradiction(manual).endswith(
         ": the script reported 100 optimizer steps, but its optimizer took 25 (gradient accumulation 1): call "
         "runner.track.step once per optimizer step: after optimizer.step(), when accelerator.sync_gradients is True "
         "(steps=N reports N at once; through accelerator.log, pass step= the optimizer steps completed)"
     )
     # one report per step after its 4 micro-batches, with their 64 samples: as it should be
-    assert contradiction(_seen(4, 25, [(64, 1, 4)] * 25)) == ""
+    assert contradiction(_seen(4, (25,), [(64, 1, 4)] * 25)) == ""
     # an fp16 step the loss scaler skipped, or a report made just before optimizer.step(): one step apart
-    assert contradiction(_seen(1, 24, [(16, 1, 1)] * 25)) == ""
+    assert contradiction(_seen(1, (24,), [(16, 1, 1)] * 25)) == ""
     # a tracker logging every 10 steps with step=N: 10 steps per report, 10 forwards before it
-    assert contradiction(_seen(1, 50, [(160, 10, 10)] * 5)) == ""
-    # samples of all processes instead of this one's (2 processes x 16): twice what the model trained here
-    assert "reported 32 samples per optimizer step, but the model trained 16" in contradiction(
-        _seen(1, 25, [(32, 1, 1)] * 25)
+    assert contradiction(_seen(1, (50,), [(160, 10, 10)] * 5)) == ""
+    # a critic stepped 5 times per generator step: the generator's optimizer matches the reports
+    assert contradiction(_seen(1, (125, 25), [(16, 1, 1)] * 25)) == ""
+
+
+def test_samples_are_judged_only_where_the_model_shows_its_batch_plainly() -> None:
+    from runner.track_checks import contradiction
+
+    # the samples of both processes (2 x 16) where this process trained 16
+    assert ": the script reported 32 samples per optimizer step, the samples of all 2 processes, but samples= " in (
+        contradiction(_seen(1, (25,), [(32, 1, 1)] * 25, world=2))
     )
-    # two forwards per micro-batch (two views of each batch): the batch cannot be told, nothing is claimed
-    assert contradiction(_seen(1, 25, [(16, 1, 2)] * 25)) == ""
+    # a sequence-first model (its first input is [50 steps, 16 samples]): the batch cannot be read, nothing claimed
+    assert contradiction(_seen(4, (25,), [(64, 1, 4)] * 25, micro=50)) == ""
+    # two forwards per micro-batch (two views of each batch): neither
+    assert contradiction(_seen(1, (25,), [(16, 1, 2)] * 25)) == ""
+    # a declared batch is checked on the reported samples alone, whatever the model shows
+    assert "but the script reported 16 per optimizer step: give the declared batch" in contradiction(
+        _seen(1, (25,), [(16, 1, 1)] * 25, micro=50), declared_batch=32, batch_arg="--batch-size"
+    )
