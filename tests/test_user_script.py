@@ -350,7 +350,7 @@ for x, y in loader:
     if slip == "every-micro-batch":
         track.step(samples=len(x), loss=loss)  # line 26: per micro-batch, not per optimizer step
     elif accelerator.sync_gradients:
-        track.step(samples=len(x), loss=loss)  # line 28: once per step, with one micro-batch's samples
+        track.step(samples=len(x), loss=loss)  # line 28: once per step (of one micro-batch here)
 """
 
 
@@ -362,7 +362,6 @@ def test_reports_that_contradict_the_optimizer_or_the_model_fail_the_run_at_the_
     runs = (
         "runs:\n"
         "  per-micro-batch: {script: {args: [--slip, every-micro-batch], gradient_accumulation_steps: 4}}\n"
-        "  one-micro-batch: {script: {args: [--slip, samples], gradient_accumulation_steps: 4}}\n"
         "  batch-ignored: {script: {args: [--slip, none], batch_size: 32}}\n"
     )
     done, summary = run_spec(script_spec(tmp_path, "slips.py", extra=runs), tmp_path / "out")
@@ -375,9 +374,6 @@ def test_reports_that_contradict_the_optimizer_or_the_model_fail_the_run_at_the_
         "synchronised (12 of 16 calls came between optimizer steps, under gradient accumulation 4), so it reported "
         "16 optimizer steps where the optimizer took 4: call it once per optimizer step: after optimizer.step(), "
         "when accelerator.sync_gradients is True",
-        "one-micro-batch": failed + "slips.py:28: the script reported 16 samples per optimizer step, but the model "
-        "trained 64 in this process per optimizer step (4 micro-batches of 16, gradient accumulation 4): samples= "
-        "counts this process's samples of the whole optimizer step (its batch x gradient accumulation)",
         "batch-ignored": failed + "slips.py:28: script.batch_size declares 32 samples per process and micro-batch "
         "(32 per optimizer step with gradient accumulation 1), but the script reported 16 per optimizer step (the "
         "model trained micro-batches of 16): give the declared batch to your DataLoader (accel-run passes "
@@ -476,6 +472,12 @@ def test_counts_apart_by_a_factor_contradict_and_counts_off_by_one_do_not() -> N
 def test_samples_are_judged_only_where_the_model_shows_its_batch_plainly() -> None:
     from runner.track_checks import contradiction
 
+    # once per step of 4 micro-batches of 16, with one micro-batch's samples
+    assert contradiction(_seen(4, (25,), [(16, 1, 4)] * 25)).endswith(
+        ": the script reported 16 samples per optimizer step, but the model trained 64 in this process per optimizer "
+        "step (4 micro-batches of 16, gradient accumulation 4): samples= counts this process's samples of the whole "
+        "optimizer step (its batch x gradient accumulation)"
+    )
     # the samples of both processes (2 x 16) where this process trained 16
     assert ": the script reported 32 samples per optimizer step, the samples of all 2 processes, but samples= " in (
         contradiction(_seen(1, (25,), [(32, 1, 1)] * 25, world=2))
