@@ -117,6 +117,7 @@ class Session:
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
+    spec_file: str = ""  # the spec file's absolute path: --report SPEC and compare find its results by it
 
     def engine_of(self, name: str) -> Engine:
         """The engine that runs `name`'s launches (its engine section's kind)."""
@@ -145,6 +146,7 @@ class Session:
                 "name": spec.name,
                 "description": spec.description,
                 "path": self.validated.path,
+                "file": self.spec_file,
                 "sha256": self.spec_sha256,
                 "baseline": self.validated.baseline,
                 "runs": list(self.records),
@@ -197,6 +199,7 @@ def _new_records(
             selected=name in selected,
             auto=fixed is None,
             skip_reason=skips.get(name, ""),
+            workload="script" if run.script_file else "builtin",
         )
     return records
 
@@ -245,6 +248,7 @@ def _run_spec(
         write_text_atomic(result_dir / SETS_FILE, json.dumps(list(options.sets)) + "\n")
     records = _new_records(validated, selected, machine, options)
     session = Session(validated, machine, result_dir, options, records, sha256_text(text), now(), engines=engines)
+    session.spec_file = str(Path(validated.path).resolve())
     runnable = sum(record.selected for record in records.values())
     ui.say(f"accel-run: {validated.spec.name}: {runnable} run(s), results in {result_dir}")
     ui.say(f"accel-run: {bound_line(session)}")
@@ -418,6 +422,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     engines = _engines(validated, selected)
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started, engines=engines)
     session.attach = submitted_jobs(summary, records)
+    session.spec_file = str(summary["spec"].get("file") or "")
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")

@@ -8,7 +8,6 @@ The report is rendered again from summary.json, as `accel-run --report` does.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -326,3 +326,26 @@ def test_only_failed_or_inconclusive_timing_and_memory_expectations_get_a_why() 
     assert explain({**ratio, "metric": "final_loss", "at_most": 1.0}, runs, {}) is None
     assert explain({**ratio, "verdict": "pass", "metric": "step_time_ms", "at_most": 1.0}, runs, {}) is None
     assert explain({**ratio, "metric": "samples_per_s", "at_least": 1.5}, runs, {}) is not None
+
+
+def test_a_script_run_has_no_step_split_and_the_why_says_attribution_is_for_built_in_runs() -> None:
+    # as summary.json holds a script's runs: timings and processes, an empty attribution, workload "script"
+    single, dual = run(10.0, 64, 1), run(12.0, 64, 2)
+    for record in (single, dual):
+        record.update(attribution={}, workload="script")
+    speedup = {"kind": "speedup", "verdict": "fail", "runs": ["dual", "single"], "at_least": 1.5}
+    why = explain(speedup, {"dual": dual, "single": single}, {"cpu_count": 2})
+    assert why == {
+        "sentences": [
+            "no step split (compute, communication, data, optimizer): attribution is measured for built-in runs "
+            "only, and 'dual' and 'single' run your own script, whose steps accel-run times but cannot take apart"
+        ]
+    }
+    # one process count, one precision: no split of zeros either
+    same = {**speedup, "runs": ["again", "single"]}
+    why = explain(same, {"again": {**single}, "single": single}, {})
+    assert why is not None and why["sentences"][0].startswith("no step split ")
+    # a built-in run without a probe keeps its own reason
+    builtin = {**speedup}
+    why = explain(builtin, {"dual": {**dual, "workload": "builtin"}, "single": {**single, "workload": "builtin"}}, {})
+    assert why == {"sentences": ["no attribution was measured (measure.attribution: false, or a run failed)"]}

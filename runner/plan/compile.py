@@ -143,8 +143,16 @@ def process_entry(run: ResolvedRun, directory: Path) -> tuple[str, ...]:
     as __main__ with exactly the arguments of the spec, so `accelerate launch` sees `-m` and a module.
     """
     if isinstance(run.config, ScriptRunConfig):
-        return ("-m", "runner.worker.script", run.script_file, *run.config.script.args)
+        return ("-m", "runner.worker.script", run.script_file, *script_args(run.config))
     return ("-m", "runner.worker", str(directory / PLAN_FILE))
+
+
+def script_args(config: ScriptRunConfig) -> tuple[str, ...]:
+    """The script's arguments: script.args, then script.batch_size as its option (script.batch_size_arg)."""
+    script = config.script
+    if script.batch_size is None or script.batch_size_arg is None:
+        return tuple(script.args)
+    return (*script.args, script.batch_size_arg, str(script.batch_size))
 
 
 def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from runner.spec.models import ScriptRunConfig
 from runner.spec.validate import ResolvedRun, ValidatedSpec, select_runs
 from runner.spec.workload import human_bytes, human_count
 from runner.yamlout import dump_yaml, yaml_tree
@@ -19,9 +20,22 @@ _MISSING = object()
 def describe_run(run: ResolvedRun) -> list[str]:
     """Comment lines summarising what a run will do."""
     if run.script_file:
+        w = run.workload
+        accumulation = (
+            f" x {w.accumulation} accumulation"
+            if isinstance(run.config, ScriptRunConfig) and run.config.script.gradient_accumulation_steps
+            else " (x the script's own gradient accumulation, if any)"
+        )
+        batch = (
+            f"global batch: {w.global_batch} = script.batch_size {w.batch_size} x {w.processes} process(es)"
+            + accumulation
+            if w.batch_size
+            else f"processes: {w.processes}; the batch is the script's own (declare it: script.batch_size)"
+        )
         return [
             f"script: {run.script_file} (your own training loop; it reports through runner.track)",
-            f"processes: {run.workload.processes}; sizes, steps and memory are the script's own",
+            batch,
+            "steps and memory are the script's own",
         ]
     w, c = run.workload, run.builtin
     length = f"{c.train.epochs} epoch(s)" if c.train.epochs is not None else f"max_steps {c.train.max_steps}"

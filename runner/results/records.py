@@ -171,6 +171,7 @@ class RunRecord:
     min_duration_s: float | None = None
     max_disturbance: float = 0.10
     rules: Rules = field(default_factory=Rules)  # what makes a launch's blocks fit to time
+    workload: str = "builtin"  # or "script": the user's own script (no attribution probe, its own sizes)
 
     @property
     def status(self) -> Status:
@@ -211,6 +212,7 @@ class RunRecord:
         selected: bool,
         auto: bool,
         skip_reason: str = "",
+        workload: str = "builtin",
     ) -> RunRecord:
         """A record that judges its launches by the run's measure section (noise floor, fitness, budget)."""
         return RunRecord(
@@ -227,6 +229,7 @@ class RunRecord:
             min_duration_s=measure.min_duration_s,
             max_disturbance=measure.max_disturbance,
             rules=Rules(measure.min_blocks, measure.max_spread),
+            workload=workload,
         )
 
     def timing_problem(self, launch: LaunchRecord) -> TimingProblem | None:
@@ -287,6 +290,7 @@ class RunRecord:
             "status": str(self.status),
             "reason": self.reason,
             "description": self.description,
+            "workload": self.workload,
             "directory": self.name,
             "declared": self.declared,
             "observed": first.observed if first else {},

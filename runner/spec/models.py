@@ -766,6 +766,8 @@ class RunConfig(Strict):
 
 # --- script: your own training script as the workload ----------------------------------------
 
+OPTION_PATTERN = r"^-"  # a command-line option: --batch-size, -b
+
 _SCRIPT_DOC = (
     "Your own Accelerate training script as the workload, instead of the built-in model/data/train "
     "(leave those out). It reports through runner.track; launch, measure, runs and expect apply as usual."
@@ -795,6 +797,25 @@ class ScriptSection(Strict):
         description="Gradient accumulation your script's Accelerator must use: passed as "
         "ACCELERATE_GRADIENT_ACCUMULATION_STEPS (as `accelerate launch --gradient_accumulation_steps` does) and "
         "checked against what the script reports. null = the script's own choice, not checked.",
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Samples per process per forward pass (micro-batch) of your script, passed to it as "
+        "`batch_size_arg` (--batch-size 32) and checked against what it trains. With it accel-run knows the "
+        "global batch (batch_size x processes x gradient_accumulation_steps), so 2 processes x 32 vs 1 x 64 is a "
+        "fair comparison, not a confounded one. null = the script's own batch, unknown to accel-run.",
+        examples=[64],
+    )
+    batch_size_arg: str | None = Field(
+        default="--batch-size",
+        min_length=1,
+        max_length=200,
+        pattern=OPTION_PATTERN,
+        description="The option that passes script.batch_size to your script: `batch_size_arg` and the value "
+        "are added after script.args. null = not passed (your script uses that batch on its own; still checked).",
+        examples=["--batch-size", "--per_device_train_batch_size"],
     )
 
 

@@ -59,6 +59,18 @@ UNFIT_NOTE = (
 )
 
 
+def no_attribution(run: dict[str, Any], base: dict[str, Any]) -> str:
+    """Why a Why has no step split: a user script (attribution is the built-in worker's), or none was measured."""
+    scripts = [f"'{r.get('name', 'run')}'" for r in (run, base) if r.get("workload") == "script"]
+    if not scripts:
+        return NO_ATTRIBUTION
+    return (
+        "no step split (compute, communication, data, optimizer): attribution is measured for built-in runs only, "
+        f"and {' and '.join(scripts)} {'runs' if len(scripts) == 1 else 'run'} your own script, whose steps accel-run "
+        "times but cannot take apart"
+    )
+
+
 def step_seconds(run: dict[str, Any]) -> float | None:
     value = run.get("metrics", {}).get("step_time_ms")
     return value / 1000 if isinstance(value, int | float) and value > 0 else None
@@ -94,7 +106,7 @@ def explain_processes(
     """Figures and sentences for a speedup of a multi-process run over a baseline with fewer processes."""
     t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None or not run.get("attribution") or not base.get("attribution"):
-        return {"sentences": [NO_ATTRIBUTION]}
+        return {"sentences": [no_attribution(run, base)]}
     g_run = run["metrics"]["global_batch_size"]
     g_base = base["metrics"]["global_batch_size"]
     n_run, n_base = run["metrics"]["processes"], base["metrics"]["processes"]
@@ -222,7 +234,7 @@ def explain_precision(
     t_run, t_base = step_seconds(run), step_seconds(base)
     probe_run, probe_base = run.get("attribution") or {}, base.get("attribution") or {}
     if t_run is None or t_base is None or "matmul_share" not in probe_base or "compute_s" not in probe_run:
-        return {"sentences": [NO_ATTRIBUTION]}
+        return {"sentences": [no_attribution(run, base)]}
     matmul = float(probe_base["matmul_share"])
     compute_base = float(probe_base.get("compute_s", 0.0))
     compute_run = float(probe_run["compute_s"])
@@ -484,6 +496,8 @@ def _explain_timing(
     t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None:
         return None
+    if not run.get("attribution") or not base.get("attribution"):  # a split of zeros would say nothing true
+        return {"sentences": [no_attribution(run, base)]}
     return {
         "sentences": [
             _split_sentence(run["name"], t_run, step_parts(run, t_run)),
