@@ -67,7 +67,7 @@ class Rules:
     """What makes a launch's blocks fit to time (measure.min_blocks and measure.max_spread)."""
 
     min_blocks: int = 10
-    max_spread: float = 0.25
+    max_spread: float = 0.5
 
     @property
     def max_drift(self) -> float:

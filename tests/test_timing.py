@@ -55,7 +55,7 @@ def test_a_wide_spread_of_block_rates_is_unfit() -> None:
     assert found is not None
     kind, sentence = found.problem(Rules()) or ("", "")
     assert kind == "spread"
-    assert sentence == ("its 20 blocks of steps varied too much: IQR/median 80%, over measure.max_spread (25%)")
+    assert sentence == ("its 20 blocks of steps varied too much: IQR/median 80%, over measure.max_spread (50%)")
 
 
 def test_halves_that_disagree_widen_the_interval_to_hold_both_speeds() -> None:
@@ -68,16 +68,16 @@ def test_halves_that_disagree_widen_the_interval_to_hold_both_speeds() -> None:
 
 
 def test_halves_further_apart_than_the_spread_allowed_are_drift() -> None:
-    assert block_problem(20, 0.4, 0.10, 0.30, Rules()) == (
+    assert block_problem(20, 0.4, 0.10, 0.60, Rules()) == (
         "drift",
-        "its speed changed while it was timed: the two halves of its blocks ran 30% apart "
-        "(over measure.max_spread, 25%)",
+        "its speed changed while it was timed: the two halves of its blocks ran 60% apart "
+        "(over measure.max_spread, 50%)",
     )
 
 
 def test_block_problem_is_the_same_rule_the_verdicts_apply_to_stored_figures() -> None:
     assert block_problem(12, 0.3, 0.05, 0.02, Rules()) is None
-    assert (block_problem(12, 0.3, 0.30, 0.02, Rules()) or ("",))[0] == "spread"
+    assert (block_problem(12, 0.3, 0.60, 0.02, Rules()) or ("",))[0] == "spread"
     assert (block_problem(9, 0.3, 0.05, 0.02, Rules()) or ("",))[0] == "short"
 
 

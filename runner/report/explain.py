@@ -46,7 +46,35 @@ def describe_run(run: ResolvedRun) -> list[str]:
         f"samples: {w.train_samples:,} train + {w.eval_samples:,} eval",
         f"optimizer steps: {w.optimizer_steps:,} ({w.steps_per_epoch:,} per epoch, {length})",
         f"memory estimate: {human_bytes(w.memory_bytes)} (data + weights, grads, optimizer state)",
+        *compute_lines(run),
     ]
+
+
+def compute_lines(run: ResolvedRun) -> list[str]:
+    """How the step computes: compiled or eager, TF32 for fp32 matmuls, the optimizer's kernels."""
+    launch = run.config.launch
+    compiled = launch.compile
+    lines = [
+        f"compile: torch.compile with {compiled.backend}, mode {compiled.mode} (Accelerate's dynamo_config)"
+        if compiled is not None and compiled.backend != "no"
+        else "compile: none (eager)"
+    ]
+    if launch.tf32 is not None:
+        tf32 = f"{'on' if launch.tf32 else 'off'} (launch.tf32)"
+    elif compiled is not None and compiled.backend != "no" and launch.mixed_precision == "no":
+        tf32 = "on where the run uses CUDA: Accelerate turns it on with a dynamo backend and fp32 (launch.tf32: null)"
+    else:
+        tf32 = "off, PyTorch's default (Accelerate turns it on only with a dynamo backend and fp32)"
+    lines.append(f"TF32 for fp32 matmuls on CUDA: {tf32}")
+    if not run.script_file:
+        optimizer = run.builtin.train.optimizer
+        how = (
+            "fused where the device supports it, else foreach (auto)"
+            if optimizer.implementation == "auto"
+            else optimizer.implementation
+        )
+        lines.append(f"optimizer: {optimizer.kind}, {how}")
+    return lines
 
 
 def figures(run: ResolvedRun) -> dict[str, int | float]:

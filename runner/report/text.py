@@ -206,12 +206,40 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _setting_values(run: dict[str, Any]) -> dict[str, str]:
+    """How a run computes, as the settings table shows it: compile backend, optimizer kernels, TF32."""
+    declared, observed = run.get("declared") or {}, run.get("observed") or {}
+    tf32 = declared.get("tf32")
+    return {
+        "Compile": str(declared.get("compile_backend") or "no"),
+        "Optimizer": str(observed.get("optimizer_implementation") or declared.get("optimizer_implementation") or "-"),
+        "TF32": "-" if tf32 is None else ("on" if tf32 else "off"),
+    }
+
+
+def settings_table(summary: dict[str, Any], markdown: bool) -> list[str]:
+    """The compute settings that differ between the runs that ran (none: no table)."""
+    runs = {n: _setting_values(r) for n, r in summary.get("runs", {}).items() if r.get("status") != "skipped"}
+    if len(runs) < 2:
+        return []
+    columns = [c for c in next(iter(runs.values())) if len({values[c] for values in runs.values()}) > 1]
+    if not columns:
+        return []
+    rows = [[name, *(values[c] for c in columns)] for name, values in runs.items()]
+    note = (
+        "Settings that differ between runs. Compile: launch.compile's backend (no: eager). Optimizer: the "
+        "implementation the optimizer really ran. TF32: launch.tf32 (-: PyTorch's and Accelerate's own choice)."
+    )
+    return [*_table(["Run", *columns], rows, markdown), "", note]
+
+
 # The phases of a launch, in order, as metrics.json and summary.json name them, with their column titles.
 PHASES = (
     ("launcher_s", "Launcher"),
     ("imports_s", "Imports"),
     ("device_init_s", "Device init"),
     ("setup_s", "Setup"),
+    ("first_step_s", "First step"),
     ("warmup_s", "Warm-up"),
     ("timed_s", "Timed"),
     ("eval_s", "Eval"),
@@ -270,12 +298,11 @@ def time_lines(summary: dict[str, Any], markdown: bool) -> list[str]:
         lines.append(
             "Seconds per launch (median over a run's launches). Started by: fork, accel-run's warm launcher "
             "(launch.launcher), or accelerate, the `accelerate launch` command. Launcher: from the launch to its "
-            "process; "
-            "Imports: torch and accelerate (about 0 when forked from the warm launcher); Device init: the "
-            "Accelerator and the device; Setup: data, model, optimizer; Warm-up: warm-up steps and blocks not yet "
-            "steady (compile time falls here); Timed: the blocks that give the speed; Timing-only: steps added "
-            "after training to time it better; Probes: attribution and memory; Teardown: after the results were "
-            "written."
+            "process; Imports: torch and accelerate (about 0 when forked from the warm launcher); Device init: the "
+            "Accelerator and the device; Setup: data, model, optimizer; First step: the first optimizer step "
+            "(compiling falls here); Warm-up: the other warm-up steps and blocks not yet steady; Timed: the blocks "
+            "that give the speed; Timing-only: steps added after training to time it better; Probes: attribution "
+            "and memory; Teardown: after the results were written."
         )
     extra = []
     for name, run in summary.get("runs", {}).items():
@@ -335,6 +362,9 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
     for note in honesty_notes(summary):
         lines.append(("- " if markdown else "* ") + note)
     lines.append("")
+    settings = settings_table(summary, markdown)
+    if settings:
+        lines += [*settings, ""]
     expectations = summary.get("expectations", [])
     if expectations:
         heading("Expectations")

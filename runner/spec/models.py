@@ -484,6 +484,30 @@ GpuIds = Annotated[
 ]
 
 
+class CompileSection(Strict):
+    """torch.compile through Accelerate's dynamo_config: Accelerator.prepare compiles the model."""
+
+    backend: Literal["inductor", "aot_eager", "eager", "no"] = Field(
+        default="inductor",
+        description="The dynamo backend (dynamo_config.dynamo_backend). inductor generates fused kernels (C++/OpenMP "
+        "on CPU, Triton on GPU); aot_eager and eager trace without generating code (to tell compile's own cost "
+        "from its kernels); no compiles nothing.",
+    )
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        default="default",
+        description="torch.compile's mode (dynamo_config.dynamo_mode). reduce-overhead replays CUDA graphs on a GPU; "
+        "max-autotune also benchmarks kernel choices (a long first step).",
+    )
+    fullgraph: bool = Field(
+        default=False,
+        description="Fail instead of splitting the model into several graphs (dynamo_config.dynamo_use_fullgraph).",
+    )
+    dynamic: bool = Field(
+        default=False,
+        description="Trace with dynamic shapes (dynamo_config.dynamo_use_dynamic).",
+    )
+
+
 class LaunchSection(Strict):
     """How `accelerate launch` starts the run: processes, precision, device, GPUs."""
 
@@ -537,6 +561,18 @@ class LaunchSection(Strict):
         description="ACCELERATE_* variables of your shell to pass through; others are dropped so runs are hermetic.",
         examples=[["ACCELERATE_DEBUG_MODE"]],
     )
+    compile: CompileSection | None = Field(
+        default=None,
+        description="torch.compile the model, as Accelerate's dynamo_config does it in Accelerator.prepare. "
+        "null = eager. The first steps then include compiling: they are warm-up, never timed.",
+        examples=[{"backend": "inductor"}, {"backend": "inductor", "mode": "reduce-overhead"}],
+    )
+    tf32: bool | None = Field(
+        default=None,
+        description="TF32 tensor cores for fp32 matmuls and convolutions on CUDA (torch.backends.cuda.matmul and "
+        "cudnn allow_tf32). null = what PyTorch and Accelerate set by themselves: matmuls true fp32, except that "
+        "Accelerate turns TF32 on with a dynamo backend and no mixed precision. No effect on CPU.",
+    )
     launcher: Literal["fork", "accelerate"] | None = Field(
         default=None,
         description="How a local launch starts its processes. fork: from a warm process that imported torch and "
@@ -589,10 +625,10 @@ class MeasureSection(Strict):
         description="A launch with fewer blocks than this cannot decide a timing verdict (it is unfit to time).",
     )
     max_spread: float = Field(
-        default=0.25,
+        default=0.5,
         gt=0,
         le=100,
-        description="A launch whose block rates spread more than this (IQR/median, 0.25 = 25%), or whose two "
+        description="A launch whose block rates spread more than this (IQR/median, 0.5 = 50%), or whose two "
         "halves differ by more than this, is unfit to time: the machine changed while it was timed (halves "
         "closer than that widen the launch's interval instead).",
     )
@@ -601,8 +637,9 @@ class MeasureSection(Strict):
         ge=0,
         le=100,
         description="When the declared training gives too few blocks (or too loose an estimate), timing-only "
-        "steps after it (same data and settings, never in loss or accuracy) may extend the timed part, for at most "
-        "this share of the launch's own overhead (start-up, warm-up, eval). 0 = never.",
+        "steps after it (same data and settings, never in loss or accuracy) extend the timed part: up to "
+        "measure.min_blocks whatever they cost, beyond that for at most this share of what the launch has cost "
+        "so far (another launch would cost all of it again). 0 = never.",
     )
     min_duration_s: float | None = Field(
         default=None,

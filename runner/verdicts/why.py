@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
+from runner.verdicts.why_settings import differs as settings_differ
+from runner.verdicts.why_settings import explain_compute_settings
 from runner.vocab import Outcome, precision_name
 
 MIB = 2**20
@@ -493,6 +495,10 @@ def _explain_timing(
         return why
     if run["metrics"].get("mixed_precision") != base["metrics"].get("mixed_precision"):
         return explain_precision(run, base, declared, environment)
+    if settings_differ(run, base):
+        found = explain_compute_settings(run, base)
+        if found is not None:
+            return found
     t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None:
         return None

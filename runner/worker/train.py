@@ -187,6 +187,10 @@ class Trainer:
         self.device = self.accelerator.device
         if self.device.type == "cuda":
             torch.cuda.init()  # type: ignore[no-untyped-call]  # the CUDA context now, so device initialisation is its own phase
+            tf32 = plan.config.launch.tf32
+            if tf32 is not None:  # after the Accelerator, which turns it on by itself with a dynamo backend
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cudnn.allow_tf32 = tf32
         marks["device_init"] = time.time()
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         start_heartbeat(f"{plan.outputs.heartbeat_prefix}{self.rank}")
@@ -295,6 +299,9 @@ class Trainer:
             micro += 1
             if self.accelerator.sync_gradients:
                 step += 1
+                if step == 1:  # the first step holds what happens once: compiling, autotuning, allocating
+                    _sync(self.device)
+                    timing.mark("first_step")
                 if step == warmup:
                     _sync(self.device)
                     timing.mark("warmup")
@@ -319,17 +326,21 @@ class Trainer:
 
         Run after the evaluation, so they never reach the loss, the loss curve or the accuracy. The
         main rank decides how many blocks are wanted (too few, or an interval looser than
-        EXTEND_TARGET) and how many the budget allows: measure.extend_share of this launch's own
-        overhead so far (everything but the timed part), because another launch would cost all of
-        it again. Every rank runs the same steps (they hold collectives), so the count is agreed.
+        EXTEND_TARGET) and how many the budget allows: measure.extend_share of what this launch
+        has cost so far, because another launch would cost all of it again; and never less than
+        the blocks measure.min_blocks asks for, because a launch short of them decides nothing
+        (with extend_share 0, none at all). Every rank runs the same steps (they hold collectives),
+        so the count is agreed.
         """
         measure, clock = self.plan.config.measure, timing.clock
+        if measure.extend_share <= 0:
+            return 0
         rules = Rules(measure.min_blocks, measure.max_spread)
         launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
         begun = launch_t0 if launch_t0 == launch_t0 else self.marks["process"]
-        found = clock.estimate()
-        timed = found.seconds if found else 0.0
-        budget = measure.extend_share * max(0.0, time.time() - begun - timed)
+        per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
+        floor = (rules.min_blocks + EXTEND_MARGIN) * per_block
+        budget = max(measure.extend_share * max(0.0, time.time() - begun), floor)
         batches = self.micro_batches(self.next_epoch)
         extra = 0
         spent = 0.0
@@ -501,6 +512,8 @@ class Trainer:
             threads_per_process=[r["threads"] for r in ranks],
             gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
             optimizer_implementation=self.optimizer_impl,
+            compiled=is_compiled_module(self.model),
+            dynamo_backend=str(getattr(accelerator.state.dynamo_plugin.backend, "value", "")) or None,
             param_hashes=[r["param_hash"] for r in ranks],
             machine_ranks=[r["machine_rank"] for r in ranks],
             nodes=[r["node"] for r in ranks],
@@ -545,22 +558,32 @@ def _phases(timing: Timing) -> dict[str, float | None]:
     # blocks before the speed was stationary) was still warm-up
     declared_end = clock.extra_from if clock.extra_from is not None else len(clock.seconds)
     kept = sum(clock.seconds[found.warmup_blocks : declared_end]) if found else 0.0
-    after_warmup = marks["train"] - marks["warmup"]
+    training = marks["train"] - marks["setup"]
+    first_step = marks.get("first_step", marks["setup"]) - marks["setup"]
 
     def span(a: str, b: str) -> float:
         return round(marks[b] - marks[a], 6)
 
+    # the training loop's wall = the first step + the rest of the warm-up + the blocks that give the speed
     return {
         "launcher_s": round(marks["process"] - launch_t0, 6) if launch_t0 == launch_t0 else None,
         "imports_s": span("process", "imports"),
         "device_init_s": span("imports", "device_init"),
         "setup_s": span("device_init", "setup"),
-        "warmup_s": round(marks["warmup"] - marks["setup"] + max(0.0, after_warmup - kept), 6),
-        "timed_s": round(min(kept, after_warmup), 6),
+        "first_step_s": round(first_step, 6),
+        "warmup_s": round(max(0.0, training - first_step - kept), 6),
+        "timed_s": round(min(kept, training), 6),
         "eval_s": span("train", "eval"),
         "extra_timing_s": span("eval", "extend"),
         "probes_s": span("extend", "probes"),
     }
+
+
+def is_compiled_module(model: Any) -> bool:
+    """Whether the prepared model is torch.compile's OptimizedModule (Accelerate's own test)."""
+    from accelerate.utils import is_compiled_module as compiled
+
+    return bool(compiled(model))
 
 
 def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
