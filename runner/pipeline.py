@@ -700,7 +700,9 @@ def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, p
         m = launch.metrics
         problem = record.timing_problem(launch)
         unfit = f"; not fit to time: {problem.sentence}" if problem else ""
-        timing = f"train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s"
+        rate = m.get("samples_per_s")  # None: not one block of steps was timed
+        speed = f"{rate:,.0f} samples/s" if isinstance(rate, int | float) else "no timed block"
+        timing = f"train {m['train_time_s']:.2f} s, {speed}"
         ui.finish(label, f"ok in {launch.wall_s:.1f} s ({timing}{unfit})")
         for note in launch.notes:
             ui.say(f"  note: {note}")
