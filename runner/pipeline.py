@@ -496,6 +496,8 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
         raise
     finally:
         ui.close()
+    if interrupted:
+        _cut_short(session, "interrupted")
     verdicts = check_expectations(session.validated.spec, session.records)
     spent = session.budget_s if session.budget_spent else None
     session.verdicts = [stopped(v, session.records, interrupted, spent) for v in verdicts]
@@ -509,11 +511,18 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
 def _save_what_can_be_saved(session: Session, fault: str) -> None:
     """After a machine fault: the summary and report with the cause, where the folder still takes them."""
     session.fault = fault
+    _cut_short(session, "stopped by a machine fault")
     session.verdicts = check_expectations(session.validated.spec, session.records)
     try:
         write_report(session.save("interrupted"), session.result_dir)
     except MachineError:
         pass  # the fault itself (a full disk, a deleted folder) can forbid it; the error says what happened
+
+
+def _cut_short(session: Session, why: str) -> None:
+    """The session ends before its plan: runs with finished repeats become incomplete, judged on those."""
+    for record in session.records.values():
+        record.cut_short = why
 
 
 def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:

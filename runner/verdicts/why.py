@@ -32,6 +32,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from runner.results.entries import with_unfit
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
 from runner.verdicts.why_settings import differs as settings_differ
 from runner.verdicts.why_settings import explain_compute_settings
@@ -472,6 +473,8 @@ def explain(
     if not run or not base or not run.get("metrics") or not base.get("metrics"):
         return None
     run, base = {**run, "name": name}, {**base, "name": base_name}
+    if cause == "unfit":  # what the unfit repeats measured, marked as such by UNFIT_NOTE below
+        run, base = with_unfit(run), with_unfit(base)
     if kind == "ratio" and metric in MEMORY_METRICS:
         return explain_memory(run, base, _number(expectation.get("at_least")), _number(expectation.get("at_most")))
     declared, note = (
