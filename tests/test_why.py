@@ -89,6 +89,39 @@ def test_shared_cores_make_the_declared_speedup_unreachable() -> None:
     assert any("stay below 1.00x" in s for s in why["sentences"])
 
 
+def test_one_cap_and_why_the_whole_step_caps_below_forward_backward() -> None:
+    """Two caps without a word on why the second is lower read as a contradiction: the Why gives one, and why."""
+    base = run(10.0, 64, 1, compute_s=0.008, sync_s=0.0, data_s=0.0005, optimizer_s=0.0015)  # no 'other'
+    cpu_dual = run(24.0, 128, 2, compute_s=0.016, sync_s=0.002, data_s=0.001, optimizer_s=0.002)  # 'other' 3 ms
+    cpu_dual["declared"]["device"] = "cpu"
+    why = explain_processes({**cpu_dual, "name": "dual"}, {**base, "name": "single"}, declared=1.8, cores=2)
+    # forward+backward alone: 2x slower per sample, a cap of 2 / 2 = 1.00x; the whole step but communication:
+    # 22 ms for 128 samples against 10 ms for 64, a cap of 2 x 10 / 22 = 0.91x, the one the verdict is given
+    assert why["speedup_without_communication"] == pytest.approx(20 / 22)
+    assert why["speedup_cap"] == pytest.approx(20 / 22)
+    assert why["sentences"][3] == (
+        "each process computes 2.00x slower per sample than the baseline's process (the 2 processes share 2 CPU "
+        "cores), which alone caps the speedup at 1.00x"
+    )
+    assert why["sentences"][4] == (
+        "even with free communication and a much larger model the speedup would stay below 0.91x, short of the "
+        "declared 1.8x: the work of each process, not the communication, is the limit; it is lower than the 1.00x of "
+        "forward+backward alone because the rest of the step costs 'dual' more per sample than 'single' too (other "
+        "0.0234 ms vs 0 ms per sample; other: waiting for the slower rank, Python, DDP bookkeeping), and a larger "
+        "model grows those with the compute in this estimate"
+    )
+    # where the whole step's cap is above forward+backward's, forward+backward's is the one given
+    lean = run(21.0, 128, 2, compute_s=0.016, sync_s=0.002, data_s=0.001, optimizer_s=0.002)
+    lean["declared"]["device"] = "cpu"
+    why = explain_processes({**lean, "name": "dual"}, {**base, "name": "single"}, declared=1.8, cores=2)
+    assert why["speedup_without_communication"] == pytest.approx(20 / 19)
+    assert why["speedup_cap"] == pytest.approx(1.0)
+    assert why["sentences"][4] == (
+        "even with free communication and a much larger model the speedup would stay below 1.00x, short of the "
+        "declared 1.8x: the work of each process, not the communication, is the limit"
+    )
+
+
 def test_the_cores_come_from_the_environment() -> None:
     base = run(10.0, 64, 1, compute_s=0.010, sync_s=0.0, data_s=0.0, optimizer_s=0.0)
     cpu_dual = run(24.0, 128, 2, compute_s=0.020, sync_s=0.004, data_s=0.0, optimizer_s=0.0)

@@ -144,7 +144,9 @@ def explain_processes(
         f"gradient synchronisation takes {comm / t_run:.0%} of each step ({comm * 1000:.3g} ms per all-reduce "
         f"of the gradients)",
     ]
+    compute_cap = None
     if slowdown is not None and slowdown > 1.15:
+        compute_cap = ideal / slowdown
         cause = (
             f" (the {n_run} processes share {cores} CPU cores)"
             if cores and run.get("declared", {}).get("device") == "cpu"
@@ -152,14 +154,19 @@ def explain_processes(
         )
         sentences.append(
             f"each process computes {slowdown:.2f}x slower per sample than the baseline's process{cause}, "
-            f"which alone caps the speedup at {ideal / slowdown:.2f}x"
+            f"which alone caps the speedup at {compute_cap:.2f}x"
         )
-    if declared is not None and no_comm_limit is not None:
+    # One cap, not two: the what-if's (the whole step but communication) and forward+backward's, the lower
+    # of them, with why they differ when the what-if's is lower.
+    cap = min(no_comm_limit, compute_cap) if no_comm_limit is not None and compute_cap else no_comm_limit
+    figures["speedup_cap"] = cap
+    if declared is not None and cap is not None:
         figures["declared_speedup"] = declared
-        if no_comm_limit <= declared:
+        if cap <= declared:
             sentences.append(
-                f"even with free communication and a much larger model the speedup would stay below "
-                f"{no_comm_limit:.2f}x, short of the declared {declared:.3g}x: the per-process compute is the limit"
+                f"even with free communication and a much larger model the speedup would stay below {cap:.2f}x, "
+                f"short of the declared {declared:.3g}x: the work of each process, not the communication, is the "
+                "limit" + _rest_of_step(run, base, parts, base_parts, compute_cap, cap)
             )
             figures["compute_factor_needed"] = None
         else:
@@ -179,6 +186,34 @@ def explain_processes(
         )
     figures["sentences"] = sentences
     return figures
+
+
+def _rest_of_step(
+    run: dict[str, Any],
+    base: dict[str, Any],
+    parts: dict[str, float],
+    base_parts: dict[str, float],
+    compute_cap: float | None,
+    cap: float,
+) -> str:
+    """Why the whole step's cap lies below forward+backward's: what else costs the run more per sample."""
+    if compute_cap is None or cap >= compute_cap * 0.995:
+        return ""
+    g_run, g_base = run["metrics"]["global_batch_size"], base["metrics"]["global_batch_size"]
+    costlier = [
+        f"{part} {parts[part] / g_run * 1000:.3g} ms vs {base_parts[part] / g_base * 1000:.3g} ms"
+        for part in ("data", "optimizer", "other")
+        if parts[part] / g_run > base_parts[part] / g_base
+    ]
+    if not costlier:
+        return ""
+    return (
+        f"; it is lower than the {compute_cap:.2f}x of forward+backward alone because the rest of the step costs "
+        f"'{run.get('name', 'run')}' more per sample than '{base.get('name', 'baseline')}' too ("
+        + ", ".join(costlier)
+        + " per sample; other: waiting for the slower rank, Python, DDP bookkeeping), and a larger model grows "
+        "those with the compute in this estimate"
+    )
 
 
 def _device(run: dict[str, Any]) -> str | None:
