@@ -331,6 +331,51 @@ def test_peak_memory_measured_two_ways_is_not_compared() -> None:
     ]
 
 
+def parts(activations: float, precision: str) -> dict[str, Any]:
+    """A run with its memory measured by part (MB): 262,144 parameters (1 MiB), AdamW, a 5 MB data set."""
+    metrics = {
+        "memory_parameters_mb": 1.0,
+        "memory_gradients_mb": 1.0,
+        "memory_optimizer_mb": 2.0,
+        "memory_activations_mb": activations,
+        "memory_data_mb": 5.0,
+        "peak_memory_mb": 4.0 + activations,
+        "peak_memory_source": "training_peak",
+        "mixed_precision": precision,
+        "params": 262_144,
+        "processes": 1,
+    }
+    return {"metrics": metrics}
+
+
+def test_a_memory_why_names_the_parts_and_reconciles_its_estimate_with_the_measurement() -> None:
+    bf16, fp32 = {**parts(3.0, "bf16"), "name": "bf16"}, {**parts(4.0, "no"), "name": "fp32"}
+    why = explain_memory(bf16, fp32, at_least=None, at_most=0.7)
+    assert why["sentences"] == [
+        "peak memory of 'bf16' is 7 MB vs 8 MB for 'fp32' (0.88x), measured as training memory at the peak of one "
+        "training step (parameters, gradients, optimizer state and activations, measured by part; the data set kept "
+        "in memory is not counted)",
+        "by part, 'bf16' vs 'fp32': parameters 1 MB vs 1 MB, gradients 1 MB vs 1 MB, optimizer state 2 MB vs 2 MB, "
+        "activations 3 MB vs 4 MB",
+        "not counted: the data set kept in memory, 5 MB in 'bf16' and 5 MB in 'fp32' (a real job streams its "
+        "batches); counted, it would pull the ratio to 0.92x",
+        "the training state (parameters, gradients, optimizer state) is 4 MB in both, so the 1 MB less is all "
+        "activations (0.75x)",
+        "estimate: autocast keeps the training state fp32 (the same 4 MB), halves the activations at best and adds a "
+        "bf16 copy of the weights (0.5 MB): activations of about 2.5 MB, a peak of 0.81x; measured 0.88x, with "
+        "activations of 3 MB: the estimate and the measurement part in the activations, 0.5 MB more than estimated",
+        "the declared <= 0.7x is below that estimate: out of reach for this model under autocast",
+    ]
+    assert (why["best_ratio_estimate"], why["ratio_with_data"]) == (pytest.approx(6.5 / 8), pytest.approx(12 / 13))
+    # a bound below what the training state alone holds is out of reach whatever the activations do
+    floor = explain_memory(bf16, fp32, at_least=None, at_most=0.4)["sentences"]
+    assert (
+        "even with no activations at all, 'bf16' holds its training state, 4 MB, 0.50x the peak of 'fp32': the "
+        "declared <= 0.4x is out of reach without a smaller training state (fewer parameters, or an optimizer that "
+        "keeps less)" in floor
+    )
+
+
 def test_a_step_time_ratio_gets_the_timing_why_with_its_bound_as_a_speedup() -> None:
     bf16, fp32 = precision_pair("cuda")
     expectation = {"kind": "ratio", "verdict": "fail", "runs": ["bf16", "fp32"], "metric": "step_time_ms"}

@@ -21,9 +21,13 @@ compute, communication, data, optimizer) stays, so the speedup is capped at T_B 
 Communication stays for a reason worth saying: under Accelerate's autocast the parameters, and
 so the gradients the all-reduce moves, are fp32 in both runs.
 
-Model for memory under autocast: weights, gradients and the optimizer's state stay fp32
-(parameters x 4 bytes x (1 + 1 + 2 for Adam's moments)); only activations shrink, and on CPU
-peak RSS also carries the runtime that was resident before training began.
+Model for memory: the peak is training state (parameters, gradients, optimizer state) plus
+activations, each measured (runner.worker.memory), the resident data set apart. Under autocast the
+training state stays fp32; at best the activations halve, and autocast adds a low-precision copy of
+the weights (parameters x 2 bytes). The estimate and the measurement are compared part by part, so
+the gap between them is located. Older results without parts: weights, gradients and Adam's two
+moments at 4 bytes a parameter, and on CPU peak RSS also carries the runtime that was resident
+before training began.
 """
 
 from __future__ import annotations
@@ -50,7 +54,16 @@ _SOURCES = {
     "cuda_allocator_peak": "the CUDA allocator's peak (tensors only; the CUDA context and cached free blocks are "
     "not counted)",
     "tensor_peak": "the peak of live CPU tensor memory (tensors only, no runtime)",
+    "training_peak": "training memory at the peak of one training step (parameters, gradients, optimizer state and "
+    "activations, measured by part; the data set kept in memory is not counted)",
 }
+# metrics.json's memory parts, in the order the Why names them
+MEMORY_PARTS = (
+    ("memory_parameters_mb", "parameters"),
+    ("memory_gradients_mb", "gradients"),
+    ("memory_optimizer_mb", "optimizer state"),
+    ("memory_activations_mb", "activations"),
+)
 NO_ATTRIBUTION = "no attribution was measured (measure.attribution: false, or a run failed)"
 NO_GPU_CLOCK = (
     "these runs have no GPU clock (an older accel-run, or the profiler could not trace the GPU): the times above "
@@ -394,6 +407,12 @@ def explain_memory(
         )
         figures["sentences"] = sentences
         return figures
+    run_parts, base_parts = _memory_parts(run), _memory_parts(base)
+    if run_parts is not None and base_parts is not None:
+        figures.update(parts_mb=run_parts, baseline_parts_mb=base_parts)
+        sentences += _memory_part_sentences(run, base, run_parts, base_parts, at_most, figures)
+        figures["sentences"] = sentences
+        return figures
     resident = 0.0
     if source == "peak_rss":
         start_run, start_base = _rss_at_start(run), _rss_at_start(base)
@@ -447,6 +466,95 @@ def explain_memory(
                 )
     figures["sentences"] = sentences
     return figures
+
+
+def _memory_parts(run: dict[str, Any]) -> dict[str, float] | None:
+    """The run's measured memory parts in MB (parameters, gradients, optimizer, activations, data), if recorded."""
+    metrics = run.get("metrics", {})
+    keys = [key for key, _ in MEMORY_PARTS] + ["memory_data_mb"]
+    values = {key: _number(metrics.get(key)) for key in keys}
+    if any(value is None for value in values.values()):
+        return None
+    return {key.removeprefix("memory_").removesuffix("_mb"): float(value or 0.0) for key, value in values.items()}
+
+
+def _state(parts: dict[str, float]) -> float:
+    """Training state: parameters, gradients and optimizer state."""
+    return parts["parameters"] + parts["gradients"] + parts["optimizer"]
+
+
+def _memory_part_sentences(
+    run: dict[str, Any],
+    base: dict[str, Any],
+    parts: dict[str, float],
+    base_parts: dict[str, float],
+    at_most: float | None,
+    figures: dict[str, Any],
+) -> list[str]:
+    """The peak by part in both runs, where they differ, the floor the training state sets, and the estimate."""
+    name, base_name = run.get("name", "run"), base.get("name", "baseline")
+    peak, base_peak = _state(parts) + parts["activations"], _state(base_parts) + base_parts["activations"]
+    listed = ", ".join(
+        f"{label} {_mb(parts[key.removeprefix('memory_').removesuffix('_mb')])} vs "
+        f"{_mb(base_parts[key.removeprefix('memory_').removesuffix('_mb')])}"
+        for key, label in MEMORY_PARTS
+    )
+    sentences = [f"by part, '{name}' vs '{base_name}': {listed}"]
+    data, base_data = parts["data"], base_parts["data"]
+    if data or base_data:
+        with_data = (peak + data) / (base_peak + base_data)
+        figures["ratio_with_data"] = with_data
+        sentences.append(
+            f"not counted: the data set kept in memory, {_mb(data)} in '{name}' and {_mb(base_data)} in "
+            f"'{base_name}' (a real job streams its batches); counted, it would pull the ratio to {with_data:.2f}x"
+        )
+    state, base_state = _state(parts), _state(base_parts)
+    same_state = abs(state - base_state) <= 0.01 * base_state
+    change = peak - base_peak
+    where = (
+        f"the training state (parameters, gradients, optimizer state) is {_mb(state)} in both, so the "
+        f"{_mb(abs(change))} {'less' if change < 0 else 'more'} is all activations "
+        f"({parts['activations'] / base_parts['activations']:.2f}x)"
+        if same_state and base_parts["activations"]
+        else f"the training state is {_mb(state)} vs {_mb(base_state)}, the activations {_mb(parts['activations'])} "
+        f"vs {_mb(base_parts['activations'])}"
+    )
+    sentences.append(where)
+    if run["metrics"].get("processes", 1) != base["metrics"].get("processes", 1):
+        sentences.append(
+            "peak_memory_mb is the rank with the highest peak: each process holds its own full training state "
+            "(and, on CPU, DDP's gradient buckets, resident from the start, are not counted)"
+        )
+    floor = state / base_peak
+    figures["state_floor_ratio"] = floor
+    if at_most is not None and floor > at_most:
+        sentences.append(
+            f"even with no activations at all, '{name}' holds its training state, {_mb(state)}, {floor:.2f}x the "
+            f"peak of '{base_name}': the declared <= {at_most:g}x is out of reach without a smaller training state "
+            "(fewer parameters, or an optimizer that keeps less)"
+        )
+    precisions = run["metrics"].get("mixed_precision"), base["metrics"].get("mixed_precision")
+    params = _number(run["metrics"].get("params"))
+    if precisions[1] == "no" and precisions[0] in ("bf16", "fp16") and params:
+        low = precision_name(precisions[0])
+        copy = params * 2 / MIB
+        activations = base_parts["activations"] / 2 + copy
+        estimate = (base_state + activations) / base_peak
+        figures.update(autocast_weight_copy_mb=copy, activations_estimate_mb=activations, best_ratio_estimate=estimate)
+        gap = parts["activations"] - activations
+        state_gap = "" if same_state else f", and in the training state ({_mb(state)} vs {_mb(base_state)})"
+        sentences.append(
+            f"estimate: autocast keeps the training state fp32 (the same {_mb(base_state)}), halves the activations "
+            f"at best and adds a {low} copy of the weights ({_mb(copy)}): activations of about {_mb(activations)}, "
+            f"a peak of {estimate:.2f}x; measured {peak / base_peak:.2f}x, with activations of "
+            f"{_mb(parts['activations'])}: the estimate and the measurement part in the activations, "
+            f"{_mb(abs(gap))} {'more' if gap > 0 else 'less'} than estimated{state_gap}"
+        )
+        if at_most is not None and at_most < estimate:
+            sentences.append(
+                f"the declared <= {at_most:g}x is below that estimate: out of reach for this model under autocast"
+            )
+    return sentences
 
 
 def _ratio_as_speedup(

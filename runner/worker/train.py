@@ -35,7 +35,7 @@ from runner.worker import disturbance
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
 from runner.worker.failpoint import Failpoint
-from runner.worker.memory import cpu_tensor_peak_mb
+from runner.worker.memory import step_peak_of, training_memory
 from runner.worker.observe import Progress, current_rss_mb, process_start_time, rank_facts, start_heartbeat
 from runner.worker.probe import attribution
 
@@ -404,14 +404,22 @@ class Trainer:
                 step_time_s=float(step_time.item()),
                 whole_step=self.whole_step,
             )
-        if self.device.type == "cpu":
-            # Peak RSS holds the runtime too; measure the tensors, as CUDA's allocator peak does on a GPU.
-            self.progress.update(timing.steps, "memory", force=True)
-            resident = [*self.model.parameters(), *_state_tensors(self.optimizer)]
-            resident += [self.inputs, self.labels, self.eval_inputs, self.eval_labels]
-            rank_report["peak_rss_mb"] = rank_report["peak_memory_mb"]
-            rank_report["peak_memory_mb"] = round(cpu_tensor_peak_mb(self.whole_step, resident), 1)
-            rank_report["peak_memory_source"] = "tensor_peak"
+        # Training memory by part, one step measured alike on CPU and GPU (runner.worker.memory); the process's
+        # own figure stays beside it: peak RSS on CPU (runtime included), the allocator's peak over training on a GPU.
+        self.progress.update(timing.steps, "memory", force=True)
+        own = "peak_rss_mb" if self.device.type == "cpu" else "allocator_peak_mb"
+        rank_report[own] = rank_report["peak_memory_mb"]
+        data = [self.inputs, self.labels, self.eval_inputs, self.eval_labels]
+        parts = training_memory(
+            self.whole_step,
+            parameters=self.model.parameters(),
+            optimizer_state=_state_tensors(self.optimizer),
+            data=[tensor for tensor in data if tensor.device == self.device],
+            optimizer=_raw(self.optimizer),
+            step_peak=step_peak_of(self.device),
+        )
+        rank_report.update(parts.as_metrics())
+        rank_report["peak_memory_source"] = "training_peak"
         return rank_report, probe
 
     def report(self, timing: Timing) -> None:
@@ -439,8 +447,7 @@ class Trainer:
             "final_loss": final_loss if math.isfinite(final_loss) else None,
             "eval_loss": eval_loss,
             "accuracy": accuracy,
-            "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
-            "peak_memory_source": ranks[0]["peak_memory_source"],
+            **_memory_of(ranks),
             "processes": self.world,
             "mixed_precision": accelerator.mixed_precision,
             "global_batch_size": self.work.global_batch,
@@ -597,10 +604,31 @@ def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+MEMORY_KEYS = (
+    "peak_memory_mb",
+    "peak_memory_source",
+    "memory_parameters_mb",
+    "memory_gradients_mb",
+    "memory_optimizer_mb",
+    "memory_activations_mb",
+    "memory_data_mb",
+)
+
+
+def _memory_of(ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The memory figures of the rank with the highest peak (its parts add up to it)."""
+    top = max(ranks, key=lambda rank: float(rank["peak_memory_mb"]))
+    return {key: top[key] for key in MEMORY_KEYS if key in top}
+
+
+def _raw(optimizer: Any) -> Any:
+    """The torch optimizer inside Accelerate's wrapper."""
+    return optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+
+
 def _state_tensors(optimizer: Any) -> list[torch.Tensor]:
     """The optimizer's state tensors (Adam's moments, SGD's momentum)."""
-    raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-    return [v for state in raw.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return [v for state in _raw(optimizer).state.values() for v in state.values() if isinstance(v, torch.Tensor)]
 
 
 def _finish(accelerator: Any, done_marker: str, failpoint: Failpoint, rank: int) -> None:
