@@ -1,8 +1,9 @@
 """The report never shows a number stronger than its data, on recorded summaries of real sessions.
 
 tests/cases/summaries holds them (each folder's README says how it was made): a day6-quick session whose
-every timing was disturbed (written before summary.json kept unfit timings apart), and a session
-interrupted by Ctrl-C in its fourth round, with a CPU hog in its second. Each is rendered as it is, and
+every timing was disturbed (written before summary.json kept unfit timings apart), the README's day6-quick
+session on a busy machine, and a session interrupted by Ctrl-C in its fourth round, with a CPU hog in its
+second. Each is rendered as it is, and
 recomputed with today's code from its repeats as a session does: records, verdicts, summary.
 """
 
@@ -23,12 +24,15 @@ from runner.results.summary import build_summary, keep_finished
 from runner.spec.validate import validate_file
 from runner.verdicts.check import check_expectations
 from runner.verdicts.rounds import stopped
+from runner.verdicts.why import explain
 
 CASES = ROOT / "tests" / "cases"
 DISTURBED = CASES / "summaries" / "day6-quick-disturbed"
 INTERRUPTED = CASES / "summaries" / "interrupted"
+BUSY = CASES / "summaries" / "day6-quick-busy"
 RECORDED = [
     DISTURBED / "summary.json",
+    BUSY / "summary.json",
     INTERRUPTED / "summary.json",
     CASES / "summaries" / "three-models" / "summary.json",
     CASES / "gpu-h200" / "summary.json",
@@ -282,3 +286,33 @@ def test_repeat_counts_are_per_run() -> None:
         "4 repeats; stopped: interrupted",
         "'accum-2' 3 of 4 repeats; 'one' 4 repeats; stopped: interrupted",
     ]
+
+
+# --- the README's excerpt ------------------------------------------------------------------------------
+
+
+def test_the_readmes_report_excerpt_is_what_the_report_says_of_its_recorded_session() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Reading a report") :]
+    fence = section.index("```\n") + 4
+    excerpt = section[fence : section.index("```", fence)]
+    summary = recorded(BUSY)
+    text = render(summary, markdown=False)
+    assert excerpt == text[text.index("Runs\n----") : text.index("\nTime\n----")].rstrip() + "\n"
+    cells = table(summary)
+    assert all(unfit(row["Samples/s"]) for row in cells.values())  # a busy machine: nothing to quote
+    why = explain(summary["expectations"][3], summary["runs"], summary["environment"])
+    assert why is not None
+    memory = section[section.index("> bf16 peak memory") :]
+    for sentence in (why["sentences"][1], why["sentences"][2], why["sentences"][4]):  # parts, data, floor
+        assert f"  - {sentence}\n" in memory
+
+
+def test_the_why_excerpt_of_docs_verdicts_is_what_the_why_says_of_the_same_session() -> None:
+    page = (ROOT / "docs" / "verdicts.md").read_text(encoding="utf-8")
+    summary = recorded(BUSY)
+    expectation = summary["expectations"][0]
+    why = explain(expectation, summary["runs"], summary["environment"])
+    assert why is not None
+    block = "\n".join(f"  - {sentence}" for sentence in why["sentences"])
+    assert f"> {expectation['title']} (inconclusive)\n{block}\n```" in page

@@ -107,7 +107,7 @@ def test_one_cap_and_why_the_whole_step_caps_below_forward_backward() -> None:
         "even with free communication and a much larger model the speedup would stay below 0.91x, short of the "
         "declared 1.8x: the work of each process, not the communication, is the limit; it is lower than the 1.00x of "
         "forward+backward alone because the rest of the step costs 'dual' more per sample than 'single' too (other "
-        "0.0234 ms vs 0 ms per sample; other: waiting for the slower rank, Python, DDP bookkeeping), and a larger "
+        "23.4 µs vs 0 µs per sample; other: waiting for the slower rank, Python, DDP bookkeeping), and a larger "
         "model grows those with the compute in this estimate"
     )
     # where the whole step's cap is above forward+backward's, forward+backward's is the one given

@@ -214,7 +214,7 @@ def _rest_of_step(
         return ""
     g_run, g_base = run["metrics"]["global_batch_size"], base["metrics"]["global_batch_size"]
     costlier = [
-        f"{part} {parts[part] / g_run * 1000:.3g} ms vs {base_parts[part] / g_base * 1000:.3g} ms"
+        f"{part} {parts[part] / g_run * 1e6:.3g} µs vs {base_parts[part] / g_base * 1e6:.3g} µs"
         for part in ("data", "optimizer", "other")
         if parts[part] / g_run > base_parts[part] / g_base
     ]
@@ -527,7 +527,8 @@ def _memory_part_sentences(
         )
     floor = state / base_peak
     figures["state_floor_ratio"] = floor
-    if at_most is not None and floor > at_most:
+    floored = at_most is not None and floor > at_most
+    if floored:
         sentences.append(
             f"even with no activations at all, '{name}' holds its training state, {_mb(state)}, {floor:.2f}x the "
             f"peak of '{base_name}': the declared <= {at_most:g}x is out of reach without a smaller training state "
@@ -550,7 +551,7 @@ def _memory_part_sentences(
             f"{_mb(parts['activations'])}: the estimate and the measurement part in the activations, "
             f"{_mb(abs(gap))} {'more' if gap > 0 else 'less'} than estimated{state_gap}"
         )
-        if at_most is not None and at_most < estimate:
+        if at_most is not None and at_most < estimate and not floored:  # the floor said it already
             sentences.append(
                 f"the declared <= {at_most:g}x is below that estimate: out of reach for this model under autocast"
             )
