@@ -889,10 +889,11 @@ Metric = Literal[
 ]
 METRIC_DOC = (
     "train_time_s: training wall time; startup_s: launch to first step; samples_per_s: global samples per "
-    "second after warm-up; tokens_per_s: the same in tokens (transformer runs); step_time_ms: time per "
-    "optimizer step after warm-up; final_loss: mean training "
-    "loss of the last epoch/window; eval_loss and accuracy: on the eval set; peak_memory_mb: CUDA allocator "
-    "peak on GPU, peak RSS on CPU (largest process); optimizer_steps: optimizer updates done."
+    "second, the median over the launch's timed blocks of steps; tokens_per_s: the same in tokens (transformer "
+    "runs); step_time_ms: time per optimizer step, from the same blocks; final_loss: mean training "
+    "loss of the last epoch/window; eval_loss and accuracy: on the held-out eval set; peak_memory_mb: training "
+    "memory at its peak (parameters, gradients, optimizer state and activations; the resident data set is "
+    "measured apart), on CPU and GPU alike, of the largest process; optimizer_steps: optimizer updates done."
 )
 
 
