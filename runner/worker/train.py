@@ -40,7 +40,7 @@ from runner.worker.observe import Progress, current_rss_mb, process_start_time, 
 from runner.worker.probe import attribution
 
 EVAL_LOGITS = 1 << 22  # logits per eval batch of token data (16 MB in fp32)
-EXTEND_ROUNDS = 3  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
+EXTEND_ROUNDS = 5  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
 EXTEND_TARGET = 0.02  # a launch's interval of its median block rate within +-2%: tight enough to stop extending
 EXTEND_MARGIN = 2  # blocks asked beyond measure.min_blocks, so one stalled block does not leave it short
 
@@ -338,18 +338,19 @@ class Trainer:
         rules = Rules(measure.min_blocks, measure.max_spread)
         launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
         begun = launch_t0 if launch_t0 == launch_t0 else self.marks["process"]
-        per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
-        floor = (rules.min_blocks + EXTEND_MARGIN) * per_block
-        budget = max(measure.extend_share * max(0.0, time.time() - begun), floor)
+        budget = measure.extend_share * max(0.0, time.time() - begun)
         batches = self.micro_batches(self.next_epoch)
         extra = 0
         spent = 0.0
         for _ in range(EXTEND_ROUNDS):
             wanted = 0
             if self.accelerator.is_main_process:
-                blocks = _blocks_wanted(clock.estimate(), rules)
+                found = clock.estimate()
+                short = max(0, rules.min_blocks - (found.blocks if found else 0))
                 per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
-                wanted = min(blocks, int((budget - spent) / per_block)) * clock.per_block
+                affordable = min(_blocks_wanted(found, rules), int((budget - spent) / per_block))
+                # the blocks measure.min_blocks asks for come whatever they cost: short of them, nothing is decided
+                wanted = max(affordable, short + EXTEND_MARGIN if short else 0) * clock.per_block
             # the main rank's count reaches every rank (the others add 0)
             agreed = self.accelerator.reduce(torch.tensor([wanted], device=self.device), reduction="sum")
             steps = int(agreed.item())
