@@ -22,7 +22,7 @@ from runner.report.diagnostics import diagnostics_text, github_annotation, plura
 
 if TYPE_CHECKING:
     from runner.pipeline import RunOptions, SessionResult
-    from runner.spec.validate import ValidatedSpec
+    from runner.spec.resolved import ValidatedSpec
 
 DESCRIPTION = """\
 Run Hugging Face Accelerate experiments described by one YAML spec, measure them honestly,

@@ -52,7 +52,8 @@ from runner.results.summary import (
     submitted_jobs,
 )
 from runner.spec.models import SlurmEngineSection
-from runner.spec.validate import ResolvedRun, ValidatedSpec, require_valid, select_runs
+from runner.spec.resolved import ResolvedRun, ValidatedSpec, select_runs
+from runner.spec.validate import require_valid
 from runner.verdicts.check import Verdict, check_expectations
 from runner.verdicts.conformance import mismatches
 from runner.verdicts.rounds import next_round, schedule, stopped

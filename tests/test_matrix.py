@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT, TINY_SPEC, run_cli
 from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.models import MAX_CELLS
-from runner.spec.validate import ValidatedSpec, select_runs, validate_file, validate_text
+from runner.spec.resolved import ValidatedSpec, select_runs
+from runner.spec.validate import validate_file, validate_text
 from runner.verdicts.check import check_expectations
 from runner.vocab import Status
 

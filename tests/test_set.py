@@ -11,7 +11,8 @@ import pytest
 from conftest import TINY_SPEC, run_cli
 from runner.errors import ResultError
 from runner.results.summary import resumable_sets
-from runner.spec.validate import ValidatedSpec, validate_text
+from runner.spec.resolved import ValidatedSpec
+from runner.spec.validate import validate_text
 
 GRID = TINY_SPEC + "matrix:\n  launch.processes: [1, 2]\nruns:\n  first.try: {}\n"
 

@@ -20,7 +20,8 @@ from typing import Any
 from runner.errors import Diagnostic, KeyPath, SpecError
 from runner.spec.load import Document, parse_spec
 from runner.spec.merge import merged_runs
-from runner.spec.validate import DEFAULT_RUN, SECTIONS, ValidatedSpec, Validation, validate_text
+from runner.spec.resolved import ValidatedSpec
+from runner.spec.validate import DEFAULT_RUN, SECTIONS, Validation, validate_text
 
 # A spec by its modeline, or by its shape: a top-level `name:` and a top-level section (found by lines,
 # so a file mid-edit that does not parse keeps its diagnostics).

@@ -27,7 +27,7 @@ from pygls.workspace.position_codec import ServerTextPosition, ServerTextRange
 from runner import __version__
 from runner.editor import features
 from runner.errors import Severity
-from runner.spec.validate import ValidatedSpec
+from runner.spec.resolved import ValidatedSpec
 
 SOURCE = "accel-run"
 

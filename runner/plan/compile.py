@@ -25,7 +25,7 @@ import runner
 from runner.plan.machine import Machine
 from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
 from runner.spec.models import ScriptRunConfig, SlurmEngineSection
-from runner.spec.validate import ResolvedRun
+from runner.spec.resolved import ResolvedRun
 from runner.vocab import (
     COMMAND_FILE,
     CONFIG_FILE,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from runner.plan.compile import local_processes, resolve_device, threads_per_process
 from runner.plan.machine import Machine, port_is_free
 from runner.spec.models import SlurmEngineSection
-from runner.spec.validate import ResolvedRun
+from runner.spec.resolved import ResolvedRun
 from runner.spec.workload import human_bytes
 from runner.vocab import SLURM_TOOLS
 

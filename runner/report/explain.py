@@ -10,7 +10,7 @@ import io
 from typing import Any
 
 from runner.spec.models import ScriptRunConfig
-from runner.spec.validate import ResolvedRun, ValidatedSpec, select_runs
+from runner.spec.resolved import ResolvedRun, ValidatedSpec, select_runs
 from runner.spec.workload import human_bytes, human_count
 from runner.yamlout import dump_yaml, yaml_tree
 

@@ -18,7 +18,8 @@ from runner.jsonio import read_json
 from runner.results.layout import launch_dir, sha256_text
 from runner.results.records import LaunchRecord, RunRecord
 from runner.results.summary import build_summary, now, save_summary
-from runner.spec.validate import ValidatedSpec, validate_file
+from runner.spec.resolved import ValidatedSpec
+from runner.spec.validate import validate_file
 from runner.verdicts.check import check_expectations
 from runner.vocab import METRICS_FILE, PLAN_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE, Status
 

@@ -15,7 +15,7 @@ from runner.errors import KeyPath, Severity
 from runner.spec.models import RULE_VISIBLE_DEVICES_AND_GPU_IDS
 
 if TYPE_CHECKING:
-    from runner.spec.validate import ResolvedRun
+    from runner.spec.resolved import ResolvedRun
 
 # Launches one `--validate`d spec may ask for before a warning says how many: 1,000 launches of even
 # a 10-second run are three hours.

@@ -11,14 +11,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
-from runner.errors import Diagnostic, KeyPath, Severity, SpecError, UsageError, sorted_unique
+from runner.errors import Diagnostic, KeyPath, Severity, SpecError, sorted_unique
 from runner.spec import advice
 from runner.spec.diagnose import did_you_mean, findings_from
 from runner.spec.load import Document, parse_spec, read_spec_text
@@ -42,8 +42,9 @@ from runner.spec.models import (
     rule_script_excludes,
     whole_numbers,
 )
+from runner.spec.resolved import ResolvedRun, ValidatedSpec
 from runner.spec.set_option import apply_sets
-from runner.spec.workload import Workload, human_bytes, workload_of
+from runner.spec.workload import human_bytes, workload_of
 from runner.vocab import LOCK_FILE, REPORT_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE
 
 # a run's folder sits beside these in the result folder: a run must not take one's name
@@ -60,55 +61,6 @@ DEFAULT_RUN = "main"
 # No synthetic experiment needs a terabyte; anything above is a typo (samples: 1e30) and is refused
 # before a process starts. Preflight compares smaller estimates with the machine's memory.
 MEMORY_LIMIT_BYTES = 1 << 40
-
-
-@dataclass(frozen=True)
-class ResolvedRun:
-    """One run after merging: its config, the work it implies, where its values were written."""
-
-    name: str
-    description: str
-    config: RunConfig | ScriptRunConfig
-    workload: Workload
-    sources: dict[KeyPath, KeyPath] = field(repr=False, compare=False)
-    script_file: str = ""  # a script run's script, resolved against the spec file's folder
-
-    @property
-    def builtin(self) -> RunConfig:
-        """The config of a run of the built-in worker (a script run has no model, data or train)."""
-        if not isinstance(self.config, RunConfig):
-            raise TypeError(f"run '{self.name}' runs a script, not the built-in worker")
-        return self.config
-
-    def source(self, rel: KeyPath) -> KeyPath:
-        """The document path where the value at `rel` (a path inside the run) was written."""
-        return source_of(self.sources, rel)
-
-    @property
-    def machines(self) -> int:
-        """Machines one launch spans: the SLURM engine's nodes; the local engine runs on this one."""
-        engine = self.config.engine
-        return engine.nodes if isinstance(engine, SlurmEngineSection) else 1
-
-    def overridden(self, rel: KeyPath) -> bool:
-        """Whether this run's own overrides wrote the value at `rel` (not the top level, not a default)."""
-        return self.sources.get(tuple(rel), ())[:1] in (("runs",), ("matrix",))
-
-
-@dataclass(frozen=True)
-class ValidatedSpec:
-    """A spec that passed validation, ready to compile."""
-
-    document: Document
-    spec: ExperimentSpec
-    runs: dict[str, ResolvedRun]
-    baseline: str
-    warnings: list[Diagnostic]
-
-    @property
-    def path(self) -> str:
-        """The spec file's path as given."""
-        return self.document.path
 
 
 @dataclass(frozen=True)
@@ -629,31 +581,3 @@ class _Checker:
                 code="different-work",
                 acknowledged=acknowledged,
             )
-
-
-def select_runs(validated: ValidatedSpec, only: tuple[str, ...]) -> list[str]:
-    """The runs named by --only (all when empty), in the spec's order; an unknown name is a usage error."""
-    names = list(validated.runs)
-    only = _rejoin(only, validated.runs)
-    for name in only:
-        if name not in validated.runs:
-            raise UsageError(f"--only names no run: '{name}'{did_you_mean(name, names)}; runs: {', '.join(names)}")
-    return [n for n in names if not only or n in only]
-
-
-def _rejoin(parts: tuple[str, ...], runs: dict[str, ResolvedRun]) -> tuple[str, ...]:
-    """--only's comma-separated parts, with the commas of matrix cell names put back.
-
-    `--only processes=2,mixed_precision=bf16,single` names two runs: at each part, the longest run
-    of parts that joins into a run's name is taken.
-    """
-    out: list[str] = []
-    start = 0
-    while start < len(parts):
-        end = next(
-            (e for e in range(len(parts), start, -1) if ",".join(parts[start:e]) in runs),
-            start + 1,
-        )
-        out.append(",".join(parts[start:end]))
-        start = end
-    return tuple(out)
