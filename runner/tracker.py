@@ -16,7 +16,7 @@ from typing import Any
 
 from accelerate.tracking import GeneralTracker
 
-from runner import track
+from runner.worker import reports as track
 
 
 class AccelRunTracker(GeneralTracker):  # type: ignore[misc]  # accelerate is untyped
@@ -37,7 +37,7 @@ class AccelRunTracker(GeneralTracker):  # type: ignore[misc]  # accelerate is un
 
     @property
     def tracker(self) -> Any:
-        """The underlying tracking object (Accelerate's protocol): here, the runner.track module."""
+        """The underlying tracking object (Accelerate's protocol): here, runner.track's core module."""
         return track
 
     def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:

@@ -76,7 +76,9 @@ def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> N
     assert {m for m in loaded if m.startswith("runner")} == {
         "runner",
         "runner.track",
-        "runner.track_checks",
+        "runner.worker",
+        "runner.worker.reports",
+        "runner.worker.report_checks",
         "runner.jsonio",
         "runner.errors",
         "runner.vocab",

@@ -306,7 +306,7 @@ def test_a_script_that_already_logs_reports_through_the_tracker(tmp_path: Path) 
 
 
 def test_steps_logged_in_groups_are_timed_from_the_end_of_the_group_holding_the_warm_up() -> None:
-    from runner import track
+    from runner.worker import reports as track
 
     # 10 steps per log, 640 samples (one second) per log; measure.warmup_steps 5 falls inside the first group
     report = track._Report(plan={}, main=True, warmup=5)
@@ -438,7 +438,7 @@ def _seen(
     world: int = 1,
 ) -> Any:
     """A Seen fed as the hooks and track.step feed it: reports of (samples, steps, forwards of `micro` before it)."""
-    from runner.track_checks import Seen
+    from runner.worker.report_checks import Seen
 
     seen = Seen(accumulation=accumulation, world=world)
     for samples, steps, forwards in reports:
@@ -450,7 +450,7 @@ def _seen(
 
 
 def test_counts_apart_by_a_factor_contradict_and_counts_off_by_one_do_not() -> None:
-    from runner.track_checks import contradiction
+    from runner.worker.report_checks import contradiction
 
     # accumulation by hand (Accelerate sees 1): the optimizer steps every 4 micro-batches, the script reports each
     manual = _seen(1, (25,), [(16, 1, 1)] * 100)
@@ -470,7 +470,7 @@ def test_counts_apart_by_a_factor_contradict_and_counts_off_by_one_do_not() -> N
 
 
 def test_samples_are_judged_only_where_the_model_shows_its_batch_plainly() -> None:
-    from runner.track_checks import contradiction
+    from runner.worker.report_checks import contradiction
 
     # once per step of 4 micro-batches of 16, with one micro-batch's samples
     assert contradiction(_seen(4, (25,), [(16, 1, 4)] * 25)).endswith(
