@@ -232,10 +232,18 @@ def accelerate_config_text(run: ResolvedRun, declared: Declared, port: int) -> s
 
 
 def launcher_of(run: ResolvedRun) -> str:
-    """How a launch starts: launch.launcher, else fork here and `accelerate launch` in a SLURM job."""
+    """How a launch starts: launch.launcher, else fork here and `accelerate launch` in a SLURM job.
+
+    A user's script with several processes gets `accelerate launch` unless it asks for fork: it
+    tears its process group down itself (freeing its model, or at exit), and a gloo teardown can wait
+    for a peer process to exit, which a forked rank does only once every rank has returned (torch
+    elastic's protocol); the built-in worker never tears its group down.
+    """
     if isinstance(run.config.engine, SlurmEngineSection):
         return "accelerate"
-    return run.config.launch.launcher or "fork"
+    if run.config.launch.launcher is not None:
+        return run.config.launch.launcher
+    return "accelerate" if isinstance(run.config, ScriptRunConfig) and local_processes(run) > 1 else "fork"
 
 
 def process_env(env: Mapping[str, str]) -> dict[str, str]:

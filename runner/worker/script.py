@@ -11,16 +11,39 @@ its optimizer did not take, and the rank's done marker once its work is durable.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
-import runpy
 import sys
+import types
 from pathlib import Path
 
 from runner import track
 from runner.vocab import PLAN_VAR
 
 USAGE = "usage: python -m runner.worker.script SCRIPT [ARGS...] (started by accel-run through accelerate launch)"
+
+
+# The script's __main__ module stays referenced until the process ends, as a script run by
+# `python script.py` does: freed early, the process group its globals hold would be torn down while
+# the peer ranks still need it (runner.worker.train keeps its trainer for the same reason).
+_KEPT: list[types.ModuleType] = []
+
+
+def run_as_main(script: str) -> None:
+    """Run `script` as `python script.py` would: a __main__ module of its own, kept until the process ends."""
+    module = types.ModuleType("__main__")
+    module.__file__ = script
+    module.__dict__.update({"__builtins__": builtins, "__cached__": None, "__loader__": None, "__spec__": None})
+    code = compile(Path(script).read_bytes(), script, "exec")
+    _KEPT.append(module)
+    previous = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)  # the user's own script: what accel-run was asked to run
+    finally:
+        if previous is not None:
+            sys.modules["__main__"] = previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [script, *args[1:]]
     sys.path.insert(0, str(Path(script).parent))
     try:
-        runpy.run_path(script, run_name="__main__")
+        run_as_main(script)
     except SystemExit as stop:  # the script's own sys.exit(): 0 (or None) is a normal end
         if stop.code not in (0, None):
             raise
