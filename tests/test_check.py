@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.validate import validate_text
-from runner.verdicts.check import check_expectations
+from runner.verdicts.check import check_expectations, check_one
 from runner.vocab import Status
 
 BASE = """\
@@ -288,3 +290,19 @@ def test_a_launch_with_too_few_blocks_cannot_time_and_says_how_to_get_more() -> 
         "cannot be timed: 'b': its only repeat: its timed part gave 4 block(s) of steps (0.30 s), under "
         "measure.min_blocks (10) (raise train.epochs or train.max_steps, or raise measure.extend_share)"
     )
+
+
+def test_an_expectation_kind_no_check_handles_is_an_error_not_a_close_check() -> None:
+    from typing import Literal
+
+    from runner.spec.models import _Expectation
+
+    class Median(_Expectation):  # a kind added to the models and to no check
+        kind: Literal["median"] = "median"
+        run: str = "b"
+        baseline: str = "a"
+        metric: str = "final_loss"
+
+    runs = {"a": record("a", [{"final_loss": 0.5}]), "b": record("b", [{"final_loss": 0.5}])}
+    with pytest.raises(AssertionError):
+        check_one(Median(), runs)  # type: ignore[arg-type]

@@ -1015,10 +1015,10 @@ class CloseExpectation(_Expectation):
         return self
 
 
-Expectation = Annotated[
-    SpeedupExpectation | BoundExpectation | RatioExpectation | CloseExpectation,
-    Field(discriminator="kind"),
-]
+# Every kind of expectation; the checks match on it exhaustively (verdicts.check), so a new kind
+# that nobody handles is a type error, not a silent fall-through.
+AnyExpectation = SpeedupExpectation | BoundExpectation | RatioExpectation | CloseExpectation
+Expectation = Annotated[AnyExpectation, Field(discriminator="kind")]
 
 
 # An override is checked after merging, against the full section, so errors in it are located at

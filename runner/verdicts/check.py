@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, assert_never
 
 from runner.results.records import NOISY_METRICS, TIMING_METRICS, LaunchRecord, RunRecord
 from runner.spec.models import (
+    AnyExpectation,
     BoundExpectation,
     CloseExpectation,
     ExperimentSpec,
@@ -94,20 +95,23 @@ def verdict_line(verdict: str, title: str, message: str) -> str:
     return f"{_SYMBOL[Outcome(verdict)]:<5} {title}: {message}"
 
 
-def default_title(expectation: Any) -> str:
+def default_title(expectation: AnyExpectation) -> str:
     """A readable name for an expectation without a title."""
-    if isinstance(expectation, SpeedupExpectation):
-        bounds = _bounds_text(expectation.at_least, expectation.at_most, "x")
-        return f"{expectation.run} {bounds} faster than {expectation.baseline}"
-    if isinstance(expectation, RatioExpectation):
-        bounds = _bounds_text(expectation.at_least, expectation.at_most, "x")
-        return f"{expectation.metric} of {expectation.run} {bounds} {expectation.baseline}'s"
-    if isinstance(expectation, BoundExpectation):
-        return (
-            f"{expectation.metric} of {expectation.run} {_bounds_text(expectation.at_least, expectation.at_most, '')}"
-        )
-    tolerance = _tolerance_text(expectation)
-    return f"{expectation.metric} of {expectation.run} within {tolerance} of {expectation.baseline}"
+    match expectation:
+        case SpeedupExpectation():
+            bounds = _bounds_text(expectation.at_least, expectation.at_most, "x")
+            return f"{expectation.run} {bounds} faster than {expectation.baseline}"
+        case RatioExpectation():
+            bounds = _bounds_text(expectation.at_least, expectation.at_most, "x")
+            return f"{expectation.metric} of {expectation.run} {bounds} {expectation.baseline}'s"
+        case BoundExpectation():
+            bounds = _bounds_text(expectation.at_least, expectation.at_most, "")
+            return f"{expectation.metric} of {expectation.run} {bounds}"
+        case CloseExpectation():
+            tolerance = _tolerance_text(expectation)
+            return f"{expectation.metric} of {expectation.run} within {tolerance} of {expectation.baseline}"
+        case _:
+            assert_never(expectation)
 
 
 def _bounds_text(at_least: float | None, at_most: float | None, unit: str) -> str:
@@ -150,7 +154,7 @@ def check_expectations(spec: ExperimentSpec, runs: dict[str, RunRecord]) -> list
     return [check_one(expectation, runs) for expectation in spec.expect]
 
 
-def check_one(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
+def check_one(expectation: AnyExpectation, runs: dict[str, RunRecord]) -> Verdict:
     """One expectation's verdict, carrying its bounds (the Why compares with them)."""
     verdict = _check(expectation, runs)
     return replace(
@@ -158,14 +162,25 @@ def check_one(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     )
 
 
-def metric_of(expectation: Any) -> str:
+def metric_of(expectation: AnyExpectation) -> str:
     """The metric an expectation judges (a speedup judges samples/s)."""
     return "samples_per_s" if isinstance(expectation, SpeedupExpectation) else str(expectation.metric)
 
 
-def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
+def run_names(expectation: AnyExpectation) -> tuple[str, ...]:
+    """The run (and the baseline) an expectation compares, by name."""
+    names = []
+    for ref in (expectation.run, getattr(expectation, "baseline", None)):
+        if isinstance(ref, str):
+            names.append(ref)
+        elif ref is not None:  # validation expands a settings mapping into one expectation per pair of names
+            raise TypeError(f"an expectation still names runs by settings ({ref!r}): check a validated spec")
+    return tuple(names)
+
+
+def _check(expectation: AnyExpectation, runs: dict[str, RunRecord]) -> Verdict:
     title = expectation.title or default_title(expectation)
-    names = tuple(n for n in (expectation.run, getattr(expectation, "baseline", None)) if n)
+    names = run_names(expectation)
     kind = expectation.kind
     metric = metric_of(expectation)
 
@@ -207,11 +222,15 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
         rss = [n for n in names if _memory_source(runs[n]) == "peak_rss"]
         if rss:
             return verdict(Outcome.INCONCLUSIVE, _RSS_SENTENCE.format(run=rss[0]), cause="rss")
-    if isinstance(expectation, SpeedupExpectation | RatioExpectation):
-        return _check_ratio(expectation, runs, title, metric, names)
-    if isinstance(expectation, BoundExpectation):
-        return _check_bound(expectation, runs[names[0]], title, names)  # names: run (, baseline)
-    return _check_close(expectation, runs, title, names)
+    match expectation:
+        case SpeedupExpectation() | RatioExpectation():
+            return _check_ratio(expectation, runs, title, metric, names)
+        case BoundExpectation():
+            return _check_bound(expectation, runs[names[0]], title, names)  # names: run (, baseline)
+        case CloseExpectation():
+            return _check_close(expectation, runs, title, names)
+        case _:
+            assert_never(expectation)
 
 
 _RSS_SENTENCE = (
@@ -301,7 +320,7 @@ def _judge(
     return interval, verdict, needed, note
 
 
-def _ceiling(expectation: Any, run: RunRecord, base: RunRecord) -> tuple[float, str] | None:
+def _ceiling(expectation: AnyExpectation, run: RunRecord, base: RunRecord) -> tuple[float, str] | None:
     """The largest speedup the declared difference between two runs can give, and what it rests on.
 
     Known for two changes alone: more processes at equal per-process work (N/M), and mixed
@@ -335,9 +354,13 @@ def _first(record: RunRecord) -> LaunchRecord | None:
 
 # Speedups and ratios share the pairing, the interval and the ceiling; splitting would pass them around.
 def _check_ratio(
-    expectation: Any, runs: dict[str, RunRecord], title: str, metric: str, names: tuple[str, ...]
+    expectation: SpeedupExpectation | RatioExpectation,
+    runs: dict[str, RunRecord],
+    title: str,
+    metric: str,
+    names: tuple[str, ...],
 ) -> Verdict:
-    run, base = runs[expectation.run], runs[expectation.baseline]
+    run, base = runs[names[0]], runs[names[1]]  # names: run, baseline (resolved by validation)
     a, b = _paired(run, base, metric)
     if not a:
         message = f"cannot be timed: no repeat of '{run.name}' and '{base.name}' was fit to time side by side"
