@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight
+from runner.plan.quoting import join_line
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
 from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
@@ -288,10 +288,10 @@ class DryRun:
             what = f"{run.processes} process(es){nodes}, {run.device}, {run.precision}"
             lines.append(f"\n# run '{run.name}' ({what}); config: {run.config}")
             if run.sbatch:
-                lines.append(f"# each node starts: {shlex.join(run.argv)} (with its machine rank; see the script)")
-                lines.append(shlex.join(["sbatch", "--parsable", run.sbatch]))
+                lines.append(f"# each node starts: {join_line(run.argv)} (with its machine rank; see the script)")
+                lines.append(join_line(["sbatch", "--parsable", run.sbatch]))
             else:
-                lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
+                lines.append(join_line(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, Any]:

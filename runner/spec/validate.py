@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError, UsageError, sorted_unique
-from runner.spec import advice
+from runner.spec import advice, control_chars
 from runner.spec.diagnose import did_you_mean, findings_from
 from runner.spec.load import Document, parse_spec, read_spec_text
 from runner.spec.matrix import expand_expectations
@@ -206,6 +206,7 @@ class _Checker:
         self.claimed: set[KeyPath] = set()  # paths already explained better than Pydantic would
         self.expectations: list[tuple[int, Any]] = []  # (index written at, expectation between named runs)
         self.check_absurd_sizes()
+        self.check_control_characters()
 
     @property
     def has_errors(self) -> bool:
@@ -266,6 +267,12 @@ class _Checker:
                     f"(limit {human_bytes(MEMORY_LIMIT_BYTES)})",
                 )
                 self.claimed.add((*path, "samples"))
+
+    def check_control_characters(self) -> None:
+        """No control character in any key or text (control_chars says why): located, and told once."""
+        for path, at_key, message in control_chars.findings(self.data):
+            self.report(path, message, at_key=at_key)
+            self.claimed.add(path)
 
     # -- the document and the runs ----------------------------------------------------------
 
