@@ -66,7 +66,14 @@ def write_json_atomic(path: str | Path, data: Any, *, durable: bool = True) -> N
     write_text_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False, default=str) + "\n", durable=durable)
 
 
+class TooDeep(ValueError):
+    """JSON nested deeper than Python's parser can follow (its recursion limit): damaged, like a truncated file."""
+
+
 def read_json(path: str | Path) -> Any:
-    """Parse a JSON file."""
+    """Parse a JSON file; a file nested too deeply raises TooDeep, a ValueError like any other unreadable JSON."""
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except RecursionError:
+            raise TooDeep("JSON nested deeper than Python's parser can follow") from None

@@ -149,3 +149,21 @@ def test_a_pinned_port_taken_between_two_runs_fails_that_run_clearly(tmp_path: P
         "pick another, or remove it to get a free port per launch"
     )
     assert proc.returncode == 3
+
+
+def test_a_deeply_nested_summary_is_rebuilt_like_other_damage(tmp_path: Path) -> None:
+    """An array nested 200,000 deep made --report and --resume exit 4 with a RecursionError."""
+    folder, code = finished_result(tmp_path)
+    nested = "[" * 200_000 + "]" * 200_000
+    (folder / "summary.json").write_text(nested)
+    report = run_cli("--report", str(folder))
+    assert report.returncode == code, report.stderr
+    assert (
+        f"cannot read {folder}/summary.json: JSON nested deeper than Python's parser can follow; rebuilt it from "
+        "the run folders: 2 launch(es), 2 with metrics (the damaged file is kept as summary.json.damaged)"
+    ) in report.stdout
+    assert (folder / "summary.json.damaged").read_text() == nested
+    (folder / "summary.json").write_text(nested)
+    resumed = run_cli("--resume", str(folder), "--no-progress")
+    assert resumed.returncode == code, resumed.stderr
+    assert "resuming " + str(folder) + ": 2 finished launch(es) kept" in resumed.stderr
