@@ -36,19 +36,25 @@ def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> N
     """Write a file so a reader (or a crash) sees the old content or the new one, never half of one.
 
     `durable` also flushes it to disk before the rename (results); progress files skip that, as
-    an fsync on the training's hot path would stall every rank.
+    an fsync on the training's hot path would stall every rank. The rename replaces whatever was at
+    `path` (a symbolic link too): nothing is ever written through a link.
     """
+    # surrogateescape: a path that is not valid UTF-8 (a folder name in another encoding) is
+    # written back as the bytes it was read from
+    write_bytes_atomic(path, text.encode("utf-8", errors="surrogateescape"), durable=durable)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    """write_text_atomic for bytes (a plot, a copy of a damaged file)."""
     target = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise machine_error(exc, "writing", target) from None
     try:
-        # surrogateescape: a path that is not valid UTF-8 (a folder name in another encoding) is
-        # written back as the bytes it was read from
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
+        with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), _FILE_MODE)
-            out.write(text)
+            out.write(data)
             if durable:
                 out.flush()
                 os.fsync(out.fileno())

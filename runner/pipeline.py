@@ -36,6 +36,7 @@ from runner.report.progress import ProgressUI
 from runner.report.text import render
 from runner.results.layout import launch_dir, new_result_dir, sha256_text
 from runner.results.lock import ResultLock
+from runner.results.nofollow import make_folders, refuse_linked_runs, require_real
 from runner.results.rebuild import rebuild_summary
 from runner.results.records import LaunchRecord, RunRecord
 from runner.results.summary import (
@@ -241,10 +242,7 @@ def _prepare_launch(
         plan = compile_for_slurm(plan, engine, spec_name=validated.spec.name, pinned_port=pinned)
     if attaching:
         return plan
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise machine_error(exc, "creating", directory) from None
+    make_folders(result_dir, directory)  # never through a symbolic link (results.nofollow)
     # a resumed launch must not read an old result, nor an old rank's done marker
     for stale in (directory / METRICS_FILE, *directory.glob(f"{DONE_PREFIX}*")):
         stale.unlink(missing_ok=True)
@@ -335,6 +333,7 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     results.summary.keep_finished's policy.
     """
     folder = require_result_folder(result_dir).absolute()  # as in run_spec: SLURM jobs need absolute paths
+    require_real(folder)  # a session writes and deletes in it: never through a symbolic link
     with ResultLock(folder):  # one session per result folder; the OS releases it if this one dies
         return _resume_locked(folder, options, err)
 
@@ -346,6 +345,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     sets = resumable_sets(summary, options.sets)
     validated = require_valid(str(resumable_spec(folder, summary)), sets=sets, as_path=summary["spec"]["path"])
     validated = replace(validated, document=replace(validated.document, path=summary["spec"]["path"]))
+    refuse_linked_runs(folder, validated.runs)  # before anything in them is deleted or rewritten
     saved = summary.get("options", {})
     merged = RunOptions(
         output=str(folder.parent.parent),
@@ -386,6 +386,7 @@ def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]
 def rerender_report(result_dir: str) -> tuple[str, ExitCode]:
     """`--report`: the report of a result, rewritten from its summary.json, and the exit code it stands for."""
     folder = Path(result_dir)
+    require_real(folder)  # report.md (and a rebuilt summary) are written into it
     summary, notes = _load_or_rebuild(folder)
     try:
         text, hints = write_report(summary, folder)

@@ -4,6 +4,7 @@ summary.json is rebuilt from the run folders. Real launches, real files, a real 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -167,3 +168,70 @@ def test_a_deeply_nested_summary_is_rebuilt_like_other_damage(tmp_path: Path) ->
     resumed = run_cli("--resume", str(folder), "--no-progress")
     assert resumed.returncode == code, resumed.stderr
     assert "resuming " + str(folder) + ": 2 finished launch(es) kept" in resumed.stderr
+
+
+def resumable(tmp_path: Path, runs: str) -> Path:
+    """A result whose session ended before any launch: --resume runs every launch of it."""
+    from runner.results.layout import sha256_text
+
+    path = spec(tmp_path, "linked", runs)
+    folder = tmp_path / "out" / "linked" / "20260101T000000Z"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(path.read_text())
+    recorded = {"sha256": sha256_text(path.read_text()), "path": str(path)}
+    summary = {"format": 1, "status": "interrupted", "spec": recorded, "runs": {}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def victim(tmp_path: Path) -> Path:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "metrics.json").write_text("precious")
+    (target / "stdout.log").write_text("precious log")
+    return target
+
+
+@pytest.mark.parametrize("where", ["b", "b/repeat-2"])
+def test_resume_refuses_a_run_folder_that_is_a_symbolic_link(tmp_path: Path, where: str) -> None:
+    """--resume followed the link: it deleted the target's metrics.json, emptied its stdout.log, wrote there."""
+    folder = resumable(tmp_path, "  a: {}\n  b:\n    measure: {repeats: 2}\n")
+    target = victim(tmp_path)
+    (folder / where).parent.mkdir(parents=True, exist_ok=True)
+    (folder / where).symlink_to(target)
+    done = run_cli("--resume", str(folder), "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"accel-run: error: {folder / where} is a symbolic link (to {target}); accel-run never writes or deletes "
+        "through one: replace it with the real folder, or remove it"
+    )
+    assert (target / "metrics.json").read_text() == "precious"
+    assert (target / "stdout.log").read_text() == "precious log"
+    assert sorted(p.name for p in target.iterdir()) == ["metrics.json", "stdout.log"]
+    assert not (folder / "a").exists()  # refused before any launch
+
+
+def test_nothing_is_written_through_a_link_inside_a_run_folder_or_at_the_result_folder(tmp_path: Path) -> None:
+    from runner.results.nofollow import create_fresh, make_folders
+
+    folder = resumable(tmp_path, "  a: {}\n")
+    target = victim(tmp_path)
+    (folder / "a").mkdir()
+    (folder / "a" / "stdout.log").symlink_to(target / "stdout.log")
+    make_folders(folder, folder / "a" / "repeat-2")
+    os.close(create_fresh(folder / "a" / "stdout.log"))  # the launch's log: a new file, the link is gone
+    assert not (folder / "a" / "stdout.log").is_symlink()
+    assert (target / "stdout.log").read_text() == "precious log"
+    (folder / "session.lock").symlink_to(target / "metrics.json")
+    done = run_cli("--resume", str(folder), "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(f"accel-run: error: {folder}/session.lock is a symbolic link")
+    assert (target / "metrics.json").read_text() == "precious"
+    linked_result = tmp_path / "linked-result"
+    linked_result.symlink_to(folder)
+    report = run_cli("--report", str(linked_result))
+    assert report.returncode == 2
+    assert report.stderr == (
+        f"accel-run: error: {linked_result} is a symbolic link (to {folder}); accel-run never writes or deletes "
+        "through one: replace it with the real folder, or remove it\n"
+    )

@@ -23,6 +23,7 @@ from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.logs import error_line, first_error
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
+from runner.results.nofollow import create_fresh
 from runner.vocab import (
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
@@ -172,7 +173,8 @@ def execute(
     directory = plan.directory
     env = {**plan.env, LAUNCH_T0_VAR: repr(time.time()), RUNNER_PID_VAR: str(os.getpid())}
     started = time.monotonic()
-    with open(directory / STDOUT_LOG, "wb") as out, open(directory / STDERR_LOG, "wb") as err:
+    out_fd, err_fd = create_fresh(directory / STDOUT_LOG), create_fresh(directory / STDERR_LOG)  # never via a link
+    with open(out_fd, "wb") as out, open(err_fd, "wb") as err:
         proc = subprocess.Popen(
             list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
         )

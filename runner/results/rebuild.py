@@ -9,12 +9,11 @@ the session's options and machine facts (the rebuilt summary says so).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from runner.errors import ResultError
-from runner.jsonio import read_json
+from runner.jsonio import read_json, write_bytes_atomic
 from runner.results.layout import launch_dir, sha256_text
 from runner.results.records import LaunchRecord, RunRecord
 from runner.results.summary import build_summary, now, save_summary
@@ -49,7 +48,7 @@ def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
     )
     damaged = folder / SUMMARY_FILE
     if damaged.exists():
-        shutil.copyfile(damaged, folder / f"{SUMMARY_FILE}.damaged")
+        write_bytes_atomic(folder / f"{SUMMARY_FILE}.damaged", damaged.read_bytes())
     save_summary(folder, summary)
     finished = sum(len(r.ok_launches()) for r in records.values())
     note = (
