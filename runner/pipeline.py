@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome
+from runner.engines.diskfull import with_disk_cause
 from runner.engines.local import LocalEngine
 from runner.engines.slurm import SlurmEngine
 from runner.errors import ExitCode, MachineError, PreflightError, machine_error
@@ -39,6 +40,7 @@ from runner.results.lock import ResultLock
 from runner.results.nofollow import make_folders, refuse_linked_runs, require_real
 from runner.results.rebuild import rebuild_summary
 from runner.results.records import LaunchRecord, RunRecord
+from runner.results.reserve import SpaceReserve
 from runner.results.summary import (
     DamagedSummary,
     build_summary,
@@ -101,6 +103,7 @@ class Session:
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
+    reserve: SpaceReserve | None = None  # disk space freed for the last save after a machine fault
 
     def engine_of(self, name: str) -> Engine:
         """The engine that runs `name`'s launches (its engine section's kind)."""
@@ -122,8 +125,14 @@ class Session:
     def save(self, status: str) -> dict[str, Any]:
         """Write summary.json now (atomically) and return it."""
         self.require_folder()
+        summary = self.summary(status)
+        save_summary(self.result_dir, summary)
+        return summary
+
+    def summary(self, status: str) -> dict[str, Any]:
+        """summary.json's content as of now."""
         spec = self.validated.spec
-        summary = build_summary(
+        return build_summary(
             status=status,
             spec={
                 "name": spec.name,
@@ -144,8 +153,6 @@ class Session:
             verdicts=self.verdicts,
             fault=self.fault,
         )
-        save_summary(self.result_dir, summary)
-        return summary
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,8 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     records = _new_records(validated, selected, machine, options)
     session = Session(validated, machine, result_dir, options, records, sha256_text(text), now())
     ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
-    with ResultLock(result_dir):
+    with ResultLock(result_dir), SpaceReserve(result_dir) as reserve:
+        session.reserve = reserve
         return _run_session(session, ui)
 
 
@@ -334,11 +342,11 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     """
     folder = require_result_folder(result_dir).absolute()  # as in run_spec: SLURM jobs need absolute paths
     require_real(folder)  # a session writes and deletes in it: never through a symbolic link
-    with ResultLock(folder):  # one session per result folder; the OS releases it if this one dies
-        return _resume_locked(folder, options, err)
+    with ResultLock(folder), SpaceReserve(folder) as reserve:  # one session per result folder (see lock)
+        return _resume_locked(folder, options, err, reserve)
 
 
-def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionResult:
+def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: SpaceReserve) -> SessionResult:
     summary, notes = _load_or_rebuild(folder)
     for note in notes:
         print(f"accel-run: {note}", file=err)
@@ -366,6 +374,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     kept, dropped = keep_finished(summary, records)
     started = summary.get("environment", {}).get("started_at", now())
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
+    session.reserve = reserve
     session.attach = submitted_jobs(summary, records)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
@@ -433,8 +442,7 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
         _record_killed_launch(session)
     except MachineError as fault:
         ui.close()
-        _save_what_can_be_saved(session, str(fault))
-        raise
+        return _stopped_by_fault(session, str(fault))
     finally:
         ui.close()
     verdicts = check_expectations(session.validated.spec, session.records)
@@ -446,14 +454,24 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
 
 
-def _save_what_can_be_saved(session: Session, fault: str) -> None:
-    """After a machine fault: the summary and report with the cause, where the folder still takes them."""
+def _stopped_by_fault(session: Session, fault: str) -> SessionResult:
+    """After a machine fault: the summary and report with the cause, saved where the folder still takes them
+    (the session's reserve is freed for it first), and printed in any case."""
     session.fault = fault
     session.verdicts = check_expectations(session.validated.spec, session.records)
+    if session.reserve is not None:
+        session.reserve.release()
+    summary = session.summary("interrupted")
+    notes = []
     try:
-        write_report(session.save("interrupted"), session.result_dir)
-    except MachineError:
-        pass  # the fault itself (a full disk, a deleted folder) can forbid it; the error says what happened
+        session.save("interrupted")
+        _, hints = write_report(summary, session.result_dir)
+        notes += [f"accel-run: {hint}" for hint in hints]
+    except MachineError as again:  # the fault itself (a full disk, a deleted folder) can forbid it
+        notes.append(f"accel-run: {again}; what the folder holds may be older than the report above")
+    notes.append(f"accel-run: error: {fault}")
+    text = render(summary, markdown=False)
+    return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
 
 
 def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:
@@ -527,6 +545,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
             job_id=job_id,
         )
         session.in_flight = None
+    outcome = with_disk_cause(outcome, plan.directory)  # a full disk can leave no room for the rank's error
     launch = LaunchRecord(
         repeat=repeat,
         status=outcome.status,

@@ -57,6 +57,7 @@ SPEC_COPY = "spec.yaml"
 SETS_FILE = "sets.json"  # the --set options a result was started with, beside spec.yaml (for a rebuild)
 REPORT_FILE = "report.md"
 LOCK_FILE = "session.lock"  # held (flock) by the session that owns the result folder
+RESERVE_FILE = "session.reserve"  # disk space a session holds so a full disk cannot keep it from saving why
 
 # Environment variables between the runner and its workers.
 LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time

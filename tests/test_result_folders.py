@@ -46,12 +46,12 @@ def test_a_second_session_is_refused_while_the_first_lives_and_allowed_after_it_
     assert summary_of(folder)["runs"]["long"]["status"] == "timeout"
 
 
-@pytest.fixture
-def small_filesystem(tmp_path: Path):  # type: ignore[no-untyped-def]
+def mounted_tmpfs(tmp_path: Path, size: str):  # type: ignore[no-untyped-def]
+    """A tmpfs of `size` mounted (by root) under tmp_path for one test, unmounted after it."""
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)], capture_output=True, text=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
@@ -59,6 +59,16 @@ def small_filesystem(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield mountpoint
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path):  # type: ignore[no-untyped-def]
+    yield from mounted_tmpfs(tmp_path, "64k")
+
+
+@pytest.fixture
+def filled_filesystem(tmp_path: Path):  # type: ignore[no-untyped-def]
+    yield from mounted_tmpfs(tmp_path, "2m")
 
 
 def test_a_full_disk_is_one_line_naming_the_path_and_the_cause(tmp_path: Path, small_filesystem: Path) -> None:
@@ -72,9 +82,47 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_cause(tmp_path: Path, s
     folder = result_dir(small_filesystem)
     assert summary_of(folder)["runs"]["a"]["status"] == "ok"
     report = run_cli("--report", str(folder))
-    assert report.returncode == 130  # the session did not finish
-    assert "Status: abandoned." in report.stdout and "stopped by a machine fault" in report.stdout
+    assert report.returncode == 3  # the code the session had
     assert "Traceback" not in report.stderr
+
+
+def fill(folder: Path) -> None:
+    """What another program does: write until the disk is full."""
+    with open(folder / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+
+
+def test_a_disk_that_fills_during_a_launch_is_its_reason_and_the_sessions(
+    tmp_path: Path, filled_filesystem: Path
+) -> None:
+    """The probe: the launch was told only as "exited with code 1", summary.json kept it pending, and --report
+    then exited 130 where the session had exited 3."""
+    path = spec(tmp_path, "fills", "  a: {}\n  b:\n    train: {max_steps: 100000}\n  c: {}\n")
+    proc = start(str(path), "--output", str(filled_filesystem))
+    wait_until(lambda: launch_started(filled_filesystem, "b"), 90, "the second launch")
+    fill(filled_filesystem)
+    report, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    folder = result_dir(filled_filesystem)
+    summary = summary_of(folder)
+    b = summary["runs"]["b"]
+    assert b["status"] == "failed"
+    assert "no space left on device" in b["reason"], b["reason"]
+    assert summary["fault"].startswith("no space left on device while writing " + str(folder))
+    assert (summary["status"], summary["runs"]["a"]["status"], summary["runs"]["c"]["status"]) == (
+        "interrupted",
+        "ok",
+        "pending",
+    )
+    assert "no space left on device" in report  # the report printed by the session says it too
+    assert err.splitlines()[-1] == f"accel-run: error: {summary['fault']}"
+    rerendered = run_cli("--report", str(folder))
+    assert rerendered.returncode == 3, rerendered.stderr
 
 
 def test_the_result_folder_deleted_mid_run_stops_the_session_with_one_line(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ def build_summary(
 
 def exit_code_of(summary: dict[str, Any]) -> ExitCode:
     """The exit code a result stands for (the same for the session and for --report)."""
+    if summary.get("fault"):  # the machine stopped the session (a full disk): exit 3, as the session did
+        return ExitCode.RUN_FAILED
     if summary.get("status") in ("interrupted", "abandoned"):
         return ExitCode.INTERRUPTED
     runs = summary.get("runs", {}).values()

@@ -41,11 +41,11 @@ from runner.spec.models import (
 )
 from runner.spec.set_option import apply_sets
 from runner.spec.workload import Workload, human_bytes, workload_of
-from runner.vocab import LOCK_FILE, REPORT_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE
+from runner.vocab import LOCK_FILE, REPORT_FILE, RESERVE_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE
 
 # a run's folder sits beside these in the result folder: a run must not take one's name
 RESULT_FOLDER_NAMES = frozenset(
-    {SUMMARY_FILE, SPEC_COPY, SETS_FILE, REPORT_FILE, LOCK_FILE}
+    {SUMMARY_FILE, SPEC_COPY, SETS_FILE, REPORT_FILE, LOCK_FILE, RESERVE_FILE}
     | {"verdicts.png", "why.png", "loss_curves.png", "throughput.png"}
 )
 SECTIONS = ("model", "data", "train", "launch", "measure", "engine", "script")
