@@ -15,6 +15,7 @@ import pytest
 from test_faults import alive, descendants, launch_started, result_dir, spec, start, summary_of, wait_until
 
 from conftest import run_cli
+from runner.report.text import environment_line, render
 
 pytestmark = pytest.mark.slow
 
@@ -161,6 +162,25 @@ def test_a_wrong_shaped_summary_is_rebuilt_from_the_run_folders(tmp_path: Path) 
     for name in ("a", "b"):
         assert rebuilt["runs"][name]["metrics"]["final_loss"] == original["runs"][name]["metrics"]["final_loss"]
     assert (folder / "summary.json.damaged").read_text() == json.dumps({"format": 1, "runs": []})
+    # the Machine line, rebuilt from plan.json: the session's own ("?: ? CPU cores ... torch ?" before)
+    assert machine_line(report.stdout) == machine_line(render(original, markdown=False))
+    for plan in folder.glob("*/plan.json"):  # run folders of an older accel-run: no machine in plan.json
+        plan.write_text(json.dumps({k: v for k, v in json.loads(plan.read_text()).items() if k != "machine"}))
+    (folder / "summary.json").write_text("{")
+    versions = original["environment"]["versions"]
+    assert machine_line(run_cli("--report", str(folder)).stdout) == (
+        f"Machine: {original['environment']['hostname']}: CPU cores unknown, GPUs unknown; torch {versions['torch']}, "
+        f"accelerate {versions['accelerate']}, Python {versions['python']}."
+    )
+
+
+def machine_line(report: str) -> str:
+    return next(line for line in report.splitlines() if line.startswith("Machine: "))
+
+
+def test_a_machine_no_file_recorded_is_unknown() -> None:
+    rebuilt = {"environment": {"rebuilt_from": "run folders (plan.json, metrics.json)"}, "runs": {}}
+    assert environment_line(rebuilt) == "unknown (the run folders this summary was rebuilt from do not record it)"
 
 
 def test_a_truncated_summary_is_rebuilt_and_resumed(tmp_path: Path) -> None:

@@ -251,6 +251,7 @@ def compile_launch(
             done_prefix=str(directory / DONE_PREFIX),
         ),
         workload=dict(run.workload.__dict__),
+        machine=machine.as_json(),  # a summary rebuilt from the run folders has its Machine line from here
     )
     result = LaunchPlan(
         run=run.name,
