@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
+from runner.engines.liveness import unresponsive_rank
 from runner.engines.logs import error_line, first_error
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
@@ -204,7 +205,7 @@ def execute(
                 if dead is not None:
                     rank, age = dead
                     status = Status.FAILED
-                    reason = f"rank {rank} died (no heartbeat for {age:.0f} s); the other ranks were stopped"
+                    reason = unresponsive_rank(rank, age)  # dead or frozen: the heartbeat cannot tell
                     tree.stop(TERM_GRACE_S)
                     break
                 if on_progress is not None:
