@@ -562,6 +562,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     )
     if outcome.warning:
         launch.notes.append(outcome.warning)
+    launch.notes.extend(outcome.notes)
     if outcome.leftovers_killed:
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:

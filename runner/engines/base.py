@@ -39,6 +39,7 @@ class LaunchOutcome:
     warning: str = ""  # a fault after every rank had finished: the measurements stand, the reader is told
     job_id: str = ""  # the cluster job that ran it (SLURM)
     queue_s: float | None = None  # submitted to running, on a cluster
+    notes: tuple[str, ...] = ()  # what the reader should know besides (a log capped, leftovers stopped)
 
     @property
     def ok(self) -> bool:

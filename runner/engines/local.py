@@ -4,7 +4,8 @@ A launch runs as argv (never through a shell) in a session of its own, its outpu
 stdout.log/stderr.log. While it runs we watch: the launcher's exit, each rank's heartbeat (a
 dead rank is noticed within seconds, before its peers hang in a collective), the time limit and
 Ctrl-C. Stopping a launch stops its whole process tree: torch's elastic agent starts each rank
-in a session of its own, so a process-group kill is not enough; we track every descendant.
+in a session of its own, so a process-group kill is not enough; we track every descendant. The logs
+come through engines.logcap, which caps them.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import psutil
 
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.liveness import unresponsive_rank
+from runner.engines.logcap import CappedLogs
 from runner.engines.logs import error_line, first_error
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
-from runner.results.nofollow import create_fresh
 from runner.vocab import (
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
@@ -33,7 +34,6 @@ from runner.vocab import (
     PROGRESS_FILE,
     RUNNER_PID_VAR,
     STDERR_LOG,
-    STDOUT_LOG,
     Status,
 )
 
@@ -174,11 +174,20 @@ def execute(
     directory = plan.directory
     env = {**plan.env, LAUNCH_T0_VAR: repr(time.time()), RUNNER_PID_VAR: str(os.getpid())}
     started = time.monotonic()
-    out_fd, err_fd = create_fresh(directory / STDOUT_LOG), create_fresh(directory / STDERR_LOG)  # never via a link
-    with open(out_fd, "wb") as out, open(err_fd, "wb") as err:
+    logs = CappedLogs(directory).open()  # logcap: the logs come through pipes, capped (head and tail kept)
+    try:
         proc = subprocess.Popen(
-            list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+            list(plan.argv),
+            env=env,
+            stdout=logs.stdout,
+            stderr=logs.stderr,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
+    except BaseException:
+        logs.finish(timeout_s=0)
+        raise
+    logs.started()
     tree = _Tree(psutil.Process(proc.pid))
     heartbeats = _Heartbeats(directory)
     status: Status | None = None
@@ -213,9 +222,11 @@ def execute(
             time.sleep(POLL_S)
     except BaseException:
         tree.stop(grace_s=0)  # a second Ctrl-C, or a bug in the runner: leave nothing behind
+        logs.finish(timeout_s=0)
         raise
     returncode = proc.wait()
     leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
+    notes = logs.finish()  # logcap: the rest of the output copied, each log compacted to its cap
     wall = time.monotonic() - started
     tail = failure_excerpt(directory)
     warning = ""
@@ -238,7 +249,7 @@ def execute(
     if on_progress is not None and status is Status.OK:
         report_progress(directory, on_progress)
     shown_tail = tail if status is not Status.OK or warning else ""
-    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning)
+    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning, notes=tuple(notes))
 
 
 def all_ranks_done(directory: Path, ranks: int) -> bool:

@@ -48,6 +48,8 @@ def make_folders(result_dir: Path, directory: Path) -> None:
     """Create the folders from `result_dir` down to `directory` (inside it), none of them through a link."""
     parts = directory.relative_to(result_dir).parts
     try:
+        if not os.path.lexists(result_dir):
+            result_dir.mkdir(parents=True)  # (a session's is there already; a test's may not be)
         fd = os.open(result_dir, _DIR_FLAGS)
     except OSError as exc:
         raise _refusal(exc, result_dir, "opening") from None
@@ -90,10 +92,11 @@ def refuse_linked_runs(folder: Path, runs: Iterable[str]) -> None:
 
 
 def create_fresh(path: Path) -> int:
-    """A new, empty file at `path` for writing (a log): whatever was there is unlinked first, never written through."""
+    """A new, empty file at `path` (a log, opened to write and read back): whatever was there is unlinked first,
+    never written through."""
     try:
         path.unlink(missing_ok=True)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise machine_error(exc, "creating", path) from None
 
