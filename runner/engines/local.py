@@ -4,8 +4,8 @@ A launch runs as argv (never through a shell) in a session of its own, its outpu
 stdout.log/stderr.log. While it runs we watch: the launcher's exit, each rank's heartbeat (a
 dead rank is noticed within seconds, before its peers hang in a collective), the time limit and
 Ctrl-C. Stopping a launch stops its whole process tree: torch's elastic agent starts each rank
-in a session of its own, so a process-group kill is not enough; we track every descendant. The logs
-come through engines.logcap, which caps them.
+in a session of its own, so a process-group kill is not enough; engines.reap finds every process the
+launch started, however it detached. The logs come through engines.logcap, which caps them.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.liveness import unresponsive_rank
 from runner.engines.logcap import CappedLogs
 from runner.engines.logs import error_line, first_error
+from runner.engines.reap import LaunchProcesses
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
 from runner.vocab import (
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
+    LAUNCH_MARK_VAR,
     LAUNCH_T0_VAR,
     METRICS_FILE,
     PROGRESS_FILE,
@@ -42,55 +42,6 @@ TERM_GRACE_S = 5.0
 POLL_S = 0.1  # how soon the launcher's exit is noticed
 SLOW_POLL_EVERY = 5  # process tree, heartbeats and progress: every 0.5 s
 TAIL_LINES = 20
-
-
-@dataclass
-class _Tree:
-    """Every process the launch has started, remembered so orphans can still be found and stopped."""
-
-    root: psutil.Process
-    known: dict[int, psutil.Process] = field(default_factory=dict)
-
-    def refresh(self) -> None:
-        try:
-            for child in self.root.children(recursive=True):
-                self.known.setdefault(child.pid, child)
-        except psutil.Error:
-            pass
-        self.known.setdefault(self.root.pid, self.root)
-
-    def alive(self) -> list[psutil.Process]:
-        out = []
-        for proc in self.known.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    out.append(proc)
-            except psutil.Error:
-                continue
-        return out
-
-    def signal_all(self, sig: int) -> None:
-        for proc in self.alive():
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                continue
-
-    def stop(self, grace_s: float) -> int:
-        """SIGTERM everything, wait up to `grace_s`, then SIGKILL what is left. Returns how many were alive."""
-        self.refresh()
-        alive = self.alive()
-        if not alive:
-            return 0
-        self.signal_all(signal.SIGTERM)
-        _, still = psutil.wait_procs(alive, timeout=grace_s) if grace_s > 0 else ([], alive)
-        for proc in still:
-            try:
-                proc.kill()
-            except psutil.Error:
-                continue
-        psutil.wait_procs(still, timeout=5)
-        return len(alive)
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -188,7 +139,7 @@ def execute(
         logs.finish(timeout_s=0)
         raise
     logs.started()
-    tree = _Tree(psutil.Process(proc.pid))
+    tree = LaunchProcesses(proc.pid, marker=plan.env.get(LAUNCH_MARK_VAR, ""))  # reap: every process it starts
     heartbeats = _Heartbeats(directory)
     status: Status | None = None
     reason = ""

@@ -31,6 +31,7 @@ from runner.vocab import (
     CONFIG_FILE,
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
+    LAUNCH_MARK_VAR,
     METRICS_FILE,
     PLAN_FILE,
     PLAN_VAR,
@@ -229,6 +230,7 @@ def compile_launch(
             env_set["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(declared.gradient_accumulation_steps)
     env_set.update(launch.env)
     env.update(env_set)
+    env[LAUNCH_MARK_VAR] = str(directory)  # inherited by every process of the launch: how reap finds them all
     argv = (
         *machine.launcher,
         "--config_file",
