@@ -375,7 +375,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: Spac
     started = summary.get("environment", {}).get("started_at", now())
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
     session.reserve = reserve
-    session.attach = submitted_jobs(summary, records)
+    session.attach = submitted_jobs(summary, records, folder)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")
@@ -498,8 +498,13 @@ def _record_killed_launch(session: Session) -> None:
     """After a second Ctrl-C: the launch in flight is recorded as interrupted."""
     for name, repeat in [session.in_flight] if session.in_flight else []:
         directory = launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)
+        submitted = session.records[name].launches.get(repeat)  # a SLURM job's id: --resume may collect it
         session.records[name].launches[repeat] = LaunchRecord(
-            repeat, Status.INTERRUPTED, str(directory), "interrupted by a second Ctrl-C (killed at once)"
+            repeat,
+            Status.INTERRUPTED,
+            str(directory),
+            "interrupted by a second Ctrl-C (killed at once)",
+            job_id=submitted.job_id if submitted else "",
         )
 
 
