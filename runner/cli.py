@@ -50,6 +50,7 @@ examples:
   accel-run --validate specs/*.yaml          check every spec, with file:line:col errors
   accel-run --explain specs/day6.yaml        show each run resolved, with parameters and batch
   accel-run --dry-run specs/day6.yaml        write Accelerate configs and commands, run nothing
+  accel-run lsp                              the language server an editor starts (accel-run lsp --help)
   accel-run specs/day6-quick.yaml            run the quick Day 6 comparison (a few minutes on CPU)
   accel-run specs/day6.yaml --only single,dual --repeats 3
   accel-run specs/day6.yaml --set train.epochs=2 --set 'matrix.launch.processes=[1, 2, 4]'
@@ -163,6 +164,60 @@ def build_compare_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LSP_DESCRIPTION = """\
+A language server over stdio: an editor starts it and shows accel-run's own diagnostics as you
+type (errors and warnings, on the CLI's line and column), completes the file's run names after
+extends:, run: and baseline:, and hovers a run name with its differences from the baseline.
+Other YAML files (compose files, CI workflows) get nothing, unless --every-file.
+Use it beside yaml-language-server, which completes keys and values from the schema.
+Needs the extra: pip install 'accel-run[lsp]'. Editor set-up: docs/editor.md.
+"""
+
+LSP_EPILOG = """\
+example (what an editor runs; it speaks JSON-RPC on stdin and stdout):
+  accel-run lsp
+"""
+
+
+def build_lsp_parser() -> argparse.ArgumentParser:
+    """The parser of `accel-run lsp`."""
+    parser = argparse.ArgumentParser(
+        prog="accel-run lsp",
+        description=LSP_DESCRIPTION,
+        epilog=LSP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--stdio", action="store_true", help="talk over stdin and stdout (the default and only way)")
+    parser.add_argument(
+        "--every-file",
+        action="store_true",
+        help="check every YAML file the editor opens, as --validate checks every file it is given (default: only "
+        "specs, i.e. files whose modeline names experiment.schema.json or with a top-level name: and a section)",
+    )
+    return parser
+
+
+def lsp_command(argv: Sequence[str], err: TextIO) -> int:
+    """`accel-run lsp`: serve until the editor says exit; exit 2 with one line when the extra is missing."""
+    try:
+        args = build_lsp_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help
+        return int(exc.code or 0)
+    try:
+        from runner.editor.server import serve
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("pygls", "lsprotocol", "cattrs", "attrs"):
+            raise
+        print(
+            f"accel-run lsp: the language server needs pygls and lsprotocol ({missing} is not installed): "
+            "pip install 'accel-run[lsp]'",
+            file=err,
+        )
+        return int(ExitCode.USAGE)
+    return serve(every_file=args.every_file)
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -198,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["lsp"]:
+            return lsp_command(argv[1:], sys.stderr)
         if argv[:1] == ["compare"]:
             parser = build_compare_parser()
             args = parser.parse_args(argv[1:])

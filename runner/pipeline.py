@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -26,9 +26,9 @@ from runner.engines.local import LocalEngine
 from runner.engines.slurm import SlurmEngine
 from runner.errors import ExitCode, MachineError, PreflightError, machine_error
 from runner.jsonio import read_json, write_text_atomic
-from runner.plan.compile import LaunchPlan, compile_launch, declared_of
+from runner.plan.compile import LaunchPlan, compile_launch, declared_of, launcher_of, server_env
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
-from runner.plan.preflight import preflight
+from runner.plan.preflight import preflight, skipped_runs
 from runner.plan.quoting import join_line
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
 from runner.plan.worker_plan import Observed
@@ -100,6 +100,23 @@ class Session:
     started_at: str
     verdicts: list[Verdict] = field(default_factory=list)
     engines: dict[str, Engine] = field(default_factory=lambda: {"local": LocalEngine(), "slurm": SlurmEngine()})
+    wall_started: float = field(default_factory=time.monotonic)  # for the session's timed share
+    budget_spent: bool = False  # measure.max_session_s stopped launches that were still planned
+
+    @cached_property
+    def budget_s(self) -> float | None:
+        """The session's budget (the smallest measure.max_session_s of the runs it launches), or None."""
+        budgets = [
+            budget
+            for name, record in self.records.items()
+            if record.selected and (budget := self.validated.runs[name].config.measure.max_session_s) is not None
+        ]
+        return min(budgets) if budgets else None
+
+    def elapsed_s(self) -> float:
+        """Seconds since the session started."""
+        return time.monotonic() - self.wall_started
+
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
@@ -148,6 +165,7 @@ class Session:
                 "engine": self.engine_names(),
                 "started_at": self.started_at,
                 "command": self.options.command,
+                "session_wall_s": round(self.elapsed_s(), 3),
             },
             records=self.records,
             verdicts=self.verdicts,
@@ -175,6 +193,7 @@ def _new_records(
     validated: ValidatedSpec, selected: list[str], machine: Machine, options: RunOptions
 ) -> dict[str, RunRecord]:
     records = {}
+    skips = skipped_runs([validated.runs[n] for n in selected], machine)
     for name, run in validated.runs.items():
         fixed = _repeats(run, options)
         records[name] = RunRecord.measured_by(
@@ -185,21 +204,44 @@ def _new_records(
             declared=declared_of(run, machine).as_json(),
             selected=name in selected,
             auto=fixed is None,
+            skip_reason=skips.get(name, ""),
         )
     return records
 
 
 def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machine, ui: ProgressUI) -> None:
-    problems, warnings = preflight([validated.runs[n] for n in selected], machine)
+    runs = [validated.runs[n] for n in selected]
+    problems, warnings = preflight(runs, machine)
+    for name, reason in skipped_runs(runs, machine).items():
+        ui.say(f"accel-run: skipping run '{name}': it {reason}")
     for warning in warnings:
         ui.say(f"accel-run: warning: {warning}")
     if problems:
         raise PreflightError(problems)
 
 
+def _engines(validated: ValidatedSpec, selected: list[str]) -> dict[str, Engine]:
+    """The session's engines; the fork server starts now when a run will use it, its imports beside ours."""
+    forked = any(launcher_of(validated.runs[name]) == "fork" for name in selected)
+    local = LocalEngine(server_env(os.environ) if forked else None)
+    local.warm_up()
+    return {"local": local, "slurm": SlurmEngine()}
+
+
 def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> SessionResult:
     """`accel-run SPEC`: run every selected run, check the expectations, report."""
     selected = select_runs(validated, options.only)
+    engines = _engines(validated, selected)
+    try:
+        return _run_spec(validated, selected, engines, options, err)
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+
+def _run_spec(
+    validated: ValidatedSpec, selected: list[str], engines: dict[str, Engine], options: RunOptions, err: TextIO
+) -> SessionResult:
     machine = probe_machine()
     ui = ProgressUI(stream=err, bars=options.progress)
     _check_machine(validated, selected, machine, ui)
@@ -210,8 +252,10 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     if options.sets:  # with spec.yaml, what a rebuilt summary needs to resolve the runs as they ran
         write_text_atomic(result_dir / SETS_FILE, json.dumps(list(options.sets)) + "\n")
     records = _new_records(validated, selected, machine, options)
-    session = Session(validated, machine, result_dir, options, records, sha256_text(text), now())
-    ui.say(f"accel-run: {validated.spec.name}: {len(selected)} run(s), results in {result_dir}")
+    session = Session(validated, machine, result_dir, options, records, sha256_text(text), now(), engines=engines)
+    runnable = sum(record.selected for record in records.values())
+    ui.say(f"accel-run: {validated.spec.name}: {runnable} run(s), results in {result_dir}")
+    ui.say(f"accel-run: {bound_line(session)}")
     with ResultLock(result_dir), SpaceReserve(result_dir) as reserve:
         session.reserve = reserve
         return _run_session(session, ui)
@@ -283,12 +327,17 @@ class DryRun:
     refused: list[str]
     warnings: list[str]
     runs: list[DryRunLaunch]
+    skipped: dict[str, str] = field(default_factory=dict)  # run -> why this machine would skip it
 
     def text(self) -> str:
         """Shell comments and one runnable command per run."""
         lines = [f"# dry run of {self.spec}: files in {self.result_dir}, nothing was started"]
         lines += [f"# preflight would refuse: {p}" for p in self.refused]
         lines += [f"# warning: {w}" for w in self.warnings]
+        lines += [
+            f"# would skip run '{name}': it {why} (its files are written all the same)"
+            for name, why in self.skipped.items()
+        ]
         for run in self.runs:
             nodes = f" on {run.machines} SLURM node(s)" if run.sbatch else ""
             what = f"{run.processes} process(es){nodes}, {run.device}, {run.precision}"
@@ -310,6 +359,7 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
     selected = select_runs(validated, options.only)
     machine = probe_machine()
     problems, warnings = preflight([validated.runs[n] for n in selected], machine)
+    skipped = skipped_runs([validated.runs[n] for n in selected], machine)
     # absolute: a SLURM job starts in its run folder, where a relative path would point elsewhere
     result_dir = new_result_dir(options.output, validated.spec.name).absolute()
     write_text_atomic(result_dir / SPEC_COPY, validated.document.text)
@@ -330,7 +380,7 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
                 sbatch=str(plan.directory / SBATCH_FILE) if SBATCH_FILE in plan.files else "",
             )
         )
-    return DryRun(validated.path, str(result_dir), problems, warnings, launches)
+    return DryRun(validated.path, str(result_dir), problems, warnings, launches, skipped)
 
 
 def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResult:
@@ -373,13 +423,18 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: Spac
     records = _new_records(validated, selected, machine, merged)
     kept, dropped = keep_finished(summary, records)
     started = summary.get("environment", {}).get("started_at", now())
-    session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started)
+    engines = _engines(validated, selected)
+    session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started, engines=engines)
     session.reserve = reserve
     session.attach = submitted_jobs(summary, records, folder)
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")
-    return _run_session(session, ui)
+    try:
+        return _run_session(session, ui)
+    finally:
+        for engine in engines.values():
+            engine.close()
 
 
 def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]:
@@ -446,7 +501,8 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     finally:
         ui.close()
     verdicts = check_expectations(session.validated.spec, session.records)
-    session.verdicts = [stopped(v, session.records, interrupted) for v in verdicts]
+    spent = session.budget_s if session.budget_spent else None
+    session.verdicts = [stopped(v, session.records, interrupted, spent) for v in verdicts]
     summary = session.save("interrupted" if interrupted else "complete")
     text, hints = write_report(summary, session.result_dir)
     notes = [f"accel-run: {hint}" for hint in hints]
@@ -464,7 +520,8 @@ def _stopped_by_fault(session: Session, fault: str) -> SessionResult:
     summary = session.summary("interrupted")
     notes = []
     try:
-        session.save("interrupted")
+        session.require_folder()
+        save_summary(session.result_dir, summary)
         _, hints = write_report(summary, session.result_dir)
         notes += [f"accel-run: {hint}" for hint in hints]
     except MachineError as again:  # the fault itself (a full disk, a deleted folder) can forbid it
@@ -475,23 +532,74 @@ def _stopped_by_fault(session: Session, fault: str) -> SessionResult:
 
 
 def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:
-    """Launch what the schedule holds, then the rounds auto repeats ask for; True when interrupted."""
+    """Launch what the schedule holds, then the rounds auto repeats ask for; True when interrupted.
+
+    Once the session has run for measure.max_session_s, no launch starts (see _over_budget).
+    """
     while True:
         todo = schedule(session.records)
         if not todo:
             added = next_round(session.validated.spec, session.records)
             if not added:
                 return False
+            if _over_budget(session):
+                return False
             ui.extend(added)
             continue
         for name, repeat in todo:
             if interrupts.count:
                 return True
+            if _over_budget(session):
+                return False
             session.require_folder()
             outcome = _launch(session, name, repeat, interrupts, ui)
             session.save("running")
             if outcome.status is Status.INTERRUPTED:
                 return True
+
+
+def _over_budget(session: Session) -> bool:
+    """Whether measure.max_session_s is spent; then what was still planned is not launched, and says so.
+
+    A run with finished launches keeps them (its verdicts are judged on those); a run never launched
+    is skipped with the reason, as a run this machine is too small for is.
+    """
+    budget = session.budget_s
+    if budget is None or session.elapsed_s() < budget:
+        return False
+    for record in session.records.values():
+        if not record.selected or len(record.launches) >= record.repeats:
+            continue
+        if record.launches:
+            record.repeats = len(record.launches)
+        else:
+            record.selected = False
+            record.skip_reason = f"was not run: measure.max_session_s ({budget:g} s) was spent first"
+        session.budget_spent = True
+    return True
+
+
+def bound_line(session: Session) -> str:
+    """How many launches the session starts with, how many repeats: auto may add, and what bounds its time."""
+    selected = [r for r in session.records.values() if r.selected]
+    first = len(schedule(session.records))
+    auto = [r for r in selected if r.auto]
+    most = sum(r.max_repeats for r in auto) + sum(r.repeats for r in selected if not r.auto)
+    plan = (
+        f"{first} launch(es), up to {most} while repeats: auto finds a verdict undecided"
+        if auto
+        else f"{first} launch(es) (measure.repeats)"
+    )
+    budget = session.budget_s
+    if budget is None:
+        return f"{plan}; no session limit (measure.max_session_s)"
+    timeouts = [session.validated.runs[n].config.launch.timeout_s for n, r in session.records.items() if r.selected]
+    last = (
+        f" plus the launch then running (at most {max(t for t in timeouts if t is not None):g} s, launch.timeout_s)"
+        if all(t is not None for t in timeouts)
+        else " plus the launch then running"
+    )
+    return f"{plan}; no launch starts after {budget:g} s (measure.max_session_s){last}"
 
 
 def _record_killed_launch(session: Session) -> None:
@@ -564,9 +672,12 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         prepare_s=round(prepare_s, 4),
         job_id=outcome.job_id,
         queue_s=None if outcome.queue_s is None else round(outcome.queue_s, 3),
+        launcher=outcome.launcher or plan.launcher,
     )
     if outcome.warning:
         launch.notes.append(outcome.warning)
+    if outcome.note:
+        launch.notes.append(outcome.note)
     launch.notes.extend(outcome.notes)
     if outcome.leftovers_killed:
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
@@ -623,6 +734,15 @@ def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, p
             ui.say("  | " + line)
 
 
+def phases_of(worker: dict[str, Any], ended_at: float) -> dict[str, Any]:
+    """The worker's phases of a launch, with its teardown: from metrics.json written to the launch's exit."""
+    phases = {name: value for name, value in worker.items() if name != "written_at"}
+    written = worker.get("written_at")
+    if isinstance(written, int | float):
+        phases["teardown_s"] = round(max(0.0, ended_at - written), 6)
+    return phases
+
+
 def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | None = None) -> None:
     """Fill a launch record from metrics.json, failing it when what ran differs from the spec.
 
@@ -633,6 +753,7 @@ def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | Non
     launch.metrics, launch.observed = data["metrics"], data["observed"]
     launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
     launch.disturbance = data.get("disturbance") or {}
+    launch.phases = phases_of(data.get("phases") or {}, launch.started_at + launch.wall_s)
     observed = Observed.from_json(launch.observed)
     problems = mismatches(plan.declared, observed)
     if observed.main_process_port is not None:

@@ -1,4 +1,4 @@
-"""A minimal Language Server Protocol client over stdio, enough to drive yaml-language-server in tests.
+"""A minimal Language Server Protocol client over stdio, enough to drive yaml-language-server and `accel-run lsp`.
 
 Messages are JSON-RPC with `Content-Length` headers. A reader thread queues what the server sends;
 requests the server makes of the client (its configuration, capability registrations) are answered
@@ -47,6 +47,7 @@ class LanguageServer:
         self.process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         self.inbox: queue.Queue[Message | None] = queue.Queue()
         self.diagnostics: dict[str, list[Message]] = {}
+        self.published_versions: dict[str, int | None] = {}  # the document version each publication is for
         self.next_id = 0
         self.versions: dict[str, int] = {}
         threading.Thread(target=self._pump, daemon=True).start()
@@ -116,6 +117,7 @@ class LanguageServer:
         method = message.get("method")
         if method == "textDocument/publishDiagnostics":
             self.diagnostics[message["params"]["uri"]] = message["params"]["diagnostics"]
+            self.published_versions[message["params"]["uri"]] = message["params"].get("version")
         elif method is not None and "id" in message:  # a request of the server to us
             result: Any = None
             if method == "workspace/configuration":
@@ -140,21 +142,25 @@ class LanguageServer:
             )
         return uri
 
-    def wait_for_diagnostics(self, uri: str, timeout: float = 30) -> list[Message]:
-        """The diagnostics the server publishes for `uri` after it was opened or changed."""
+    def wait_for_diagnostics(self, uri: str, timeout: float = 30, version: int | None = None) -> list[Message]:
+        """The diagnostics the server publishes for `uri` after it was opened or changed (for `version`, if given)."""
         deadline = time.monotonic() + timeout
-        while uri not in self.diagnostics:
+        while uri not in self.diagnostics or (version is not None and self.published_versions.get(uri) != version):
             self._next(deadline, f"diagnostics for {uri}")
         return self.diagnostics[uri]
 
-    def completion_labels(self, uri: str, line: int, character: int) -> list[str]:
-        """The labels the server offers at a position (0-based line and character)."""
+    def completion_items(self, uri: str, line: int, character: int) -> list[Message]:
+        """The completion items the server offers at a position (0-based line and character), in its order."""
         result = self.request(
             "textDocument/completion",
             {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}},
         )
-        items = result.get("items", []) if isinstance(result, dict) else (result or [])
-        return sorted(str(item["label"]) for item in items)
+        items: list[Message] = result.get("items", []) if isinstance(result, dict) else (result or [])
+        return items
+
+    def completion_labels(self, uri: str, line: int, character: int) -> list[str]:
+        """The labels the server offers at a position (0-based line and character)."""
+        return sorted(str(item["label"]) for item in self.completion_items(uri, line, character))
 
     def hover(self, uri: str, line: int, character: int) -> str:
         """The hover text at a position ('' when none)."""

@@ -49,6 +49,28 @@ def test_validation_imports_neither_torch_nor_accelerate() -> None:
     assert not loaded & {"torch", "accelerate", "psutil"}
 
 
+@pytest.mark.parametrize("module", ["runner.editor.server", "runner.report.explain"])
+def test_the_language_server_imports_neither_torch_nor_accelerate(module: str) -> None:
+    # runner.report.explain: what a hover imports on first use
+    pytest.importorskip("pygls", reason="pygls is not installed (pip install -e '.[lsp]')")
+    loaded = modules_after_import(module)
+    assert not loaded & {"torch", "accelerate", "psutil"}
+
+
+def test_validate_leaves_the_language_server_library_unimported() -> None:
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from runner.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    code = main(['--validate', 'specs/day6.yaml'])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    code, loaded = json.loads(done.stdout)
+    assert code == 0
+    assert not {m.split(".")[0] for m in loaded} & {"pygls", "lsprotocol", "cattrs", "torch", "accelerate"}
+
+
 def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> None:
     loaded = modules_after_import("runner.track")
     assert {m for m in loaded if m.startswith("runner")} == {
@@ -67,4 +89,4 @@ def test_the_vocabulary_is_a_leaf() -> None:
 
 def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
     packages = sorted(p.name for p in (ROOT / "runner").iterdir() if (p / "__init__.py").is_file())
-    assert packages == ["engines", "plan", "report", "results", "spec", "verdicts", "worker"]
+    assert packages == ["editor", "engines", "plan", "report", "results", "spec", "verdicts", "worker"]

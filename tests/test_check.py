@@ -243,3 +243,48 @@ def test_max_disturbance_1_accepts_any_load() -> None:
     runs["b"].launches[1] = launch(1, metrics, attribution={"step_s": 0.0044}, disturbance={"others_share": 0.9})
     (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.8}\n", runs)
     assert verdict.verdict == "fail"
+
+
+# --- one launch per run: its blocks' interval, widened for what one launch cannot see -----------------
+
+
+def blocked(rate: float, low: float = 0.99, high: float = 1.01, blocks: int = 14) -> dict[str, Any]:
+    """One launch's metrics as a worker timed in blocks writes them."""
+    return {
+        "samples_per_s": rate,
+        "timed_time_s": 0.3,
+        "timed_blocks": blocks,
+        "block_spread": 0.04,
+        "block_drift": 0.01,
+        "rate_ci_low": low,
+        "rate_ci_high": high,
+    }
+
+
+def test_twins_decide_both_far_bounds_at_one_launch_each() -> None:
+    runs = {"a": record("a", [blocked(1000.0)]), "b": record("b", [blocked(1004.0)])}
+    fail, passed = verdicts(
+        "  - {kind: speedup, run: b, baseline: a, at_least: 1.5}\n"
+        "  - {kind: speedup, run: b, baseline: a, at_least: 0.67}\n",
+        runs,
+    )
+    assert (fail.verdict, passed.verdict) == ("fail", "pass")
+    assert fail.interval is not None and fail.interval.n == 1
+    # 1.004 with 25% for the launch-to-launch variation one pair cannot see, and both launches' own intervals
+    assert (round(fail.interval.low, 3), round(fail.interval.high, 3)) == (0.738, 1.28)
+
+
+def test_a_bound_near_one_launch_stays_undecided_and_asks_for_a_pair() -> None:
+    runs = {"a": record("a", [blocked(1000.0)]), "b": record("b", [blocked(1150.0)])}
+    (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.3}\n", runs)
+    assert verdict.verdict == "inconclusive" and verdict.repeats_needed == 3
+
+
+def test_a_launch_with_too_few_blocks_cannot_time_and_says_how_to_get_more() -> None:
+    runs = {"a": record("a", [blocked(1000.0)]), "b": record("b", [blocked(1000.0, blocks=4)])}
+    (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.5}\n", runs)
+    assert verdict.verdict == "inconclusive"
+    assert verdict.message == (
+        "cannot be timed: 'b': its only repeat: its timed part gave 4 block(s) of steps (0.30 s), under "
+        "measure.min_blocks (10) (raise train.epochs or train.max_steps, or raise measure.extend_share)"
+    )

@@ -1,8 +1,9 @@
 """The editor agrees with the CLI: the real yaml-language-server, driven over stdio, with our schema.
 
 yaml-language-server is the server behind the YAML support of VS Code, Neovim, Helix and others;
-`make editor-tools` installs the pinned version into .tools/yaml-ls. Without node these tests are
-skipped, saying so; with node but without the server they fail, naming the make target.
+`make editor-tools` installs the pinned version into .tools/yaml-ls (`make test` tries it where npm
+is). Without node or without the server these tests are skipped, saying why in one line; where CI
+requires them (ACCEL_RUN_REQUIRE_EDITOR=1, set by .ci/run where node is) they fail instead.
 """
 
 from __future__ import annotations
@@ -16,10 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import REQUIRE_EDITOR, ROOT, editor_tool_missing
 from lsp_client import LanguageServer
-from runner.spec.models import RULE_EVAL_BOTH, RULE_LENGTH_BOTH, RULE_NO_BOUND
-from runner.spec.validate import validate_text
+from runner.spec.models import (
+    GPU_IDS_PATTERN,
+    NAME_PATTERN,
+    RULE_ACCURACY_FRACTION,
+    RULE_EVAL_BOTH,
+    RULE_FP16_ON_CPU,
+    RULE_LENGTH_BOTH,
+    RULE_NO_BOUND,
+    RULE_NO_TOLERANCE,
+    RULE_VISIBLE_DEVICES_AND_GPU_IDS,
+    SLURM_TIME_PATTERN,
+    rule_script_excludes,
+)
+from runner.spec.schema_rules import PATTERN_MESSAGES
+from runner.spec.validate import RESULT_FOLDER_RULE, validate_text
 
 # The server's launcher; ACCEL_RUN_YAML_LS names another (the test of the missing-server failure uses it).
 SERVER = Path(
@@ -48,9 +62,10 @@ launch:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanguageServer]:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the yaml-language-server tests need node (and `make editor-tools`)")
+        editor_tool_missing("node is not installed: the yaml-language-server tests need node (and `make editor-tools`)")
     if not SERVER.is_file():
-        pytest.fail(f"yaml-language-server is not installed at {SERVER}: run `make editor-tools`")
+        editor_tool_missing(f"yaml-language-server is not installed at {SERVER}: run `make editor-tools` (needs npm)")
+    assert node is not None
     settings = {"yaml": {"validate": True, "completion": True, "hover": True, "schemas": {}}}
     language_server = LanguageServer([node, str(SERVER), "--stdio"], settings, tmp_path_factory.mktemp("editor"))
     yield language_server
@@ -197,6 +212,158 @@ def test_a_run_may_switch_from_epochs_to_max_steps(edit) -> None:  # type: ignor
     assert _cli(text) == []
 
 
+# --- matrix keys, entries and settings mappings: checked and completed like sections ---------------
+
+MATRIX = "matrix:\n  launch.processes: [1, 2]\n"
+
+
+@pytest.mark.parametrize(
+    ("written", "line", "message"),
+    [
+        ("  train.batch_sise: [16, 32]\n", 12, "Property train.batch_sise is not allowed."),
+        ("  incldue:\n    - {launch.processes: 2}\n", 12, "Property incldue is not allowed."),
+        (
+            "  include:\n    - {launch.processes: 2, train.bach_size: 16}\n",
+            13,
+            "Property train.bach_size is not allowed.",
+        ),
+        ("  mixed_precision: [no, bf61]\n", 12, 'Value is not accepted. Valid values: "no", "fp16", "bf16", null.'),
+    ],
+    ids=["key", "include", "entry", "bare-key-value"],
+)
+def test_a_typo_in_a_matrix_is_flagged_where_the_cli_flags_it(edit, written: str, line: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    text = BASE + MATRIX + written
+    assert edit(text).diagnostics() == [(line, message)]
+    assert [n for n, _ in _cli(text)] == [line]
+
+
+def test_a_typo_in_an_expectations_settings_is_flagged_where_the_cli_flags_it(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE + MATRIX + "expect:\n  - kind: speedup\n    run: {launch.procesess: 2}\n    at_least: 1.5\n"
+    assert edit(text).diagnostics() == [(14, "Property launch.procesess is not allowed.")]
+    assert [n for n, _ in _cli(text)] == [14]
+
+
+def test_inside_a_matrix_entry_and_a_settings_mapping_the_settings_are_offered(edit) -> None:  # type: ignore[no-untyped-def]
+    entry = edit(BASE + MATRIX + f"  include:\n    - {CURSOR}\n").completions()
+    assert {"launch.processes", "train.batch_size", "processes"} <= set(entry)
+    selection = edit(BASE + MATRIX + f"expect:\n  - kind: bound\n    metric: accuracy\n    run:\n      {CURSOR}\n")
+    assert {"launch.processes", "launch.mixed_precision"} <= set(selection.completions())
+
+
+# --- kinds: dispatched on `kind`, each mistake named as the CLI names it ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "line", "message"),
+    [
+        (
+            "{kind: mlp,",
+            "{kind: mpl,",
+            3,
+            "unknown kind for model; allowed: 'mlp', 'linear', 'transformer', 'huggingface'",
+        ),
+        (
+            "  batch_size: 32\n",
+            "  batch_size: 32\n  optimizer: adamw\n",
+            8,
+            "optimizer must be a mapping of keys to values, not the text 'adamw': write optimizer: {kind: adamw} "
+            "(its other settings go in the same mapping)",
+        ),
+    ],
+    ids=["kind-typo", "kind-without-mapping"],
+)
+def test_a_kind_mistake_is_named_in_the_clis_words(edit, before: str, after: str, line: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace(before, after)
+    assert edit(text).diagnostics() == [(line, message)]
+    assert [n for n, _ in _cli(text)] == [line]
+
+
+def test_a_key_of_another_kind_is_flagged_on_its_own_line(edit) -> None:  # type: ignore[no-untyped-def]
+    runs = "runs:\n  a: {}\n  b: {launch: {processes: 2}}\n"
+    text = (
+        BASE + runs + "expect:\n  - kind: speedup\n    run: b\n    baseline: a\n    metric: accuracy\n    at_least: 1\n"
+    )
+    assert edit(text).diagnostics() == [(17, "Property metric is not allowed.")]
+    assert [n for n, _ in _cli(text)] == [17]
+
+
+# --- the rules between keys, in the CLI's words -----------------------------------------------------
+
+RUNS = "runs:\n  a: {}\n  b: {launch: {processes: 2}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (BASE + RUNS + "expect:\n  - {kind: close, run: b, baseline: a, metric: final_loss}\n", 14, RULE_NO_TOLERANCE),
+        (
+            BASE + RUNS + "expect:\n  - {kind: bound, run: a, metric: accuracy, at_least: 40}\n",
+            14,
+            f"{RULE_ACCURACY_FRACTION} (write 0.4 for 40%)",
+        ),
+        (BASE.replace("  processes: 1\n", "  device: cpu\n  mixed_precision: fp16\n"), 10, RULE_FP16_ON_CPU),
+        (BASE + "runs:\n  a:\n    launch: {device: cpu, mixed_precision: fp16}\n", 12, RULE_FP16_ON_CPU),
+        (BASE + "runs:\n  a:\n    train: {epochs: 3, max_steps: 10}\n", 12, RULE_LENGTH_BOTH),
+        (BASE + "runs:\n  a:\n    train: {eval_samples: 10, eval_split: 0.1}\n", 12, RULE_EVAL_BOTH),
+        (BASE + "script: {path: train.py}\n", 3, rule_script_excludes("model")),
+        (
+            BASE.replace(
+                "  processes: 1\n", "  processes: 2\n  gpu_ids: [6, 7]\n  env: {CUDA_VISIBLE_DEVICES: '6,7'}\n"
+            ),
+            11,
+            RULE_VISIBLE_DEVICES_AND_GPU_IDS,
+        ),
+        (BASE + "runs:\n  Summary.json: {}\n", 11, f"this run name {RESULT_FOLDER_RULE}"),
+    ],
+    ids=[
+        "close-without-tolerance",
+        "accuracy-as-percent",
+        "fp16-on-cpu",
+        "fp16-on-cpu-in-a-run",
+        "epochs-and-max-steps-in-a-run",
+        "eval-both-in-a-run",
+        "script-with-model",
+        "visible-devices-beside-gpu-ids",
+        "run-named-like-a-result-file",
+    ],
+)
+def test_a_rule_between_keys_is_flagged_on_the_clis_line(edit, text: str, line: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    editor = edit(text)
+    (editor.path.parent / "train.py").write_text("")
+    flagged = editor.diagnostics()
+    assert (line, message) in flagged
+    cli = validate_text(text, str(editor.path))
+    assert line in {d.line for d in cli.errors}
+    assert {n for n, _ in flagged} == {d.line for d in cli.errors}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "line", "message"),
+    [
+        ("name: editor", "name: my editor", 2, PATTERN_MESSAGES[NAME_PATTERN]),
+        ("  processes: 1\n", "  processes: 2\n  gpu_ids: '6，7'\n", 10, PATTERN_MESSAGES[GPU_IDS_PATTERN]),
+        (
+            "  processes: 1\n",
+            "  processes: 1\nengine: {kind: slurm, time: 2h}\n",
+            10,
+            PATTERN_MESSAGES[SLURM_TIME_PATTERN],
+        ),
+    ],
+    ids=["name", "gpu-ids", "slurm-time"],
+)
+def test_a_pattern_is_explained_not_shown(edit, before: str, after: str, line: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.replace(before, after)
+    assert edit(text).diagnostics() == [(line, message)]
+    assert [n for n, _ in _cli(text)] == [line]
+
+
+def test_a_yaml_1_1_directive_is_refused_by_both(edit) -> None:  # type: ignore[no-untyped-def]
+    # the editor reads `no` as false under the directive; accel-run reads YAML 1.2 only and says so
+    text = "%YAML 1.1\n---\n" + BASE.replace("  processes: 1\n", "  mixed_precision: no\n")
+    assert edit(text).diagnostics() != []
+    assert [n for n, _ in _cli(text)] == [1]
+
+
 def test_every_shipped_spec_is_clean_in_the_editor(server: LanguageServer) -> None:
     for path in sorted([*ROOT.glob("specs/**/*.yaml"), *ROOT.glob("examples/**/*.yaml")]):
         uri = server.open(path, path.read_text(encoding="utf-8"))
@@ -216,14 +383,26 @@ def test_hover_text_has_one_title_and_readable_section_names(edit) -> None:  # t
     assert "||" not in editor.hover("    launch")
 
 
-# --- without the server: skipped only without node, never passed silently --------------------------
+def test_a_run_reference_hovers_with_its_own_text_and_offers_no_example_names(edit) -> None:  # type: ignore[no-untyped-def]
+    text = BASE + RUNS + "expect:\n  - {kind: speedup, run: b, baseline: a, at_least: 1.5}\n"
+    editor = edit(text)
+    hover = editor.hover("run: b")
+    assert hover.startswith("#### Run\n\nThe run expected to be faster. A run's name, or a mapping of settings")
+    assert "folder name" not in hover and "Example" not in hover
+    offered = edit(text.replace("baseline: a,", f"baseline: {CURSOR},")).completions()
+    assert not {"single", "dual", "fp32", "large-single"} & set(offered)
+
+
+# --- without the server: skipped saying why, never passed silently; required in CI ------------------
 
 
 def _pytest_this_file(env: dict[str, str]) -> str:
+    environment = {key: value for key, value in os.environ.items() if key != REQUIRE_EDITOR}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-k", "typo", "-rsf", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", __file__, "-k", "test_a_typo_is_flagged_where_the_cli_flags_it"]
+        + ["-rsf", "-p", "no:cacheprovider", "-q"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**environment, **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -237,9 +416,17 @@ def test_without_node_the_tests_are_skipped_saying_why(tmp_path: Path) -> None:
     assert "node is not installed: the yaml-language-server tests need node (and `make editor-tools`)" in out
 
 
-def test_with_node_but_no_server_the_tests_fail_naming_the_make_target(tmp_path: Path) -> None:
+def test_with_node_but_no_server_the_tests_are_skipped_naming_the_make_target(tmp_path: Path) -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     out = _pytest_this_file({"ACCEL_RUN_YAML_LS": str(tmp_path / "missing")})
+    assert "1 skipped" in out
+    assert f"yaml-language-server is not installed at {tmp_path / 'missing'}: run `make editor-tools`" in out
+
+
+def test_where_ci_requires_the_server_its_absence_fails_the_tests(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    out = _pytest_this_file({"ACCEL_RUN_YAML_LS": str(tmp_path / "missing"), REQUIRE_EDITOR: "1"})
     assert "1 error" in out
     assert f"yaml-language-server is not installed at {tmp_path / 'missing'}: run `make editor-tools`" in out

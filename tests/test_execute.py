@@ -46,12 +46,15 @@ for _ in range(3):
 """
 
 
-def run_script(tmp_path: Path, script: str, args: list[str], processes: int = 2) -> tuple[int, str, dict[str, Any]]:
+def run_script(
+    tmp_path: Path, script: str, args: list[str], processes: int = 2, launcher: str = "fork"
+) -> tuple[int, str, dict[str, Any]]:
     (tmp_path / "script.py").write_text(textwrap.dedent(script))
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"name: execute\nscript: {{path: script.py, args: {json.dumps(args)}}}\n"
-        f"launch: {{device: cpu, processes: {processes}}}\nmeasure: {{repeats: 1, warmup_steps: 0}}\n"
+        f"launch: {{device: cpu, processes: {processes}, launcher: {launcher}}}\n"
+        "measure: {repeats: 1, warmup_steps: 0}\n"
     )
     done = run_cli(str(spec), "--output", str(tmp_path / "out"), "--no-progress")
     (folder,) = [p for p in (tmp_path / "out").glob("*/*") if p.is_dir()]
@@ -66,12 +69,14 @@ def running(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_daemons_a_script_starts_end_with_its_launch_and_are_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["fork", "accelerate"])
+def test_daemons_a_script_starts_end_with_its_launch_and_are_counted(tmp_path: Path, launcher: str) -> None:
     """The probe: each rank double-forked a setsid daemon at start; the run ended ok, with no note, and the
-    daemons ran on."""
+    daemons ran on. (Forked by the fork server, a daemon also holds torch elastic's pipes: the launch would
+    never end while it lived.)"""
     pid_files = tmp_path / "daemon"
     try:
-        code, err, summary = run_script(tmp_path, DAEMONS, [str(pid_files)])
+        code, err, summary = run_script(tmp_path, DAEMONS, [str(pid_files)], launcher=launcher)
         pids = [int((tmp_path / f"daemon.{rank}").read_text()) for rank in (0, 1)]
         assert code in (0, 1), err  # 1: an expectation-free run may be inconclusive; never a failed run
         launch = summary["runs"]["main"]["repeats"][0]

@@ -40,7 +40,7 @@ def test_only_picks_runs_and_an_unknown_name_is_a_usage_error(capsys: pytest.Cap
     out = explain_out(capsys, "--only", "large,dual")
     assert [line for line in out.splitlines() if line.startswith("# run '")] == [
         "# run 'dual': train_simple, 2 processes (global batch 128)",
-        "# run 'large': train_large (31.5M parameters), 1 process, fp32, 12 steps",
+        "# run 'large': train_large (31.5M parameters), 1 process, fp32, 16 steps",
     ]
     assert "  hidden: [4096, 4096, 2560]            # single: [256, 128]\n" in out
     assert main(["--explain", QUICK, "--only", "duel"]) == 2
@@ -53,7 +53,7 @@ def test_explain_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     single, large = data["runs"]
     assert single["baseline"] and single["differences"] == [] and "config" not in single
     assert large["figures"]["params"] == 31_493_642
-    assert {"key": "train.max_steps", "value": 12, "baseline": None, "absent": None} in large["differences"]
+    assert {"key": "train.max_steps", "value": 16, "baseline": None, "absent": None} in large["differences"]
     full = json.loads(explain_out(capsys, "--format", "json", "--full", "--only", "dual"))
     assert full["runs"][0]["config"]["launch"]["processes"] == 2
 

@@ -93,5 +93,10 @@ def test_several_gpus_form_an_nccl_group_with_synchronised_replicas(result: dict
 def test_every_expectation_got_a_verdict_and_the_report_was_written(result: dict[str, Any]) -> None:
     verdicts = [e["verdict"] for e in result["summary"]["expectations"]]
     assert verdicts and "error" not in verdicts
+    # the point of timing in blocks: a short GPU run decides (on the H200 every launch was "too short")
+    speedups = [e for e in result["summary"]["expectations"] if e["kind"] == "speedup"]
+    assert all(e["verdict"] in ("pass", "fail") for e in speedups), [e["message"] for e in speedups]
+    for name, run in result["summary"]["runs"].items():
+        assert all(r["metrics"]["timed_blocks"] >= 10 for r in run["repeats"] if r["status"] == "ok"), name
     assert result["done"].returncode in (0, 1)  # 1: an expectation failed or is inconclusive, a result
     assert Path(result["folder"] / "report.md").is_file()

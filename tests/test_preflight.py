@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.plan.machine import Machine
-from runner.plan.preflight import preflight
+from runner.plan.preflight import preflight, skipped_runs
 from runner.spec.validate import validate_text
 
 BASE = """\
@@ -39,14 +39,27 @@ def test_fp16_resolving_to_cpu() -> None:
     ]
 
 
-def test_more_processes_than_gpus_and_missing_gpu_ids() -> None:
-    assert problems("{processes: 2}", ONE_GPU)[0] == [
-        "run 'main': launch.processes asks for 2 process(es) on this machine but only 1 GPU(s) are visible "
-        "(lower launch.processes)"
-    ]
-    assert problems("{processes: 2, gpu_ids: [0, 3]}", ONE_GPU)[0] == [
-        "run 'main': launch.gpu_ids names GPU 3 but this machine has GPUs 0-0 (CUDA_VISIBLE_DEVICES applies first)"
-    ]
+def skipped(text: str, machine: Machine) -> dict[str, str]:
+    spec = validate_text(BASE + text).spec
+    assert spec is not None
+    return skipped_runs(spec.runs.values(), machine)
+
+
+def test_a_run_that_needs_more_gpus_than_the_machine_has_is_skipped_not_refused() -> None:
+    runs = (
+        "runs:\n  single: {}\n  dual: {launch: {processes: 2}}\n  pinned: {launch: {processes: 2, gpu_ids: [0, 3]}}\n"
+    )
+    assert skipped(runs, ONE_GPU) == {
+        "dual": "needs 2 GPUs; this machine has 1",
+        "pinned": "needs GPU 3 (launch.gpu_ids); this machine has 1 (GPUs 0-0)",
+    }
+    spec = validate_text(BASE + runs).spec
+    assert spec is not None
+    assert preflight(spec.runs.values(), ONE_GPU) == ([], [])  # the run that fits still runs
+
+
+def test_on_a_cpu_machine_two_processes_share_the_cores_and_nothing_is_skipped() -> None:
+    assert skipped("launch: {processes: 2}\n", CPU) == {}
 
 
 def test_bf16_on_a_gpu_without_it() -> None:

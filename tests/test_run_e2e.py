@@ -170,6 +170,22 @@ def test_declared_precision_and_accumulation_are_what_ran(result: dict[str, Any]
     assert runs["one"]["observed"]["compute_dtype"] == "torch.float32"
     assert runs["one"]["observed"]["mixed_precision"] == "no"  # not the leftover fp16
     assert runs["accum4"]["observed"]["gradient_accumulation_steps"] == 4  # not the leftover 7
+    for name in ("one", "bf16"):  # autocast computes in bf16 and keeps the parameters in fp32
+        observed = runs[name]["observed"]
+        assert observed["param_dtype"] == "torch.float32"
+        assert (observed["float32_matmul_precision"], observed["cuda_matmul_allow_tf32"]) == ("highest", False)
+
+
+def test_the_second_clock_ran_after_training_in_every_process(result: dict[str, Any]) -> None:
+    runs = result["summary"]["runs"]
+    for name in ("one", "two", "bf16", "accum4"):  # "two": both ranks ran the window's steps in step
+        probe = runs[name]["attribution"]
+        assert probe["device_clock"] == "cpu_ops", name
+        assert (
+            0 < probe["device_busy_s"]
+            and probe["device_launches_per_step"] > probe["device_optimizer_launches_per_step"]
+        )
+    assert runs["bf16"]["attribution"]["device_cast_s"] > 0  # autocast's conversions, seen as casts
 
 
 def test_threads_are_declared_and_observed(result: dict[str, Any]) -> None:

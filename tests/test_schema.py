@@ -48,6 +48,23 @@ REJECTED_BY_BOTH = [
     "eval-both",
     "bound-missing",
     "multi-machine-incomplete",
+    # rules between keys the models check in validators, stated by the schema with if/then
+    "fp16-on-cpu",
+    "accuracy-as-percent",
+    "optimizer-as-text",
+    "cuda-visible-devices-and-gpu-ids",
+    "run-name-result-file",
+    "close-without-tolerance",
+    "script-with-builtin-sections",
+    "both-lengths-in-a-run",
+    # kinds dispatched on `kind`; settings as keys in a matrix, its entries and an expectation's settings
+    "expectation-kind-typo",
+    "speedup-with-metric",
+    "matrix-key-typo",
+    "matrix-include-typo",
+    "matrix-entry-typo",
+    "matrix-bare-key-value",
+    "expect-settings-typo",
 ]
 
 
@@ -92,19 +109,48 @@ def test_every_optional_field_shows_its_default() -> None:
         and "default" not in prop
         and not owner.endswith("Override")
         and owner != "RunOverride"
-        and not (owner == "MatrixSection" and "." in name)  # a matrix setting has no default: it is listed or not
+        # a setting in a matrix or a selection has no default: it is listed or not
+        and not (owner == "MatrixSection" and name not in ("name", "include", "exclude"))
+        and owner != "Settings"
     ]
     assert missing == []
 
 
-def test_tagged_unions_let_an_editor_complete_by_kind() -> None:
+def test_tagged_unions_dispatch_on_kind_with_every_kind_listed() -> None:
+    # if/then on `kind`, not oneOf: an editor names a wrong kind as such and checks the fields of the kind written
     schema = build_schema()
     model = schema["properties"]["model"]
-    assert model["discriminator"]["propertyName"] == "kind"
-    assert {"mlp", "linear", "transformer"} <= set(model["discriminator"]["mapping"])
+    assert "oneOf" not in model and "anyOf" not in model
+    assert model["properties"]["kind"]["enum"] == ["mlp", "linear", "transformer", "huggingface"]
+    dispatched = {rule["if"]["properties"]["kind"]["const"]: rule["then"]["$ref"] for rule in model["allOf"][:4]}
+    assert dispatched["mlp"] == "#/$defs/MLPModel"
     mlp = schema["$defs"]["MLPModel"]
     assert mlp["properties"]["kind"]["const"] == "mlp"
     assert {"input_dim", "hidden", "classes", "activation", "dropout"} <= set(mlp["properties"])
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ({"kind": "mpl"}, "unknown kind for model; allowed: 'mlp', 'linear', 'transformer', 'huggingface'"),
+        ({"input_dim": 4}, "model needs a 'kind', one of 'mlp', 'linear', 'transformer', 'huggingface'"),
+        ("mlp", "model must be a mapping of keys to values, not the text 'mlp': write model: {kind: mlp}"),
+    ],
+)
+def test_a_wrong_or_missing_kind_has_the_clis_words(written: Any, message: str) -> None:
+    base = parse_spec((CASES.parent / "valid-base.yaml").read_text(), "base").data
+    errors = _messages(build_schema(), {**base, "model": written})
+    assert [m for m in errors if m.startswith(message)], errors
+
+
+def _messages(schema: dict[str, Any], data: Any) -> list[str]:
+    """The errorMessage an editor shows for each error (jsonschema itself ignores the keyword)."""
+    out = []
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(data):
+        for leaf in [error, *error.context]:
+            if isinstance(leaf.schema, dict):
+                out.append(str(leaf.schema.get("errorMessage", leaf.message)))
+    return out
 
 
 def test_run_overrides_complete_the_same_keys_as_the_sections() -> None:
@@ -165,7 +211,9 @@ def test_no_hover_joins_identical_branches() -> None:
     for node in _nodes(build_schema()):
         branches = node.get("anyOf", [])
         untold = [b for b in branches if not ({"title", "description", "properties", "$ref"} & set(b))]
-        assert len(untold) <= 1, branches
+        types = [b.get("type") for b in branches]
+        distinct = all(isinstance(t, str) for t in types) and len(set(types)) == len(types)  # no value matches two
+        assert len(untold) <= 1 or distinct, branches
 
 
 def test_a_nullable_setting_is_one_type_list_not_two_branches() -> None:
@@ -188,10 +236,20 @@ def test_override_fields_have_titles_and_hover_text() -> None:
     assert run["launch"]["description"] == "Overrides of the top-level launch section."
 
 
-def test_the_baseline_has_its_own_hover_text() -> None:
-    baseline = build_schema()["properties"]["baseline"]
+def test_a_run_reference_has_its_own_hover_text_and_no_example_names() -> None:
+    schema = build_schema()
+    defs = schema["$defs"]
+    baseline = schema["properties"]["baseline"]
     assert baseline["description"].startswith("The run other runs are reported against")
-    assert "folder name" not in json.dumps(baseline)
+    references = [
+        baseline,
+        defs["RunOverride"]["properties"]["extends"],
+        *(defs[e]["properties"]["run"] for e in ("SpeedupExpectation", "BoundExpectation", "CloseExpectation")),
+        defs["RatioExpectation"]["properties"]["baseline"],
+    ]
+    for reference in references:
+        assert "examples" not in json.dumps(reference), reference
+        assert "folder name" not in reference["description"] + reference["title"], reference
 
 
 def test_cross_field_rules_are_in_full_sections_not_in_overrides(validator: jsonschema.Draft202012Validator) -> None:
@@ -216,3 +274,14 @@ def test_a_whole_number_written_as_a_float_is_one_for_both(
         assert samples == 1000 and type(samples) is int
     data = parse_spec(text, "spec.yaml").data
     assert (list(validator.iter_errors(data)) == []) is accepted
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"), [("summary.json", False), ("Report.MD", False), ("summary.json.old", False), ("report", True)]
+)
+def test_a_run_named_like_a_result_file_is_refused_by_both_in_any_case(
+    name: str, accepted: bool, validator: jsonschema.Draft202012Validator
+) -> None:
+    text = (CASES.parent / "valid-base.yaml").read_text() + f"runs:\n  {name}: {{}}\n"
+    assert (validate_text(text, "spec.yaml").errors == []) is accepted
+    assert (list(validator.iter_errors(parse_spec(text, "spec.yaml").data)) == []) is accepted

@@ -39,6 +39,8 @@ class LaunchOutcome:
     warning: str = ""  # a fault after every rank had finished: the measurements stand, the reader is told
     job_id: str = ""  # the cluster job that ran it (SLURM)
     queue_s: float | None = None  # submitted to running, on a cluster
+    note: str = ""  # what the reader should know of how it was started (a launcher fallback)
+    launcher: str = ""  # what started it: "fork" (the fork server) or "accelerate" (accelerate launch)
     notes: tuple[str, ...] = ()  # what the reader should know besides (a log capped, leftovers stopped)
 
     @property
@@ -86,4 +88,8 @@ class Engine(Protocol):
         A cluster engine tells `on_job` the job's id as soon as it has one (so a killed session can
         re-attach) and each change of its state; `job_id` re-attaches to a job submitted earlier.
         """
+        ...
+
+    def close(self) -> None:
+        """Release what the engine holds for the session (the local engine's fork server)."""
         ...

@@ -22,7 +22,8 @@ from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.liveness import unresponsive_rank
 from runner.engines.logcap import CappedLogs
 from runner.engines.logs import error_line, first_error
-from runner.engines.reap import LaunchProcesses
+from runner.engines.reap import AfterWork, LaunchProcesses
+from runner.engines.warm import ForkedLaunch, ForkServer, ForkServerError, startup_differences
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
 from runner.vocab import (
@@ -94,9 +95,17 @@ class _Heartbeats:
 
 
 class LocalEngine:
-    """Launches on this machine: `accelerate launch` as a child process tree, watched until it ends."""
+    """Launches on this machine: forked by the session's fork server, or `accelerate launch`, watched until it ends."""
 
     name = "local"
+
+    def __init__(self, server_env: dict[str, str] | None = None) -> None:
+        self.server = ForkServer(server_env) if server_env is not None else None
+
+    def warm_up(self) -> None:
+        """Start the fork server now, so its imports overlap the session's own start."""
+        if self.server is not None:
+            self.server.start()
 
     def run(
         self,
@@ -109,7 +118,12 @@ class LocalEngine:
         job_id: str | None = None,
     ) -> LaunchOutcome:
         """One launch to its end (see execute); a local launch has no job to tell of or re-attach to."""
-        return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress)
+        return execute(plan, timeout_s=timeout_s, interrupts=interrupts, on_progress=on_progress, server=self.server)
+
+    def close(self) -> None:
+        """Stop the fork server, if one was started."""
+        if self.server is not None:
+            self.server.close()
 
 
 # Long on purpose: the watch loop's exits (launcher done, time limit, Ctrl-C, dead rank) and the
@@ -120,6 +134,7 @@ def execute(
     timeout_s: float | None,
     interrupts: Interrupts,
     on_progress: Callable[[int, int, str], None] | None = None,
+    server: ForkServer | None = None,
 ) -> LaunchOutcome:
     """Run one launch to its end and say how it ended; never raises for the launch's own failures."""
     directory = plan.directory
@@ -127,19 +142,12 @@ def execute(
     started = time.monotonic()
     logs = CappedLogs(directory).open()  # logcap: the logs come through pipes, capped (head and tail kept)
     try:
-        proc = subprocess.Popen(
-            list(plan.argv),
-            env=env,
-            stdout=logs.stdout,
-            stderr=logs.stderr,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc, launcher_note = _start(plan, env, server, logs)
     except BaseException:
         logs.finish(timeout_s=0)
         raise
-    logs.started()
     tree = LaunchProcesses(proc.pid, marker=plan.env.get(LAUNCH_MARK_VAR, ""))  # reap: every process it starts
+    after_work = AfterWork(tree, TERM_GRACE_S)  # reap: a launch that its work is done but something holds open
     heartbeats = _Heartbeats(directory)
     status: Status | None = None
     reason = ""
@@ -161,6 +169,9 @@ def execute(
             polls += 1
             if polls % SLOW_POLL_EVERY == 1:  # the costlier checks twice a second: the workers need the cores
                 tree.refresh()
+                if after_work.check(_work_done(directory, plan), now):
+                    tree.stop(TERM_GRACE_S)  # status stays None: judged below, as a launch that ended by itself
+                    break
                 dead = heartbeats.dead_rank(now)
                 if dead is not None:
                     rank, age = dead
@@ -176,7 +187,7 @@ def execute(
         logs.finish(timeout_s=0)
         raise
     returncode = proc.wait()
-    leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
+    leftovers = tree.stop(TERM_GRACE_S) + after_work.stopped  # a rank (or a daemon) that outlived its launcher
     notes = logs.finish()  # logcap: the rest of the output copied, each log compacted to its cap
     wall = time.monotonic() - started
     tail = failure_excerpt(directory)
@@ -194,13 +205,63 @@ def execute(
                 f"the launch {how} after every rank had finished and {METRICS_FILE} was written; "
                 f"the measurements are kept (see {STDERR_LOG})"
             )
+            if after_work.gave_up:  # stopped by us: say why, not only how
+                warning = after_work.warning
         else:
             cause = error_line(tail)
             status, reason = Status.FAILED, f"the launch {how}" + (f": {cause}" if cause else "")
     if on_progress is not None and status is Status.OK:
         report_progress(directory, on_progress)
     shown_tail = tail if status is not Status.OK or warning else ""
-    return LaunchOutcome(status, returncode, wall, reason, shown_tail, leftovers, warning, notes=tuple(notes))
+    launcher = "fork" if isinstance(proc, ForkedLaunch) else "accelerate"
+    return LaunchOutcome(
+        status,
+        returncode,
+        wall,
+        reason,
+        shown_tail,
+        leftovers,
+        warning,
+        note=launcher_note,
+        launcher=launcher,
+        notes=tuple(notes),
+    )
+
+
+def _start(
+    plan: LaunchPlan, env: dict[str, str], server: ForkServer | None, logs: CappedLogs
+) -> tuple[subprocess.Popen[bytes] | ForkedLaunch, str]:
+    """Start the launch: forked by the server (launch.launcher: fork), else `accelerate launch`; and a note.
+
+    Its output goes to the capped logs (logcap): the server opens their paths, Popen gets their descriptors.
+    """
+    note = ""
+    if plan.launcher == "fork" and server is not None:
+        differences = startup_differences(server.env, env)
+        if not differences:
+            try:
+                return server.spawn(list(plan.launch_args), env, logs.stdout_path, logs.stderr_path), ""
+            except ForkServerError as exc:
+                note = f"the fork server failed ({exc}); this launch used accelerate launch"
+        else:
+            note = (
+                f"its environment sets {', '.join(differences)}, which only a new process reads: "
+                "this launch used accelerate launch instead of the fork server"
+            )
+    proc = subprocess.Popen(
+        list(plan.argv),
+        env=env,
+        stdout=logs.stdout,
+        stderr=logs.stderr,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return proc, note
+
+
+def _work_done(directory: Path, plan: LaunchPlan) -> bool:
+    """Every rank of this machine marked its work done, and metrics.json is written."""
+    return (directory / METRICS_FILE).exists() and all_ranks_done(directory, plan.declared.local_processes)
 
 
 def all_ranks_done(directory: Path, ranks: int) -> bool:

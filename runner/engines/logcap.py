@@ -1,7 +1,9 @@
 """A launch's stdout.log and stderr.log, capped: the head and the tail are kept, the middle is left out, and said so.
 
 A script that printed 100 MiB per rank left a 200 MiB stdout.log. The launch's processes now
-write into pipes; a thread per stream copies them into the log file, and once a file passes
+write into pipes (named ones, in a private folder, so a launcher that opens its output by path,
+the fork server, gets them too; `accelerate launch` gets their descriptors); a thread per stream
+copies them into the log file, and once a file passes
 LOG_CAP_BYTES it is compacted: its first HEAD_BYTES, one marker line saying how much was left out
 here, and its last bytes (up to the cap), each cut at a line break when one is near. Only this
 thread writes the file, so compacting never races a writer, and the file never exceeds about
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -102,13 +106,16 @@ class _CappedFile:
 
 
 class CappedLogs:
-    """`logs = CappedLogs(directory).open()`: start the launch with stdout=logs.stdout, stderr=logs.stderr, call
-    logs.started(), and logs.finish() once its processes are gone (also when leaving early); it returns the notes.
+    """`logs = CappedLogs(directory).open()`: start the launch with its output to logs.stdout and logs.stderr
+    (descriptors) or to logs.stdout_path and logs.stderr_path (for a launcher that opens them itself), and call
+    logs.finish() once its processes are gone (also when leaving early); it returns the notes.
     (`with CappedLogs(directory) as logs:` does the same, finishing at the block's end.)"""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.stdout = self.stderr = -1  # the write ends, for the launched process
+        self.stdout = self.stderr = -1  # write ends, held until finish: a pipe never ends before the launch opened it
+        self.stdout_path = self.stderr_path = ""
+        self._pipes: Path | None = None
         self._read_ends: list[int] = []
         self._files: list[_CappedFile] = []
         self._threads: list[threading.Thread] = []
@@ -119,37 +126,37 @@ class CappedLogs:
 
     def open(self) -> CappedLogs:
         """Create the log files (afresh, never through a link) and the pipes; start copying."""
+        self._pipes = Path(tempfile.mkdtemp(prefix="accel-run-logs."))
         write_ends = []
         try:
             for name in (STDOUT_LOG, STDERR_LOG):
                 log = _CappedFile(create_fresh(self.directory / name), name)
                 self._files.append(log)
-                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                pipe = self._pipes / name
+                os.mkfifo(pipe, 0o600)
+                read_end = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # opens without a writer
+                os.set_blocking(read_end, True)
                 self._read_ends.append(read_end)
-                write_ends.append(write_end)
+                write_ends.append(os.open(pipe, os.O_WRONLY | os.O_CLOEXEC))
                 copy = (read_end, log, self._stop)
-                thread = threading.Thread(target=_copy, args=copy, name=f"accel-run-{name}", daemon=True)
-                self._threads.append(thread)
+                self._threads.append(threading.Thread(target=_copy, args=copy, name=f"accel-run-{name}", daemon=True))
         except BaseException:
             for fd in write_ends:
                 os.close(fd)
             self._close()
             raise
         self.stdout, self.stderr = write_ends
+        self.stdout_path, self.stderr_path = str(self._pipes / STDOUT_LOG), str(self._pipes / STDERR_LOG)
         for thread in self._threads:
             thread.start()
         return self
 
-    def started(self) -> None:
-        """The launch has its copies of the write ends: ours are closed, so the pipes end when its processes do."""
-        for fd in (self.stdout, self.stderr):
-            if fd >= 0:
-                os.close(fd)
-        self.stdout = self.stderr = -1
-
     def finish(self, timeout_s: float = JOIN_S) -> list[str]:
         """Copy what is left, compact to the cap; the notes for the launch record (what was left out)."""
-        self.started()
+        for fd in (self.stdout, self.stderr):
+            if fd >= 0:
+                os.close(fd)  # ours: the pipes end once the launch's processes have closed theirs
+        self.stdout = self.stderr = -1
         for thread in self._threads:
             thread.join(timeout_s)  # a process that escaped every stop could hold a pipe: not forever
         self._stop.set()  # then what is in the pipes is copied, and the threads end
@@ -177,6 +184,9 @@ class CappedLogs:
             except OSError:
                 pass
         self._read_ends = []
+        if self._pipes is not None:
+            shutil.rmtree(self._pipes, ignore_errors=True)
+            self._pipes = None
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

@@ -42,6 +42,7 @@ import psutil
 
 from runner.vocab import LAUNCH_MARK_VAR
 
+LINGER_S = 10.0  # a launch still running this long after every rank finished is held open by something
 KILL_ROUNDS = 20  # stop-and-look rounds without a cgroup: each catches what the one before saw being born
 REAP_WAIT_S = 5.0
 _PR_SET_CHILD_SUBREAPER = 36
@@ -222,6 +223,19 @@ class LaunchProcesses:
             self.cgroup = None
         return len(stopped)
 
+    def stop_detached(self, grace_s: float) -> int:
+        """Stop the processes that left the launcher's tree (daemons, orphans), not the launcher's own; how many."""
+        self.discover()
+        attached = {self.root.pid, *(proc.pid for proc in _children(self.root, recursive=True))}
+        detached = [proc for proc in self.alive() if proc.pid not in attached]
+        if detached:
+            _signal(detached, signal.SIGTERM)
+            self._wait(detached, grace_s)
+            _signal([proc for proc in detached if _running(proc)], signal.SIGKILL)
+            self._wait(detached, REAP_WAIT_S)
+        self._reap()
+        return len(detached)
+
     def _kill(self) -> set[int]:
         """SIGKILL everything of the launch still alive, the ones born meanwhile included; their PIDs."""
         seen: set[int] = set()
@@ -264,6 +278,49 @@ class LaunchProcesses:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
+
+
+class AfterWork:
+    """A launch whose ranks have all finished but that does not end: what holds it open is stopped.
+
+    Forked by the fork server, the ranks are torch elastic's children and it waits on pipes they
+    inherited; a daemon a rank started inherits them too, and the launch would never end while it
+    lived. LINGER_S after every rank marked its work done, the processes that left the launcher's
+    tree are stopped (the launcher then ends as usual); 3 x LINGER_S after, the watch loop is told
+    to stop everything, and the measurements are kept with a warning.
+    """
+
+    def __init__(self, tree: LaunchProcesses, grace_s: float) -> None:
+        self.tree, self.grace_s = tree, grace_s
+        self.since: float | None = None
+        self.detached = -1  # processes stopped by stop_detached (-1: not yet tried)
+        self.gave_up = False  # the launch was stopped for not ending
+
+    def check(self, finished: bool, now: float) -> bool:
+        """From the watch loop, with whether every rank finished; True when the launch must be stopped."""
+        if not finished:
+            return False
+        self.since = self.since or now
+        waited = now - self.since
+        if waited > 3 * LINGER_S:
+            self.gave_up = True
+            return True
+        if waited > LINGER_S and self.detached < 0:
+            self.detached = self.tree.stop_detached(self.grace_s)
+        return False
+
+    @property
+    def stopped(self) -> int:
+        """How many detached processes were stopped while the launch was still running."""
+        return max(0, self.detached)
+
+    @property
+    def warning(self) -> str:
+        """For a launch stopped because it did not end after its work."""
+        return (
+            f"the launch had not ended {3 * LINGER_S:g} s after every rank had finished, and was stopped; "
+            "the measurements are kept"
+        )
 
 
 def _children(proc: psutil.Process, recursive: bool = False) -> list[psutil.Process]:

@@ -228,6 +228,9 @@ class SlurmEngine:
 
     name = "slurm"
 
+    def close(self) -> None:
+        """Nothing is held between jobs: each one is submitted and watched on its own."""
+
     # Long on purpose, like local.execute: every way a job can end (done, failed, cancelled by
     # someone else, our time limit, Ctrl-C, a node that holds it) is decided in one loop, so none
     # forgets to cancel it or to bound its wait.

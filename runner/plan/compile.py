@@ -74,6 +74,8 @@ class LaunchPlan:
     port: int
     declared: Declared
     files: dict[str, str] = field(default_factory=dict)  # file name -> text
+    launch_args: tuple[str, ...] = ()  # what follows `accelerate launch` in argv
+    launcher: str = "accelerate"  # "fork": the session's fork server runs these launch_args (launch.launcher)
 
     @property
     def command_line(self) -> str:
@@ -189,6 +191,32 @@ def accelerate_config_text(run: ResolvedRun, declared: Declared, port: int) -> s
     return header + dump_yaml(yaml_tree(config, comments=_CONFIG_NOTES))
 
 
+def launcher_of(run: ResolvedRun) -> str:
+    """How a launch starts: launch.launcher, else fork here and `accelerate launch` in a SLURM job."""
+    if isinstance(run.config.engine, SlurmEngineSection):
+        return "accelerate"
+    return run.config.launch.launcher or "fork"
+
+
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What every launched Python process gets on top of the inherited environment: our package on its path."""
+    return {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": PACKAGE_ROOT + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else ""),
+    }
+
+
+def server_env(base_env: Mapping[str, str]) -> dict[str, str]:
+    """The fork server's environment: a launch's, before any run adds its own variables.
+
+    Plus PYTORCH_NVML_BASED_CUDA_CHECK: if anything the server imports asks whether CUDA is there, it
+    asks NVML, which leaves the CUDA driver unloaded so the forked launches can still use it. (A launch
+    gets its own environment, without it.)
+    """
+    env, _ = hermetic_env(base_env, [])
+    return {**env, **process_env(env), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+
+
 def hermetic_env(base_env: Mapping[str, str], pass_env: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
     """The inherited environment minus ACCELERATE_* variables (unless passed through)."""
     kept, dropped = {}, []
@@ -217,10 +245,7 @@ def compile_launch(
     declared = declared_of(run, machine)
     launch = run.config.launch
     env, dropped = hermetic_env(base_env, launch.pass_env)
-    env_set = {
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": PACKAGE_ROOT + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else ""),
-    }
+    env_set = process_env(env)
     if declared.device == "cpu":
         env_set["ACCELERATE_USE_CPU"] = "true"
     directory = Path(directory)
@@ -231,14 +256,14 @@ def compile_launch(
     env_set.update(launch.env)
     env.update(env_set)
     env[LAUNCH_MARK_VAR] = str(directory)  # inherited by every process of the launch: how reap finds them all
-    argv = (
-        *machine.launcher,
+    launch_args = (
         "--config_file",
         str(directory / CONFIG_FILE),
         "--num_cpu_threads_per_process",
         str(declared.threads_per_process),
         *process_entry(run, directory),
     )
+    argv = (*machine.launcher, *launch_args)
     worker_plan = WorkerPlan(
         spec=spec_name,
         run=run.name,
@@ -265,6 +290,8 @@ def compile_launch(
         env_dropped=dropped,
         port=port,
         declared=declared,
+        launch_args=launch_args,
+        launcher=launcher_of(run),
     )
     files = {
         CONFIG_FILE: accelerate_config_text(run, declared, port),
@@ -288,6 +315,11 @@ def command_text(plan: LaunchPlan, *, spec_name: str, repeats: int, pinned: int 
     if plan.env_dropped:
         dropped = ", ".join(quote_line(name) for name in plan.env_dropped)
         lines.append(f"# inherited and left out (runs are hermetic): {dropped}")
+    if plan.launcher == "fork":
+        lines.append(
+            "# launched by accel-run's fork server (launch.launcher: fork): accelerate's own launch code on these"
+        )
+        lines.append("# arguments, forked from a process that had imported torch; the command below is the same launch")
     lines.append("# to rerun by hand:")
     lines.append(join_line(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
     return "\n".join(lines) + "\n"

@@ -1,6 +1,8 @@
 """Preflight: can this machine run the selected runs as written? Checked before any process starts.
 
-Each problem is one line naming the run and the spec field to change.
+Each problem is one line naming the run and the spec field to change. A run that asks for more GPUs
+than this machine has is not a mistake in the spec but a smaller machine: it is skipped, with its
+reason, and the runs that fit still run (one GPU is the machine most Accelerate users have).
 """
 
 from __future__ import annotations
@@ -16,12 +18,31 @@ from runner.spec.workload import human_bytes
 from runner.vocab import SLURM_TOOLS
 
 
+def gpu_shortfall(run: ResolvedRun, machine: Machine) -> str:
+    """Why this machine has too few GPUs for a local run that uses them ('' when it has enough)."""
+    visible = len(machine.cuda_devices)
+    if isinstance(run.config.engine, SlurmEngineSection) or resolve_device(run, machine) != "cuda" or not visible:
+        return ""  # no GPU at all with device: cuda is a mistake in the spec, which preflight refuses
+    gpu_ids = run.config.launch.gpu_ids
+    if gpu_ids is None and local_processes(run) > visible:
+        return f"needs {local_processes(run)} GPUs; this machine has {visible}"
+    beyond = [gpu for gpu in gpu_ids or [] if gpu >= visible]
+    if beyond:
+        return f"needs GPU {beyond[0]} (launch.gpu_ids); this machine has {visible} (GPUs 0-{visible - 1})"
+    return ""
+
+
+def skipped_runs(runs: Iterable[ResolvedRun], machine: Machine) -> dict[str, str]:
+    """The runs this machine is too small for, each with its reason; the others still run."""
+    return {run.name: reason for run in runs if (reason := gpu_shortfall(run, machine))}
+
+
 # A flat list of independent checks, one `if` each, in the order a reader would check a machine.
 def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str], list[str]]:
-    """(problems that stop the session, warnings to show)."""
+    """(problems that stop the session, warnings to show), for the runs that will run (see skipped_runs)."""
     problems: list[str] = []
     warnings: list[str] = []
-    runs = list(runs)
+    runs = [run for run in runs if not gpu_shortfall(run, machine)]
     cluster = [run for run in runs if isinstance(run.config.engine, SlurmEngineSection)]
     missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
     if cluster and missing:
@@ -53,18 +74,6 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
                 f"{where}: launch.mixed_precision fp16 needs a GPU and this machine has none (use bf16 or no)"
             )
         if device == "cuda":
-            visible = len(machine.cuda_devices)
-            if launch.gpu_ids is None and local > visible:
-                problems.append(
-                    f"{where}: launch.processes asks for {local} process(es) on this machine but only {visible} GPU(s) "
-                    "are visible (lower launch.processes)"
-                )
-            for gpu in launch.gpu_ids or []:
-                if gpu >= visible:
-                    problems.append(
-                        f"{where}: launch.gpu_ids names GPU {gpu} but this machine has GPUs 0-{visible - 1} "
-                        "(CUDA_VISIBLE_DEVICES applies first)"
-                    )
             if launch.mixed_precision == "bf16" and not machine.cuda_bf16:
                 problems.append(
                     f"{where}: launch.mixed_precision bf16 is not supported by {machine.cuda_devices[0]} (use fp16)"

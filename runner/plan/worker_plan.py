@@ -129,7 +129,14 @@ class Observed:
     backend: str | None = None
     mixed_precision: str | None = None  # what Accelerate ran (its value: no, fp16, bf16)
     launcher_mixed_precision: str | None = None  # what `accelerate launch` passed to the process
-    compute_dtype: str | None = None  # what the first layer really computed in
+    compute_dtype: str | None = None  # what the first layer really computed in: the autocast dtype on a matmul output
+    param_dtype: str | None = None  # what the parameters are stored in (fp32 under autocast)
+    # how fp32 matmuls ran: torch.get_float32_matmul_precision() ("highest" is true fp32, "high" allows TF32)
+    # and the TF32 switches (off by default since PyTorch 1.12; Accelerate turns them on only with a dynamo
+    # backend); None where the worker did not record them (a user script, an older accel-run)
+    float32_matmul_precision: str | None = None
+    cuda_matmul_allow_tf32: bool | None = None
+    cudnn_allow_tf32: bool | None = None
     device: str | None = None
     main_process_port: int | None = None  # the rendezvous port the process group really used
     device_names: list[str] = field(default_factory=list)

@@ -104,7 +104,6 @@ def _difference_yaml(diffs: list[dict[str, Any]], baseline: str) -> str:
 def explain(spec: ValidatedSpec, *, only: tuple[str, ...] = (), full: bool = False) -> str:
     """One YAML document per run, headed by derived figures: the baseline in full, the others as differences."""
     names = select_runs(spec, only)
-    base = spec.runs[spec.baseline]
     out = io.StringIO()
     out.write(f"# {spec.spec.name}: {len(spec.runs)} run(s), baseline '{spec.baseline}'\n")
     if not full:
@@ -115,17 +114,24 @@ def explain(spec: ValidatedSpec, *, only: tuple[str, ...] = (), full: bool = Fal
     if only:
         out.write(f"# --only: {', '.join(names)}\n")
     for name in names:
-        run = spec.runs[name]
-        out.write(f"---\n# run '{run.name}'" + (f": {run.description}" if run.description else "") + "\n")
-        for line in describe_run(run):
-            out.write(f"#   {line}\n")
-        if full or name == spec.baseline:
-            data: dict[str, Any] = {"run": run.name, **run.config.model_dump(mode="json")}
-            out.write(dump_yaml(yaml_tree(data)))
-            continue
-        diffs = differences(run, base)
-        out.write(f"run: {run.name}\n")
-        out.write(_difference_yaml(diffs, spec.baseline) if diffs else f"# identical to '{spec.baseline}'\n")
+        out.write("---\n" + explain_run(spec, name, full=full))
+    return out.getvalue()
+
+
+def explain_run(spec: ValidatedSpec, name: str, *, full: bool = False) -> str:
+    """One run as --explain shows it: its figures, then the baseline in full or this run's differences from it."""
+    run, base = spec.runs[name], spec.runs[spec.baseline]
+    out = io.StringIO()
+    out.write(f"# run '{run.name}'" + (f": {run.description}" if run.description else "") + "\n")
+    for line in describe_run(run):
+        out.write(f"#   {line}\n")
+    if full or name == spec.baseline:
+        data: dict[str, Any] = {"run": run.name, **run.config.model_dump(mode="json")}
+        out.write(dump_yaml(yaml_tree(data)))
+        return out.getvalue()
+    diffs = differences(run, base)
+    out.write(f"run: {run.name}\n")
+    out.write(_difference_yaml(diffs, spec.baseline) if diffs else f"# identical to '{spec.baseline}'\n")
     return out.getvalue()
 
 

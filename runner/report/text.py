@@ -213,6 +213,90 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
+# The phases of a launch, in order, as metrics.json and summary.json name them, with their column titles.
+PHASES = (
+    ("launcher_s", "Launcher"),
+    ("imports_s", "Imports"),
+    ("device_init_s", "Device init"),
+    ("setup_s", "Setup"),
+    ("warmup_s", "Warm-up"),
+    ("timed_s", "Timed"),
+    ("eval_s", "Eval"),
+    ("extra_timing_s", "Timing-only"),
+    ("probes_s", "Probes"),
+    ("teardown_s", "Teardown"),
+)
+
+
+def session_time(summary: dict[str, Any]) -> tuple[float, float, int] | None:
+    """(wall seconds of the session, timed seconds of all its launches, launches), where the session said."""
+    wall = summary.get("environment", {}).get("session_wall_s")
+    if not isinstance(wall, int | float) or wall <= 0:
+        return None
+    timed, launches = 0.0, 0
+    for run in summary.get("runs", {}).values():
+        for launch in run.get("repeats", []):
+            if launch.get("status") == "ok":
+                launches += 1
+                value = launch.get("metrics", {}).get("timed_time_s")
+                timed += float(value) if isinstance(value, int | float) else 0.0
+    return float(wall), timed, launches
+
+
+def phase_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """One row per run that ran: the median seconds of each phase of its launches, and its launches' wall."""
+    rows = []
+    for name, run in summary.get("runs", {}).items():
+        phases = run.get("phases") or {}
+        launches = [r for r in run.get("repeats", []) if r.get("status") == "ok"]
+        if not phases or not launches:
+            continue
+        walls = [float(r["wall_s"]) for r in launches if isinstance(r.get("wall_s"), int | float)]
+        how = ", ".join(sorted({str(r.get("launcher") or "accelerate") for r in launches}))
+        row = [name, how, str(len(launches))]
+        row += [f"{phases[key]:.2f}" if isinstance(phases.get(key), int | float) else "-" for key, _ in PHASES]
+        row.append(f"{statistics.median(walls):.2f}" if walls else "-")
+        rows.append(row)
+    return rows
+
+
+def time_lines(summary: dict[str, Any], markdown: bool) -> list[str]:
+    """Where the session's time went: its timed share, each run's launch by phase, the timing-only steps."""
+    lines: list[str] = []
+    totals = session_time(summary)
+    if totals is not None:
+        wall, timed, launches = totals
+        lines.append(
+            f"{launches} launch(es) in {wall:.1f} s of wall; their timed parts took {timed:.1f} s "
+            f"({timed / wall:.0%} of the session)."
+        )
+    rows = phase_rows(summary)
+    if rows:
+        header = ["Run", "Started by", "Launches", *(title for _, title in PHASES), "Wall"]
+        lines += ["", *_table(header, rows, markdown), ""]
+        lines.append(
+            "Seconds per launch (median over a run's launches). Started by: fork, accel-run's warm launcher "
+            "(launch.launcher), or accelerate, the `accelerate launch` command. Launcher: from the launch to its "
+            "process; "
+            "Imports: torch and accelerate (about 0 when forked from the warm launcher); Device init: the "
+            "Accelerator and the device; Setup: data, model, optimizer; Warm-up: warm-up steps and blocks not yet "
+            "steady (compile time falls here); Timed: the blocks that give the speed; Timing-only: steps added "
+            "after training to time it better; Probes: attribution and memory; Teardown: after the results were "
+            "written."
+        )
+    extra = []
+    for name, run in summary.get("runs", {}).items():
+        steps = run.get("metrics", {}).get("extra_steps")
+        if isinstance(steps, int | float) and steps > 0:
+            extra.append(f"{name}: {int(steps):,} step(s)")
+    if extra:
+        lines.append(
+            "Timing-only steps after training (same data order and settings; never counted in the loss, the loss "
+            f"curve or the accuracy): {', '.join(extra)} (median per launch)."
+        )
+    return lines
+
+
 # The report's sections in reading order; one renderer for text and Markdown keeps them identical.
 def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None = None) -> str:
     """The report, as Markdown or terminal text."""
@@ -267,6 +351,10 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
             if verdict.get("stopped"):
                 lines.append(("  - " if markdown else "      ") + repeats_line(verdict))
         lines.append("")
+    timing = time_lines(summary, markdown)
+    if timing:
+        heading("Time")
+        lines += [*timing, ""]
     whys = [v for v in expectations if v.get("why")]
     if whys:
         heading("Why")

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import ResultError
+from runner.timing import Rules, block_problem
 from runner.verdicts.stats import spread
 from runner.vocab import Status
 
@@ -23,8 +24,15 @@ TIMING_METRICS = frozenset(
 )
 # Measured quantities that vary from launch to launch; the rest are fixed by seeds and sizes.
 NOISY_METRICS = TIMING_METRICS | {"peak_memory_mb"}
+# Timings measured by a launch's blocks of steps: each launch carries the interval of its median block
+# rate (rate_ci_low/high, as factors), which a time per step or per window inverts.
+BLOCK_RATES = frozenset({"samples_per_s", "tokens_per_s"})
+BLOCK_TIMES = frozenset({"step_time_ms"})
 # A timed step this many times longer than the same step probed after training was not the step alone.
 STEP_PROBE_FACTOR = 3.0
+# A launch without blocks (a user script, or a result of an older accel-run) is timed as one window,
+# which must last this long unless measure.min_duration_s says otherwise.
+WINDOW_MIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class TimingProblem:
 
     @property
     def repeatable(self) -> bool:
-        """A short timed window stays short however often it is launched; the others are chance."""
+        """A short timed part stays short however often it is launched; the others (load, drift) are chance."""
         return self.kind != "short"
 
 
@@ -64,13 +72,32 @@ class LaunchRecord:
     job_id: str = ""  # the SLURM job that ran it; kept while it runs, so --resume can re-attach to it
     queue_s: float | None = None  # SLURM: submitted to running
     recorded_at: float = 0.0  # wall clock when its result was recorded
+    phases: dict[str, Any] = field(default_factory=dict)  # seconds per phase of the launch (metrics.json + teardown)
+    launcher: str = ""  # what started it: "fork" or "accelerate" (SLURM jobs: accelerate)
 
-    def timing_problem(self, min_duration_s: float, max_disturbance: float) -> TimingProblem | None:
+    def timing_problem(
+        self, min_duration_s: float | None, max_disturbance: float, rules: Rules | None = None
+    ) -> TimingProblem | None:
         """Why this launch's timings cannot decide a timing verdict, or None when they can."""
         timed = self.metrics.get("timed_time_s")
-        if isinstance(timed, int | float) and timed < min_duration_s:
+        blocks = self.metrics.get("timed_blocks")
+        if isinstance(blocks, int) and not isinstance(blocks, bool):
+            rules = rules or Rules()
+            if max_disturbance >= 1:  # any load accepted: a spread or drift it causes is accepted too
+                rules = Rules(rules.min_blocks, float("inf"))
+            found = block_problem(
+                blocks,
+                float(timed) if isinstance(timed, int | float) else 0.0,
+                float(self.metrics.get("block_spread") or 0.0),
+                float(self.metrics.get("block_drift") or 0.0),
+                rules,
+            )
+            if found is not None:
+                return TimingProblem(*found)
+        floor = min_duration_s if min_duration_s is not None or isinstance(blocks, int) else WINDOW_MIN_S
+        if floor is not None and isinstance(timed, int | float) and timed < floor:
             return TimingProblem(
-                "short", f"its timed part took {timed:.2f} s, under measure.min_duration_s ({min_duration_s:g} s)"
+                "short", f"its timed part took {timed:.2f} s, under measure.min_duration_s ({floor:g} s)"
             )
         share = self.disturbance.get("others_share")
         if isinstance(share, int | float) and share > max_disturbance:
@@ -95,6 +122,20 @@ class LaunchRecord:
                     "took when probed after training",
                 )
         return None
+
+    def interval_factors(self, metric: str) -> tuple[float, float]:
+        """(low, high) factors around this launch's value of a timing, from its blocks; (1, 1) where none.
+
+        A rate's interval is [value * low, value * high]; a time per step inverts it.
+        """
+        low, high = self.metrics.get("rate_ci_low"), self.metrics.get("rate_ci_high")
+        if not (isinstance(low, int | float) and isinstance(high, int | float) and low > 0 and high > 0):
+            return 1.0, 1.0
+        if metric in BLOCK_RATES:
+            return float(low), float(high)
+        if metric in BLOCK_TIMES:
+            return 1 / float(high), 1 / float(low)
+        return 1.0, 1.0
 
     def as_json(self) -> dict[str, Any]:
         """As summary.json stores it."""
@@ -122,12 +163,14 @@ class RunRecord:
     declared: dict[str, Any]
     noise_floor: float
     selected: bool = True
+    skip_reason: str = ""  # why a run was left out by this machine (too few GPUs), where it was
     launches: dict[int, LaunchRecord] = field(default_factory=dict)
     auto: bool = False  # measure.repeats: auto
     max_repeats: int = 10
     max_time_s: float = 600.0
-    min_duration_s: float = 1.0
+    min_duration_s: float | None = None
     max_disturbance: float = 0.10
+    rules: Rules = field(default_factory=Rules)  # what makes a launch's blocks fit to time
 
     @property
     def status(self) -> Status:
@@ -141,7 +184,9 @@ class RunRecord:
 
     @property
     def reason(self) -> str:
-        """Why the run is not ok (its first bad launch's reason)."""
+        """Why the run is not ok: why it was skipped, or its first bad launch's reason."""
+        if not self.selected:
+            return self.skip_reason
         for repeat in sorted(self.launches):
             if self.launches[repeat].status is not Status.OK:
                 return (
@@ -165,6 +210,7 @@ class RunRecord:
         declared: dict[str, Any],
         selected: bool,
         auto: bool,
+        skip_reason: str = "",
     ) -> RunRecord:
         """A record that judges its launches by the run's measure section (noise floor, fitness, budget)."""
         return RunRecord(
@@ -173,17 +219,19 @@ class RunRecord:
             repeats=repeats,
             declared=declared,
             noise_floor=measure.noise_floor,
-            selected=selected,
+            selected=selected and not skip_reason,
+            skip_reason=skip_reason,
             auto=auto,
             max_repeats=measure.max_repeats,
             max_time_s=measure.max_time_s,
             min_duration_s=measure.min_duration_s,
             max_disturbance=measure.max_disturbance,
+            rules=Rules(measure.min_blocks, measure.max_spread),
         )
 
     def timing_problem(self, launch: LaunchRecord) -> TimingProblem | None:
         """Why `launch` cannot time this run, by this run's measure settings."""
-        return launch.timing_problem(self.min_duration_s, self.max_disturbance)
+        return launch.timing_problem(self.min_duration_s, self.max_disturbance, self.rules)
 
     def by_repeat(self, metric: str, fit_only: bool = True) -> dict[int, float]:
         """The metric of each ok repeat; for a timing, only repeats fit to time unless `fit_only` is false."""
@@ -245,6 +293,7 @@ class RunRecord:
             "metrics": metrics,
             "spread": spreads,
             "attribution": _median_attribution([launch.attribution for launch in launches]),
+            "phases": _median_attribution([launch.phases for launch in launches]),
             "loss_curve": first.loss_curve if first else [],
             "disturbance": {
                 "max_others_share": max(measured) if measured else None,

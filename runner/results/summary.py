@@ -42,8 +42,8 @@ def build_summary(
     expectations = []
     for verdict in verdicts:
         data = verdict.as_json()
-        # no Why from timings that cannot be trusted: the verdict's message already says why
-        data["why"] = None if verdict.cause else explain(data, runs, environment)
+        # explain() reads the verdict's cause: unfit timings get a Why marked as such, misleading ones none
+        data["why"] = explain(data, runs, environment)
         expectations.append(data)
     return {
         "format": SUMMARY_FORMAT,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import KeyPath, Severity
+from runner.spec.models import RULE_VISIBLE_DEVICES_AND_GPU_IDS
 
 if TYPE_CHECKING:
     from runner.spec.validate import ResolvedRun
@@ -43,12 +44,7 @@ def cuda_visible_devices(run: ResolvedRun) -> Advice | None:
         return None
     rel: KeyPath = ("launch", "env", "CUDA_VISIBLE_DEVICES")
     if launch.gpu_ids is not None:
-        return Advice(
-            "launch.env sets CUDA_VISIBLE_DEVICES and launch.gpu_ids is set too: the processes would see the GPUs "
-            "of one and be placed by the other; remove CUDA_VISIBLE_DEVICES and keep gpu_ids",
-            rel,
-            severity=Severity.ERROR,
-        )
+        return Advice(RULE_VISIBLE_DEVICES_AND_GPU_IDS, rel, severity=Severity.ERROR)
     ids = visible.replace(" ", "")
     suggestion = f"launch.gpu_ids: '{ids}'" if ids else "launch.gpu_ids"
     return Advice(

@@ -56,6 +56,26 @@ RULE_LENGTH_BOTH = (
 RULE_LENGTH_NEITHER = "set exactly one of epochs and max_steps (neither is set)"
 RULE_EVAL_BOTH = "set only one of eval_samples and eval_split"
 RULE_NO_BOUND = "give at_least, at_most or both"
+RULE_NO_TOLERANCE = "give rel_tol, abs_tol or both"
+RULE_FP16_ON_CPU = "fp16 mixed precision needs a GPU; on device cpu use bf16 or no"
+RULE_ACCURACY_FRACTION = "accuracy is a fraction between 0 and 1"
+RULE_VISIBLE_DEVICES_AND_GPU_IDS = (
+    "launch.env sets CUDA_VISIBLE_DEVICES and launch.gpu_ids is set too: the processes would see the GPUs "
+    "of one and be placed by the other; remove CUDA_VISIBLE_DEVICES and keep gpu_ids"
+)
+
+
+def rule_script_excludes(section: str) -> str:
+    """Why a script workload has no model, data or train section."""
+    return (
+        f"{section} does not apply to a script workload: your script builds its own model, data and training "
+        f"loop; remove {section} (in a run, `{section}: null` removes a top-level one)"
+    )
+
+
+# A field that names a run (`extends`, `baseline`, an expectation's `run`): the editor schema gives it
+# no example names (the editor offers the file's own runs) and, with "settings", the settings mapping.
+REFERENCE_MARK = "x-accel-run-reference"
 
 
 class Strict(BaseModel):
@@ -425,7 +445,7 @@ class TrainSection(Strict):
 
 # --- launch ------------------------------------------------------------------------------------
 
-_GPU_IDS_PATTERN = r"^ *(all|[0-9]+( *, *[0-9]+)*) *$"
+GPU_IDS_PATTERN = r"^ *(all|[0-9]+( *, *[0-9]+)*) *$"
 
 
 def _parse_gpu_ids(value: Any) -> Any:
@@ -441,7 +461,7 @@ def _parse_gpu_ids(value: Any) -> Any:
             f"gpu_ids {value!r} uses a full-width comma '，' (typed with a Chinese input method); "
             f"write '{fixed}' or [{fixed.replace(',', ', ')}]"
         )
-    if not re.fullmatch(_GPU_IDS_PATTERN, text):
+    if not re.fullmatch(GPU_IDS_PATTERN, text):
         raise ValueError(f"gpu_ids {value!r} is not a list of GPU indices; write e.g. '0,1' or [0, 1]")
     if text.strip() == "all":
         return None
@@ -455,7 +475,7 @@ GpuIds = Annotated[
         {
             "anyOf": [
                 {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 1023}, "minItems": 1},
-                {"type": "string", "pattern": _GPU_IDS_PATTERN},
+                {"type": "string", "pattern": GPU_IDS_PATTERN},
                 {"type": "integer", "minimum": 0, "maximum": 1023},
                 {"type": "null"},
             ]
@@ -517,6 +537,13 @@ class LaunchSection(Strict):
         description="ACCELERATE_* variables of your shell to pass through; others are dropped so runs are hermetic.",
         examples=[["ACCELERATE_DEBUG_MODE"]],
     )
+    launcher: Literal["fork", "accelerate"] | None = Field(
+        default=None,
+        description="How a local launch starts its processes. fork: from a warm process that imported torch and "
+        "accelerate once (never CUDA), running accelerate's own launch code in a fresh child per launch, so torch "
+        "is not imported twice per launch. accelerate: the real `accelerate launch` command, as command.txt shows "
+        "it. null = fork on this machine; a SLURM job always uses accelerate launch.",
+    )
 
 
 # --- measure -----------------------------------------------------------------------------------
@@ -548,12 +575,48 @@ class MeasureSection(Strict):
     warmup_steps: int = Field(
         default=3, ge=0, le=1_000_000, description="Optimizer steps at the start excluded from the timed part."
     )
-    min_duration_s: float = Field(
-        default=1.0,
+    block_s: float = Field(
+        default=0.02,
+        gt=0,
+        le=3600,
+        description="The timed part is cut into blocks of whole optimizer steps at least this long (seconds), "
+        "each closed by one device synchronisation; the launch's speed is the median block rate.",
+    )
+    min_blocks: int = Field(
+        default=10,
+        ge=2,
+        le=100_000,
+        description="A launch with fewer blocks than this cannot decide a timing verdict (it is unfit to time).",
+    )
+    max_spread: float = Field(
+        default=0.25,
+        gt=0,
+        le=100,
+        description="A launch whose block rates spread more than this (IQR/median, 0.25 = 25%), or whose two "
+        "halves differ by more than half of it, is unfit to time: the machine changed while it was timed.",
+    )
+    extend_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=100,
+        description="When the declared training gives too few blocks (or too loose an estimate), timing-only "
+        "steps after it (same data and settings, never in loss or accuracy) may extend the timed part, for at most "
+        "this share of the launch's own overhead (start-up, warm-up, eval). 0 = never.",
+    )
+    min_duration_s: float | None = Field(
+        default=None,
         gt=0,
         le=86400,
-        description="A repeat whose timed part is shorter than this cannot decide a timing verdict (it is "
-        "inconclusive): below about a second, scheduler ticks and one-off stalls are a large share of it.",
+        description="A launch whose timed part is shorter than this (seconds) is unfit to time. null: the blocks "
+        "decide (measure.min_blocks); a script run, which reports no blocks, needs 1 s.",
+    )
+    max_session_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 86400,
+        description="With repeats: auto, no new round of repeats starts once the session has run this long "
+        "(seconds); the report says which verdicts were left undecided by it. null = no session limit.",
+        examples=[300],
     )
     max_disturbance: float = Field(
         default=0.10,
@@ -561,7 +624,8 @@ class MeasureSection(Strict):
         le=1,
         description="A repeat during whose timed part other processes took more than this share of the CPU "
         "cores (0.10 = 10%), or whose timed step took over 3x the same step probed after training, is disturbed: "
-        "it is repeated, never averaged in. 1 accepts any load.",
+        "it is repeated, never averaged in. 1 accepts any load (and the spread and drift it causes: "
+        "measure.max_spread is not applied then).",
     )
     noise_floor: float = Field(
         default=0.03,
@@ -836,6 +900,7 @@ RunRef = Annotated[
     Annotated[Name, Tag("name")] | Annotated[Cells, Tag("cells")],
     Discriminator(_ref_kind),
 ]
+_SETTINGS_REF: dict[str, Any] = {REFERENCE_MARK: "settings"}
 
 
 class SpeedupExpectation(_Bounded):
@@ -844,9 +909,9 @@ class SpeedupExpectation(_Bounded):
     kind: Literal["speedup"] = Field(
         description="Speedup of run over baseline: samples/s of run / samples/s of baseline."
     )
-    run: RunRef = Field(description=f"The run expected to be faster. {_CELLS_DOC}", examples=["dual"])
+    run: RunRef = Field(description=f"The run expected to be faster. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
     baseline: RunRef | None = Field(
-        default=None, description=f"The run it is compared with. {_TWIN_DOC}", examples=["single"]
+        default=None, description=f"The run it is compared with. {_TWIN_DOC}", json_schema_extra=_SETTINGS_REF
     )
 
 
@@ -854,7 +919,7 @@ class BoundExpectation(_Bounded):
     """A metric of one run lies within bounds."""
 
     kind: Literal["bound"] = Field(description="An absolute bound on one run's metric.")
-    run: RunRef = Field(description=f"The run measured. {_CELLS_DOC}", examples=["single"])
+    run: RunRef = Field(description=f"The run measured. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
     metric: Metric = Field(description=METRIC_DOC, examples=["accuracy"])
 
 
@@ -862,8 +927,10 @@ class RatioExpectation(_Bounded):
     """metric(run) / metric(baseline) lies within bounds."""
 
     kind: Literal["ratio"] = Field(description="metric of run divided by metric of baseline, bounded.")
-    run: RunRef = Field(description=f"Numerator run. {_CELLS_DOC}", examples=["bf16"])
-    baseline: RunRef | None = Field(default=None, description=f"Denominator run. {_TWIN_DOC}", examples=["fp32"])
+    run: RunRef = Field(description=f"Numerator run. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
+    baseline: RunRef | None = Field(
+        default=None, description=f"Denominator run. {_TWIN_DOC}", json_schema_extra=_SETTINGS_REF
+    )
     metric: Metric = Field(description=METRIC_DOC, examples=["peak_memory_mb"])
 
 
@@ -871,9 +938,9 @@ class CloseExpectation(_Expectation):
     """Two runs reach the same value of a metric within a tolerance."""
 
     kind: Literal["close"] = Field(description="metric of run is within a tolerance of metric of baseline.")
-    run: RunRef = Field(description=f"The run checked. {_CELLS_DOC}", examples=["dual-b64"])
+    run: RunRef = Field(description=f"The run checked. {_CELLS_DOC}", json_schema_extra=_SETTINGS_REF)
     baseline: RunRef | None = Field(
-        default=None, description=f"The run it should match. {_TWIN_DOC}", examples=["single-b128"]
+        default=None, description=f"The run it should match. {_TWIN_DOC}", json_schema_extra=_SETTINGS_REF
     )
     metric: Metric = Field(description=METRIC_DOC, examples=["final_loss"])
     rel_tol: float | None = Field(
@@ -884,7 +951,7 @@ class CloseExpectation(_Expectation):
     @model_validator(mode="after")
     def _one_tolerance(self) -> "CloseExpectation":
         if self.rel_tol is None and self.abs_tol is None:
-            raise rule_broken("give rel_tol, abs_tol or both")
+            raise rule_broken(RULE_NO_TOLERANCE)
         return self
 
 
@@ -914,7 +981,7 @@ class RunOverride(Strict):
         default=None,
         description="Another run this one starts from: that run's overrides apply first, this run's on top "
         "(chains allowed, cycles not).",
-        examples=["large-single"],
+        json_schema_extra={REFERENCE_MARK: "name"},
     )
     model: Override = Field(
         default=None,
@@ -1017,6 +1084,7 @@ class ExperimentSpec(Strict):
         default=None,
         description="The run other runs are reported against (default: the first run), and the baseline of "
         "every expectation that names none.",
+        json_schema_extra={REFERENCE_MARK: "name"},
     )
     matrix: MatrixSection | None = Field(default=None, description=_MATRIX_DOC)
     runs: dict[Name, RunOverride] = Field(

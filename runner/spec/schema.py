@@ -4,10 +4,13 @@ Pydantic gives the full sections; run overrides get a derived "partial" of each 
 key optional, null allowed to remove a key), so an editor completes and checks keys inside
 `runs:` too. On top of Pydantic's output:
 
-- the cross-field rules JSON Schema can express (exactly one of epochs and max_steps, a bound on
-  every bounded expectation, not both eval_samples and eval_split) are added to the full
-  sections, worded as the CLI words them (models.RULE_*), through `errorMessage`, which
-  yaml-language-server shows instead of its generic text;
+- the rules between keys (schema_rules.py), worded as the CLI words them, through `errorMessage`,
+  which yaml-language-server shows instead of its generic text; tagged unions dispatched on
+  `kind` by if/then, so a wrong kind is named as such;
+- every setting a matrix, an include/exclude entry or an expectation's settings may name, as a key
+  with the schema of its value (schema_settings.py), so a typo there is flagged and values checked;
+- a field that names a run has no example names (the language server, `accel-run lsp`, offers
+  the file's own) and hover text of its own;
 - hover text is made clean for yaml-language-server, which titles a value matched by every branch
   of an `anyOf` "A || A": a nullable scalar becomes `type: [T, "null"]`, other alternatives get
   titles of their own, and sections are titled by their key ("train") instead of a class name.
@@ -22,14 +25,17 @@ import json
 import re
 from typing import Any
 
-from runner.spec.models import (
-    OVERRIDE_MARK,
-    RULE_EVAL_BOTH,
-    RULE_LENGTH_BOTH,
-    RULE_LENGTH_NEITHER,
-    RULE_NO_BOUND,
-    ExperimentSpec,
+from runner.spec.models import NAME_PATTERN, OVERRIDE_MARK, REFERENCE_MARK, ExperimentSpec
+from runner.spec.schema_rules import (
+    CROSS_FIELD_RULES,
+    OVERRIDE_RULES,
+    TOP_LEVEL_RULES,
+    close_pattern_keys,
+    dispatch_by_kind,
+    explain_patterns,
+    name_the_runs,
 )
+from runner.spec.schema_settings import matrix_keys, settings_definition, settings_of
 
 SCHEMA_ID = "https://accel-run.dev/schemas/experiment-v1.schema.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -64,44 +70,6 @@ SECTION_TITLES = {
 _RULE_KEYWORDS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else")
 
 
-def _when_both(first: str, first_type: str, second: str, second_type: str, message: str) -> dict[str, Any]:
-    """Both keys set (not null): the second is flagged with `message`."""
-    return {
-        "if": {
-            "required": [first, second],
-            "properties": {first: {"type": first_type}, second: {"type": second_type}},
-        },
-        "then": {"properties": {second: {"type": "null", "errorMessage": message}}},
-    }
-
-
-def _when_neither(first: str, second: str, value_type: str, message: str) -> dict[str, Any]:
-    """Neither key set (absent or null): the mapping is flagged with `message`."""
-    return {
-        "if": {"properties": {first: {"type": "null"}, second: {"type": "null"}}},
-        "then": {
-            "required": [first],
-            "properties": {first: {"type": value_type, "errorMessage": message}},
-            "errorMessage": message,
-        },
-    }
-
-
-_BOUNDED_RULES = [_when_neither("at_least", "at_most", "number", RULE_NO_BOUND)]
-
-# The cross-field rules the models' validators enforce, as JSON Schema, by definition name.
-CROSS_FIELD_RULES: dict[str, list[dict[str, Any]]] = {
-    "TrainSection": [
-        _when_both("epochs", "integer", "max_steps", "integer", RULE_LENGTH_BOTH),
-        _when_neither("epochs", "max_steps", "integer", RULE_LENGTH_NEITHER),
-        _when_both("eval_samples", "integer", "eval_split", "number", RULE_EVAL_BOTH),
-    ],
-    "SpeedupExpectation": _BOUNDED_RULES,
-    "BoundExpectation": _BOUNDED_RULES,
-    "RatioExpectation": _BOUNDED_RULES,
-}
-
-
 def build_schema() -> dict[str, Any]:
     """The JSON Schema of a spec file."""
     generated = ExperimentSpec.model_json_schema(mode="validation")
@@ -114,54 +82,69 @@ def build_schema() -> dict[str, Any]:
         rules = CROSS_FIELD_RULES.get(name)
         if rules:
             definition["allOf"] = copy.deepcopy(rules)
+    generated["allOf"] = copy.deepcopy(TOP_LEVEL_RULES)
     _collapse_nullable(generated)
     sections = generated["properties"]
-    overridable: list[str] = []
     for definition in list(defs.values()):
         for key, prop in definition.get("properties", {}).items():
             section = prop.pop(OVERRIDE_MARK, None)
             if section is None:
                 continue
-            overridable.append(section)
             description = prop.get("description")
             prop.clear()
             prop.update(_nullable(_partial(sections[section], defs), description))
             prop["title"] = f"{key} (override)"
-    if "MatrixSection" in defs:
-        _matrix_settings(defs["MatrixSection"], {s: sections[s] for s in overridable if s in sections}, defs)
-    _close_pattern_keys(generated)
+    for name, rules in OVERRIDE_RULES.items():
+        defs[name]["allOf"] = copy.deepcopy(rules)
+    _run_references(generated)
+    by_key, by_pattern = settings_of(defs["RunOverride"], defs)
+    defs["Settings"] = settings_definition(by_key, by_pattern)
+    matrix_keys(defs["MatrixSection"], by_key, by_pattern)
+    dispatch_by_kind(generated, defs)
+    explain_patterns(generated)
+    name_the_runs(generated["properties"]["runs"])
+    close_pattern_keys(generated)
     _title_alternatives(generated)
     return {"$schema": DRAFT, "$id": SCHEMA_ID, **generated}
 
 
-def _matrix_settings(matrix: dict[str, Any], sections: dict[str, Any], defs: dict[str, Any]) -> None:
-    """Matrix keys an editor completes and checks: `section.key` -> a list of that setting's values.
+def _run_references(node: Any) -> None:
+    """A field that names a run: a name (or, in an expectation, a settings mapping), no example names."""
+    if isinstance(node, dict):
+        for key, prop in node.get("properties", {}).items():
+            if isinstance(prop, dict) and REFERENCE_MARK in prop:
+                kind = prop.pop(REFERENCE_MARK)
+                nullable = _allows_null(prop)
+                reference: dict[str, Any] = {
+                    "title": prop.get("title", key.capitalize()),
+                    "description": prop["description"],
+                }
+                types = ["string", "object"] if kind == "settings" else ["string"]
+                reference["type"] = [*types, "null"] if nullable else types[0] if len(types) == 1 else types
+                if kind == "settings":  # if/then on the type: the hover stays the field's own ("Run")
+                    reference.update(
+                        {
+                            "if": {"type": "string"},
+                            "then": {"pattern": NAME_PATTERN},
+                            "else": {"$ref": "#/$defs/Settings"},
+                        }
+                    )
+                else:
+                    reference["pattern"] = NAME_PATTERN
+                if "default" in prop:
+                    reference["default"] = prop["default"]
+                prop.clear()
+                prop.update(reference)
+        for value in node.values():
+            _run_references(value)
+    elif isinstance(node, list):
+        for value in node:
+            _run_references(value)
 
-    Other keys (a key of one section, `processes`) stay allowed as the model allows them.
-    """
-    properties = matrix.setdefault("properties", {})
-    for section, prop in sections.items():
-        refs = [prop] if "$ref" in prop else [a for a in prop.get("oneOf", prop.get("anyOf", [])) if "$ref" in a]
-        fields: dict[str, list[dict[str, Any]]] = {}
-        for ref in refs:
-            definition = defs[ref["$ref"].rsplit("/", 1)[-1]]
-            for key, field in definition.get("properties", {}).items():
-                fields.setdefault(key, []).append(field)
-        for key, found in fields.items():
-            first = found[0]
-            value = {k: v for k, v in first.items() if k not in ("description", "title", "default", "examples")}
-            same = all(f.get("description") == first.get("description") for f in found)
-            properties.setdefault(
-                f"{section}.{key}",
-                {
-                    "title": f"{section}.{key}",
-                    "description": f"Values of {section}.{key}, one per cell"
-                    + (f": {first['description']}" if same and first.get("description") else "."),
-                    "type": "array",
-                    "items": value if len(found) == 1 else {},
-                    "minItems": 1,
-                },
-            )
+
+def _allows_null(prop: dict[str, Any]) -> bool:
+    kind = prop.get("type")
+    return (isinstance(kind, list) and "null" in kind) or {"type": "null"} in prop.get("anyOf", [])
 
 
 def schema_text() -> str:
@@ -183,20 +166,6 @@ def _kind_titles(generated: dict[str, Any]) -> dict[str, str]:
 def _readable(class_name: str) -> str:
     """'MatrixSection' -> 'matrix section', for a model without an entry in SECTION_TITLES."""
     return re.sub(r"(?<!^)(?=[A-Z])", " ", class_name).lower()
-
-
-def _close_pattern_keys(node: Any) -> None:
-    """Pydantic moves a key pattern into patternProperties but leaves other keys allowed; close them."""
-    if isinstance(node, dict):
-        patterns = node.get("patternProperties")
-        if isinstance(patterns, dict) and len(patterns) == 1:
-            node.setdefault("propertyNames", {})["pattern"] = next(iter(patterns))
-            node["additionalProperties"] = False
-        for value in node.values():
-            _close_pattern_keys(value)
-    elif isinstance(node, list):
-        for value in node:
-            _close_pattern_keys(value)
 
 
 _NOT_SIMPLE = ("$ref", "anyOf", "oneOf", "allOf", "const", "enum", "discriminator")
@@ -264,10 +233,14 @@ def _merged_branches(alternatives: Any) -> dict[str, Any] | None:
 
 
 def _title_alternatives(node: Any) -> None:
-    """Give each untitled `anyOf` branch a title of its own, so a hover never joins identical ones."""
+    """Give each untitled `anyOf` branch a title of its own, so a hover never joins identical ones.
+
+    Branches of different JSON types need none: no value matches two of them, and the hover of the
+    value is its property's own (a run reference: "Run", not "text").
+    """
     if isinstance(node, dict):
         alternatives = node.get("anyOf")
-        if isinstance(alternatives, list):
+        if isinstance(alternatives, list) and not _distinct_types(alternatives):
             for alternative in alternatives:
                 if isinstance(alternative, dict) and "title" not in alternative and "$ref" not in alternative:
                     alternative["title"] = _branch_title(alternative)
@@ -276,6 +249,11 @@ def _title_alternatives(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _title_alternatives(value)
+
+
+def _distinct_types(alternatives: list[Any]) -> bool:
+    kinds = [a.get("type") if isinstance(a, dict) else None for a in alternatives]
+    return all(isinstance(k, str) for k in kinds) and len(set(kinds)) == len(kinds)
 
 
 def _branch_title(branch: dict[str, Any]) -> str:

@@ -26,6 +26,8 @@ from runner.spec.matrix import expand_expectations
 from runner.spec.merge import merged_runs, source_of
 from runner.spec.models import (
     BUILTIN_SECTIONS,
+    RULE_ACCURACY_FRACTION,
+    RULE_FP16_ON_CPU,
     BoundExpectation,
     CloseExpectation,
     ExperimentSpec,
@@ -37,6 +39,7 @@ from runner.spec.models import (
     SpeedupExpectation,
     SyntheticTokens,
     TransformerModel,
+    rule_script_excludes,
     whole_numbers,
 )
 from runner.spec.set_option import apply_sets
@@ -47,6 +50,10 @@ from runner.vocab import LOCK_FILE, REPORT_FILE, RESERVE_FILE, SETS_FILE, SPEC_C
 RESULT_FOLDER_NAMES = frozenset(
     {SUMMARY_FILE, SPEC_COPY, SETS_FILE, REPORT_FILE, LOCK_FILE, RESERVE_FILE}
     | {"verdicts.png", "why.png", "loss_curves.png", "throughput.png"}
+)
+RESULT_FOLDER_RULE = (
+    f"is the name of a file accel-run writes in the result folder ({', '.join(sorted(RESULT_FOLDER_NAMES))}); "
+    "rename the run"
 )
 SECTIONS = ("model", "data", "train", "launch", "measure", "engine", "script")
 DEFAULT_RUN = "main"
@@ -320,8 +327,7 @@ class _Checker:
             in_run = f"run '{name}': " if where[:1] == ("runs",) else ""
             self.report(
                 where,
-                f"{in_run}{section} does not apply to a script workload: your script builds its own model, "
-                f"data and training loop; remove {section} (in a run, `{section}: null` removes a top-level one)",
+                in_run + rule_script_excludes(section),
                 at_key=True,
             )
         return not present
@@ -350,12 +356,7 @@ class _Checker:
         names = list(runs)
         for name in names:
             if name.lower() in RESULT_FOLDER_NAMES or name.lower().startswith(SUMMARY_FILE):
-                self.report(
-                    ("runs", name),
-                    f"run name '{name}' is the name of a file accel-run writes in the result folder "
-                    f"({', '.join(sorted(RESULT_FOLDER_NAMES))}); rename the run",
-                    at_key=True,
-                )
+                self.report(("runs", name), f"run name '{name}' {RESULT_FOLDER_RULE}", at_key=True)
         if spec.baseline is not None and spec.baseline not in runs:
             hint = did_you_mean(spec.baseline, names)
             self.report(("baseline",), f"baseline names no run: '{spec.baseline}'{hint}; runs: {', '.join(names)}")
@@ -492,7 +493,7 @@ class _Checker:
             self._run_report(
                 run,
                 ("launch", "mixed_precision"),
-                "fp16 mixed precision needs a GPU; on device cpu use bf16 or no",
+                RULE_FP16_ON_CPU,
                 also=(("launch", "device"),),
             )
         if launch.gpu_ids is not None and launch.device == "cpu":
@@ -589,7 +590,7 @@ class _Checker:
                 field_name = "at_least" if expectation.at_least is not None else "at_most"
                 self.report(
                     (*path, field_name),
-                    f"accuracy is a fraction between 0 and 1; {bound} would be {bound:.0%} (write {bound / 100:g})",
+                    f"{RULE_ACCURACY_FRACTION}; {bound} would be {bound:.0%} (write {bound / 100:g})",
                 )
 
     def _check_comparable(self, path: KeyPath, run: ResolvedRun, base: ResolvedRun, expectation: Any) -> None:

@@ -29,6 +29,7 @@ from runner.verdicts.stats import (
     paired_ratios,
     repeats_to_settle,
     timing_noise,
+    widen,
 )
 from runner.vocab import Outcome, precision_name
 
@@ -163,6 +164,8 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
 
     for name in names:
         record = runs.get(name)
+        if record is not None and record.skip_reason:  # this machine is too small for it: shown, not counted
+            return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' {record.skip_reason}")
         if record is None or not record.selected:  # left out on purpose: shown, not counted
             return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' was not selected (--only)")
         if record.status.value != "ok":
@@ -210,7 +213,10 @@ def _unfit(record: RunRecord, metric: str) -> tuple[str, int | None] | None:
     which = "its only repeat" if count == 1 else f"none of its {count} repeats is fit to time; repeat {repeat}"
     sentence = f"cannot be timed: '{record.name}': {which}: {problem.sentence}"
     if not problem.repeatable:
-        return sentence + " (raise train.epochs or train.max_steps, or lower measure.min_duration_s)", None
+        fix = "raise train.epochs or train.max_steps, or " + (
+            "lower measure.min_duration_s" if "min_duration_s" in problem.sentence else "raise measure.extend_share"
+        )
+        return f"{sentence} ({fix})", None
     return sentence, count + 1
 
 
@@ -232,11 +238,24 @@ def _paired(run: RunRecord, base: RunRecord, metric: str) -> tuple[list[float], 
 
 
 def _judge(
-    values: list[float], floor: float, at_least: float | None, at_most: float | None, timing: bool
+    values: list[float],
+    floor: float,
+    at_least: float | None,
+    at_most: float | None,
+    timing: bool,
+    within: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[Interval, Outcome, int | None, str]:
+    """The interval of the values' median, its verdict, the repeats that may settle it, and a note.
+
+    `within`: for a single launch (pair), the factors of its own interval from its blocks; the
+    launch-to-launch allowance (stats.SMALL_SAMPLE_NOISE) widens it further, because one launch
+    cannot see the variation between launches.
+    """
     if timing:
         floor = timing_noise(len(values), floor)
     interval = median_interval(values, floor)
+    if len(values) == 1 and within != (1.0, 1.0):
+        interval = widen(interval, *within)
     verdict = check_bounds(interval, at_least, at_most)
     needed = None
     note = ""
@@ -318,7 +337,12 @@ def _check_ratio(
     if noisy:
         timing = metric in TIMING_METRICS
         interval, verdict, needed, note = _judge(
-            ratios, _noise_floor([run, base]), expectation.at_least, expectation.at_most, timing
+            ratios,
+            _noise_floor([run, base]),
+            expectation.at_least,
+            expectation.at_most,
+            timing,
+            _pair_factors(run, base, metric) if len(ratios) == 1 else (1.0, 1.0),
         )
         measured = interval.median
         shown = interval.describe("{:.2f}", unit) if interval.n > 1 else f"{measured:.2f}{unit}"
@@ -354,12 +378,33 @@ def _check_ratio(
     )
 
 
+def _fit_launch(record: RunRecord, metric: str) -> LaunchRecord | None:
+    """The first launch of `record` that is fit to time `metric`."""
+    fit = record.by_repeat(metric)
+    return next((launch for launch in record.ok_launches() if launch.repeat in fit), None)
+
+
+def _pair_factors(run: RunRecord, base: RunRecord, metric: str) -> tuple[float, float]:
+    """The interval of one pair's ratio from both launches' blocks: run's low over base's high, and back."""
+    a, b = _fit_launch(run, metric), _fit_launch(base, metric)
+    if a is None or b is None:
+        return 1.0, 1.0
+    (a_low, a_high), (b_low, b_high) = a.interval_factors(metric), b.interval_factors(metric)
+    return a_low / b_high, a_high / b_low
+
+
 def _check_bound(expectation: BoundExpectation, run: RunRecord, title: str, names: tuple[str, ...]) -> Verdict:
     values = run.values(expectation.metric)
     expected = _bounds_text(expectation.at_least, expectation.at_most, "")
     if expectation.metric in NOISY_METRICS:
+        single = _fit_launch(run, expectation.metric) if len(values) == 1 else None
         interval, verdict, needed, note = _judge(
-            values, run.noise_floor, expectation.at_least, expectation.at_most, expectation.metric in TIMING_METRICS
+            values,
+            run.noise_floor,
+            expectation.at_least,
+            expectation.at_most,
+            expectation.metric in TIMING_METRICS,
+            single.interval_factors(expectation.metric) if single else (1.0, 1.0),
         )
         measured = interval.median
         shown = interval.describe() if interval.n > 1 else _fmt(measured)

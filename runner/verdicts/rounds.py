@@ -54,7 +54,9 @@ def _budget_left(record: RunRecord) -> bool:
     return len(record.launches) < record.max_repeats and record.launch_time_s() < record.max_time_s
 
 
-def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) -> Verdict:
+def stopped(
+    verdict: Verdict, records: dict[str, RunRecord], interrupted: bool, budget_spent: float | None = None
+) -> Verdict:
     """The verdict with how many repeats it used and why no more were launched."""
     runs = [records[n] for n in verdict.runs if n in records and records[n].selected]
     if not runs or verdict.verdict in (Outcome.SKIPPED, Outcome.ERROR):
@@ -70,6 +72,8 @@ def stopped(verdict: Verdict, records: dict[str, RunRecord], interrupted: bool) 
         why = "decided"
     elif verdict.repeats_needed is None:
         why = "more repeats cannot settle it"
+    elif budget_spent is not None:
+        why = f"measure.max_session_s ({budget_spent:g} s) spent"
     elif any(len(r.launches) >= r.max_repeats for r in runs):
         why = f"measure.max_repeats ({min(r.max_repeats for r in runs)}) reached"
     else:

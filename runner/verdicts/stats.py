@@ -17,9 +17,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runner.timing import CONFIDENCE, median_bounds
 from runner.vocab import Outcome
 
-CONFIDENCE = 0.90
 # Under this many repeats a timing has no measured spread: its interval is widened by
 # SMALL_SAMPLE_NOISE instead of the noise floor, the launch-to-launch variation an undisturbed
 # repeat may still show, so a single measurement decides only when it is far from the bound.
@@ -45,27 +45,27 @@ class Interval:
         return f"{fmt.format(self.median)}{unit} ({fmt.format(self.low)}–{fmt.format(self.high)}, n={self.n})"
 
 
-def _binomial_cdf(k: int, n: int) -> float:
-    return float(sum(math.comb(n, i) for i in range(k + 1))) / float(2**n)
-
-
 def median_interval(values: Sequence[float], noise_floor: float) -> Interval:
     """The order-statistic confidence interval of the median, widened by the noise floor."""
     ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
+    if not ordered:
         raise ValueError("no values")
-    k, coverage = 1, 1 - 2 * _binomial_cdf(0, n) if n > 1 else 0.0
-    for candidate in range(2, n // 2 + 1):
-        cover = 1 - 2 * _binomial_cdf(candidate - 1, n)
-        if cover < CONFIDENCE:
-            break
-        k, coverage = candidate, cover
-    low, high = ordered[k - 1], ordered[n - k]
+    low, high, coverage = median_bounds(ordered, CONFIDENCE)
     median = statistics.median(ordered)
     low -= abs(low) * noise_floor
     high += abs(high) * noise_floor
-    return Interval(median, low, high, n, coverage)
+    return Interval(median, low, high, len(ordered), coverage)
+
+
+def widen(interval: Interval, low_factor: float, high_factor: float) -> Interval:
+    """The interval stretched by a launch's own interval (factors around its median, from its blocks)."""
+    return Interval(
+        interval.median,
+        min(interval.low, interval.low * low_factor),
+        max(interval.high, interval.high * high_factor),
+        interval.n,
+        interval.coverage,
+    )
 
 
 def timing_noise(n: int, noise_floor: float) -> float:

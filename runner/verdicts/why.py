@@ -32,6 +32,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
 from runner.vocab import Outcome, precision_name
 
 MIB = 2**20
@@ -48,6 +49,14 @@ _SOURCES = {
     "tensor_peak": "the peak of live CPU tensor memory (tensors only, no runtime)",
 }
 NO_ATTRIBUTION = "no attribution was measured (measure.attribution: false, or a run failed)"
+NO_GPU_CLOCK = (
+    "these runs have no GPU clock (an older accel-run, or the profiler could not trace the GPU): the times above "
+    "are synchronised host-side timings, which on a GPU include the CPU's time to issue the kernels"
+)
+UNFIT_NOTE = (
+    "no verdict: the timed parts were unfit to decide (the message above says why); what the runs measured all the "
+    "same, as an indication"
+)
 
 
 def step_seconds(run: dict[str, Any]) -> float | None:
@@ -203,12 +212,17 @@ def explain_precision(
 ) -> dict[str, Any]:
     """Figures and sentences for a mixed-precision run against a full-precision (or other) baseline."""
     environment = environment or {}
+    precision = precision_name(run.get("metrics", {}).get("mixed_precision", "?"))
+    base_precision = precision_name(base.get("metrics", {}).get("mixed_precision", "?"))
+    gpu = explain_gpu_precision(run, base, declared, precision, base_precision) if _device(run) == "cuda" else None
+    if gpu is not None:  # the GPU's own clock says more than host-side timings of a launch-bound step
+        if "bf16" in (precision, base_precision) and environment.get("cuda_bf16") is False:
+            gpu["sentences"].insert(0, "this GPU reports no native bf16 (torch.cuda.is_bf16_supported() was false)")
+        return gpu
     t_run, t_base = step_seconds(run), step_seconds(base)
     probe_run, probe_base = run.get("attribution") or {}, base.get("attribution") or {}
     if t_run is None or t_base is None or "matmul_share" not in probe_base or "compute_s" not in probe_run:
         return {"sentences": [NO_ATTRIBUTION]}
-    precision = precision_name(run.get("metrics", {}).get("mixed_precision", "?"))
-    base_precision = precision_name(base.get("metrics", {}).get("mixed_precision", "?"))
     matmul = float(probe_base["matmul_share"])
     compute_base = float(probe_base.get("compute_s", 0.0))
     compute_run = float(probe_run["compute_s"])
@@ -285,6 +299,8 @@ def explain_precision(
         sentences.append(
             f"the declared {declared:.3g}x exceeds that cap: it is out of reach for this model on this device"
         )
+    if run.get("observed", {}).get("device") == "cuda":  # measured on a GPU, without the second clock
+        sentences.append(NO_GPU_CLOCK)
     figures["sentences"] = sentences
     return figures
 
@@ -423,11 +439,17 @@ def explain(
 ) -> dict[str, Any] | None:
     """The Why of a failed or inconclusive speedup or ratio (None when there is nothing to explain).
 
-    `environment` is summary.json's: cpu_count and the CPU's bf16 flags (absent in old summaries,
-    which the sentences then call unknown).
+    An inconclusive verdict whose timings were unfit (too short, disturbed) still has measurements:
+    its Why gives them, under a first sentence saying they did not decide. One resting on
+    measurements known to mislead (beyond the physical ceiling, peak RSS) gets none: its message
+    says why. `environment` is summary.json's: cpu_count and the CPU's bf16 flags (absent in old
+    summaries, which the sentences then call unknown).
     """
     kind, metric = expectation.get("kind"), expectation.get("metric") or "samples_per_s"
     if expectation.get("verdict") not in (Outcome.FAIL, Outcome.INCONCLUSIVE) or kind not in ("speedup", "ratio"):
+        return None
+    cause = expectation.get("cause") or ""
+    if cause not in ("", "unfit"):
         return None
     if kind == "ratio" and metric not in TIME_METRICS | MEMORY_METRICS:
         return None
@@ -444,6 +466,8 @@ def explain(
     why = _explain_timing(run, base, declared, environment)
     if why is not None and note:
         why["sentences"].insert(0, note)
+    if why is not None and cause == "unfit":
+        why["sentences"].insert(0, UNFIT_NOTE)
     return why
 
 
@@ -452,7 +476,9 @@ def _explain_timing(
 ) -> dict[str, Any] | None:
     if run["metrics"].get("processes", 1) != base["metrics"].get("processes", 1):
         cores = environment.get("cpu_count")
-        return explain_processes(run, base, declared, cores if isinstance(cores, int) else None)
+        why = explain_processes(run, base, declared, cores if isinstance(cores, int) else None)
+        why["sentences"] += gpu_notes(run, base)
+        return why
     if run["metrics"].get("mixed_precision") != base["metrics"].get("mixed_precision"):
         return explain_precision(run, base, declared, environment)
     t_run, t_base = step_seconds(run), step_seconds(base)
@@ -462,6 +488,7 @@ def _explain_timing(
         "sentences": [
             _split_sentence(run["name"], t_run, step_parts(run, t_run)),
             _split_sentence(base["name"], t_base, step_parts(base, t_base)),
+            *gpu_notes(run, base),
         ]
     }
 

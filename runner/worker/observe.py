@@ -66,6 +66,21 @@ class Progress:
             write_json_atomic(self.path, record, durable=False)
 
 
+def process_start_time() -> float:
+    """When this process started, on the wall clock, to 10 ms (/proc: its start in clock ticks after boot).
+
+    Where /proc cannot be read (not Linux), now: the launcher phase then also holds the imports.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            # the command name (field 2) is in parentheses and may hold spaces: count fields after it
+            after = stat.read().rsplit(")", 1)[1].split()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(after[19]) / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+
+
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     """Peak memory of this process: CUDA allocator peak on a GPU, peak RSS on CPU."""
     if device.type == "cuda":

@@ -4,7 +4,8 @@ Per micro-batch: data (indexing the in-memory batch), compute (forward + backwar
 `accelerator.no_sync(model)`, which skips DDP's gradient all-reduce), the same step synchronised
 (its excess over compute is the gradient synchronisation cost), and the optimizer update.
 A short torch.profiler pass splits compute into matrix multiplications, dtype casts and the rest,
-which is what mixed precision can and cannot speed up.
+which is what mixed precision can and cannot speed up. Last, the second clock (runner.worker.clock):
+whole steps with the device's own busy time beside their wall, split by class.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from runner.worker.clock import device_clock
 
 PROBE_BUDGET_S = 4.0  # per phase; the probe adds a few seconds to a run, not minutes
 MATMUL_OPS = ("mm", "addmm", "bmm", "matmul", "linear", "_addmm_activation", "mkldnn_linear")
@@ -76,12 +79,14 @@ def attribution(
     for _ in range(probes):
         phases["data"].append(_timed(device, load))
         phases["compute"].append(_timed(device, unsynced))
-        raw.zero_grad(set_to_none=True)
         if world > 1:
+            raw.zero_grad(set_to_none=True)
             accelerator.wait_for_everyone()  # measure the all-reduce, not the ranks' skew
             phases["synced"].append(_timed(device, forward_backward))
         else:
             phases["synced"].append(phases["compute"][-1])
+        # The optimizer is timed on the gradients just computed: without them (after zero_grad with
+        # set_to_none) every optimizer skips every parameter, and the step times nothing.
         phases["optimizer"].append(_timed(device, raw.step))
         raw.zero_grad(set_to_none=True)
     if whole_step is not None:
@@ -103,6 +108,11 @@ def attribution(
     if "step" in medians:
         result["step_s"] = medians["step"]
     result.update(_op_shares(device, load, forward_backward, raw, steps=1 if micro_estimate > 0.5 else 2))
+    if whole_step is not None:
+        barrier = accelerator.wait_for_everyone if world > 1 else None
+        reading = device_clock(whole_step, device, step_time_s=step_time_s, barrier=barrier)
+        if reading is not None:
+            result.update(reading.as_json())
     return result
 
 

@@ -1,18 +1,23 @@
 """The worker's training loop, measured honestly, and its report (metrics.json).
 
-Honesty rules: every timing boundary synchronises the device (CUDA work is asynchronous) and,
-with several processes, waits for all of them; warm-up steps are excluded from the timed part;
-nothing on the hot path forces a host sync (losses stay on the device until the end); what ran
-(world size, distributed type, precision, threads) is observed, not assumed.
+Honesty rules: the timed part is cut into blocks of whole optimizer steps (runner.timing), each
+closed by one device synchronisation (CUDA work is asynchronous) and none per step; warm-up steps
+and the calibration of the block size are excluded from it; nothing on the hot path forces a host
+sync (losses stay on the device until the end); timing-only steps added after training never
+count in the loss, the loss curve or the accuracy; what ran (world size, distributed type,
+precision, threads) is observed, not assumed. Every phase of the launch is stamped with the wall
+clock, so the report can say where a launch's time went.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +29,20 @@ from runner.jsonio import write_json_atomic
 from runner.plan.worker_plan import Observed, WorkerPlan
 from runner.spec.models import RunConfig, SyntheticTokens
 from runner.spec.workload import workload_of
+from runner.timing import Estimate, Rules, estimate, steps_per_block
 from runner.vocab import LAUNCH_T0_VAR
 from runner.worker import disturbance
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
 from runner.worker.failpoint import Failpoint
 from runner.worker.memory import cpu_tensor_peak_mb
-from runner.worker.observe import Progress, current_rss_mb, rank_facts, start_heartbeat
+from runner.worker.observe import Progress, current_rss_mb, process_start_time, rank_facts, start_heartbeat
 from runner.worker.probe import attribution
 
 EVAL_LOGITS = 1 << 22  # logits per eval batch of token data (16 MB in fp32)
+EXTEND_ROUNDS = 3  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
+EXTEND_TARGET = 0.02  # a launch's interval of its median block rate within +-2%: tight enough to stop extending
+EXTEND_MARGIN = 2  # blocks asked beyond measure.min_blocks, so one stalled block does not leave it short
 
 
 def _sync(device: torch.device) -> None:
@@ -41,28 +50,122 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class BlockClock:
+    """The timed part as blocks of whole optimizer steps: one synchronisation at each block's end, none per step.
+
+    The block size is calibrated as asv calibrates its `number`: blocks of 1, 2, 4 ... steps until
+    one lasts `block_s`; those calibration blocks are warm-up. Only the main rank keeps blocks: every
+    optimizer step holds the ranks' gradient all-reduce, so its clock sees the whole group's pace.
+    On a GPU a CUDA event also marks each block's end (the device's own timeline, kept beside the
+    wall clock, which is the truth a user waits for).
+    """
+
+    def __init__(self, device: torch.device, block_s: float, total_steps: int, enabled: bool) -> None:
+        self.device, self.block_s, self.total_steps, self.enabled = device, block_s, total_steps, enabled
+        self.per_block = 1
+        self.calibrating = True
+        self.in_block = 0
+        self.started = 0.0
+        self.steps: list[int] = []
+        self.seconds: list[float] = []
+        self.events: list[Any] = []  # CUDA events at block edges (the first one opens the first block)
+        self.extra_from: int | None = None  # index of the first block made of timing-only steps
+
+    def begin(self) -> None:
+        """(Re)start the clock at a block edge: the device idle, then the time."""
+        self.in_block = 0
+        if self.enabled:
+            self.started = self._edge(first=True)
+
+    def _edge(self, first: bool = False) -> float:
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            event.record()
+            if first and self.events and self.events[-1] is not None:
+                self.events.append(None)  # a gap: the next block's device time starts here, not at the last edge
+            self.events.append(event)
+        _sync(self.device)
+        return time.perf_counter()
+
+    def step(self, step: int) -> None:
+        """An optimizer step ended; close the block when it holds its steps."""
+        self.in_block += 1
+        if not self.enabled or self.in_block < self.per_block:
+            return
+        now = self._edge()
+        duration = now - self.started
+        if self.calibrating:
+            if duration >= self.block_s:
+                self.calibrating = False
+                self.per_block = steps_per_block(duration / self.in_block, self.block_s, self.total_steps - step)
+            else:
+                self.per_block *= 2
+        else:
+            self.steps.append(self.in_block)
+            self.seconds.append(duration)
+        self.started, self.in_block = now, 0
+
+    def close(self) -> None:
+        """At the end of a stretch of steps: keep a partial block that is long enough to be one."""
+        if not self.enabled or self.in_block == 0:
+            return
+        now = self._edge()
+        duration = now - self.started
+        if not self.calibrating and duration >= self.block_s / 2:
+            self.steps.append(self.in_block)
+            self.seconds.append(duration)
+        self.in_block = 0
+
+    def estimate(self) -> Estimate | None:
+        """The launch's speed from the blocks so far."""
+        return estimate(self.steps, self.seconds)
+
+    def device_seconds(self) -> list[float] | None:
+        """Each block's time on the device's own timeline (CUDA events), where there is one."""
+        if self.device.type != "cuda" or not self.events:
+            return None
+        torch.cuda.synchronize(self.device)
+        spans = [
+            a.elapsed_time(b) / 1000
+            for a, b in zip(self.events, self.events[1:], strict=False)
+            if a is not None and b is not None
+        ]
+        return [round(s, 6) for s in spans]
+
+
 @dataclass
 class Timing:
-    """The training loop's clock readings; every boundary synchronised the device and the ranks."""
+    """The training loop's clock readings (wall clock for phases, perf_counter inside)."""
 
-    first_step_wall: float  # wall clock, for start-up time (launch to first step)
     train_start: float
     train_end: float
-    timed_start: float  # after the warm-up steps
-    cpu_at_start: disturbance.CpuSample  # the machine's CPU at the timed window's edges
+    cpu_at_start: disturbance.CpuSample  # the machine's CPU at the timed part's edges
     cpu_at_end: disturbance.CpuSample
     steps: int
-    timed_steps: int
+    clock: BlockClock
+    marks: dict[str, float] = field(default_factory=dict)  # phase name -> wall clock when it ended
 
-    @property
-    def timed_s(self) -> float:
-        """Seconds of the timed part."""
-        return self.train_end - self.timed_start
+    def mark(self, phase: str) -> None:
+        """Stamp the end of a phase with the wall clock."""
+        self.marks[phase] = time.time()
 
 
-def run_plan(plan_path: str) -> None:
-    """Run one launch as plan.json describes; the main process writes metrics.json at the end."""
-    trainer = Trainer(WorkerPlan.read(plan_path))
+# A finished rank's trainer stays referenced until the process ends (with os._exit, never the
+# interpreter's shutdown): freeing it would run the process group's destructor, which joins gloo's
+# worker threads, and one of them can wait forever on a peer that has already finished. Seen as a
+# rank hung in ~ProcessGroupGloo after its work and done marker were written.
+_NEVER_TORN_DOWN: list[Trainer] = []
+
+
+def run_plan(plan_path: str, entered: float | None = None) -> None:
+    """Run one launch as plan.json describes; the main process writes metrics.json at the end.
+
+    Returns once this rank's work is durable and its done marker written; the caller ends the
+    process (`python -m runner.worker` with os._exit, a forked rank by returning to its launcher).
+    """
+    marks = {"process": process_start_time(), "imports": entered if entered is not None else time.time()}
+    trainer = Trainer(WorkerPlan.read(plan_path), marks)
+    _NEVER_TORN_DOWN.append(trainer)
     timing = trainer.train()
     trainer.report(timing)
     _finish(trainer.accelerator, f"{trainer.plan.outputs.done_prefix}{trainer.rank}", trainer.failpoint, trainer.rank)
@@ -71,16 +174,20 @@ def run_plan(plan_path: str) -> None:
 class Trainer:
     """One rank of a launch: its Accelerator, data, model and optimizer, trained and measured."""
 
-    def __init__(self, plan: WorkerPlan) -> None:
+    def __init__(self, plan: WorkerPlan, marks: dict[str, float]) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.plan, config = plan, plan.builtin
+        self.marks = marks
         self.work, self.train_config = workload_of(config), config.train
         # Precision comes from `accelerate launch` (the compiled config), never from here: passing it
         # would override the launcher, and "the declared precision ran" could then never fail.
         self.accelerator = Accelerator(gradient_accumulation_steps=self.train_config.gradient_accumulation_steps)
         self.device = self.accelerator.device
+        if self.device.type == "cuda":
+            torch.cuda.init()  # type: ignore[no-untyped-call]  # the CUDA context now, so device initialisation is its own phase
+        marks["device_init"] = time.time()
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         start_heartbeat(f"{plan.outputs.heartbeat_prefix}{self.rank}")
         if self.world != plan.declared.processes:
@@ -107,6 +214,8 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         self.compute_dtype = self._observe_compute_dtype()
         self.losses = torch.zeros(self.work.optimizer_steps * self.work.accumulation, device=self.device)
+        _sync(self.device)
+        marks["setup"] = time.time()
 
     def _observe_compute_dtype(self) -> list[str]:
         """The dtype the first layer really computes in (autocast or not), seen once by a hook."""
@@ -147,43 +256,116 @@ class Trainer:
         _sync(self.device)
         return time.perf_counter()
 
-    def train(self) -> Timing:
-        """The training loop, with its warm-up excluded from the timed part."""
+    def micro_batches(self, first_epoch: int = 0) -> Iterator[torch.Tensor]:
+        """This rank's sample indices of each micro-batch, epoch after epoch, in the seeded training order.
+
+        Global micro-batch m of an epoch is permutation[m*world*batch : (m+1)*world*batch], split across
+        ranks: N processes with batch b see exactly the batches of 1 process with batch N*b. Each epoch
+        holds whole optimizer steps (a trailing partial accumulation is left out).
+        """
         work, batch, world, rank = self.work, self.train_config.batch_size, self.world, self.rank
-        warmup = min(self.plan.config.measure.warmup_steps, max(0, work.optimizer_steps - 1))
         epoch_gen = torch.Generator()
-        train_start = timed_start = self._boundary()
-        first_step_wall = time.time()
-        cpu_at_start = disturbance.sample()
-        step = micro = epoch = 0
-        while step < work.optimizer_steps:
+        epoch = first_epoch
+        usable = work.micro_batches_per_epoch * batch * world
+        whole = work.micro_batches_per_epoch - work.micro_batches_per_epoch % work.accumulation
+        while True:
             epoch_gen.manual_seed(self.train_config.seed * 1_000_003 + epoch)
             permutation = torch.randperm(work.train_samples, generator=epoch_gen)
-            usable = work.micro_batches_per_epoch * batch * world
-            # Global micro-batch m is permutation[m*world*batch : (m+1)*world*batch], split across ranks:
-            # N processes with batch b see exactly the batches of 1 process with batch N*b.
             order = permutation[:usable].view(work.micro_batches_per_epoch, world, batch)[:, rank, :].to(self.device)
-            for index in range(work.micro_batches_per_epoch - work.micro_batches_per_epoch % work.accumulation):
-                if step >= work.optimizer_steps:
-                    break
-                batch_index = order[index]
-                loss = self.micro_step(
-                    self.inputs.index_select(0, batch_index), self.labels.index_select(0, batch_index)
-                )
-                self.losses[micro] = loss.detach()
-                micro += 1
-                if self.accelerator.sync_gradients:
-                    step += 1
-                    if step == warmup:
-                        timed_start = self._boundary()
-                        cpu_at_start = disturbance.sample()
-                    self.progress.update(step)
-                    self.failpoint.fire(step, rank)
+            for index in range(whole):
+                yield order[index]
             epoch += 1
-        train_end = self._boundary()
-        cpu_at_end = disturbance.sample()
-        timed_steps = work.optimizer_steps - warmup
-        return Timing(first_step_wall, train_start, train_end, timed_start, cpu_at_start, cpu_at_end, step, timed_steps)
+
+    def train(self) -> Timing:
+        """The declared training: warm-up steps, then the timed part in blocks (runner.timing)."""
+        work, rank, measure = self.work, self.rank, self.plan.config.measure
+        warmup = min(measure.warmup_steps, max(0, work.optimizer_steps - 1))
+        clock = BlockClock(self.device, measure.block_s, work.optimizer_steps, enabled=self.accelerator.is_main_process)
+        train_start = self._boundary()
+        timing = Timing(train_start, train_start, disturbance.sample(), disturbance.sample(), 0, clock, self.marks)
+        timing.mark("train_start")
+        if warmup == 0:
+            clock.begin()
+        step = micro = 0
+        batches = self.micro_batches()
+        while step < work.optimizer_steps:
+            batch_index = next(batches)
+            loss = self.micro_step(self.inputs.index_select(0, batch_index), self.labels.index_select(0, batch_index))
+            self.losses[micro] = loss.detach()
+            micro += 1
+            if self.accelerator.sync_gradients:
+                step += 1
+                if step == warmup:
+                    _sync(self.device)
+                    timing.mark("warmup")
+                    timing.cpu_at_start = disturbance.sample()
+                    clock.begin()
+                elif step > warmup:
+                    clock.step(step)
+                self.progress.update(step)
+                self.failpoint.fire(step, rank)
+        clock.close()
+        timing.train_end = self._boundary()
+        timing.cpu_at_end = disturbance.sample()
+        timing.steps = step
+        timing.mark("train")
+        if "warmup" not in timing.marks:
+            timing.marks["warmup"] = timing.marks["train_start"]
+        self.next_epoch = micro // max(1, work.micro_batches_per_epoch) + 1
+        return timing
+
+    def extend(self, timing: Timing) -> int:
+        """Timing-only steps after the declared training, while its blocks cannot decide; how many ran.
+
+        Run after the evaluation, so they never reach the loss, the loss curve or the accuracy. The
+        main rank decides how many blocks are wanted (too few, or an interval looser than
+        EXTEND_TARGET) and how many the budget allows: measure.extend_share of this launch's own
+        overhead so far (everything but the timed part), because another launch would cost all of
+        it again. Every rank runs the same steps (they hold collectives), so the count is agreed.
+        """
+        measure, clock = self.plan.config.measure, timing.clock
+        rules = Rules(measure.min_blocks, measure.max_spread)
+        launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
+        begun = launch_t0 if launch_t0 == launch_t0 else self.marks["process"]
+        found = clock.estimate()
+        timed = found.seconds if found else 0.0
+        budget = measure.extend_share * max(0.0, time.time() - begun - timed)
+        batches = self.micro_batches(self.next_epoch)
+        extra = 0
+        spent = 0.0
+        for _ in range(EXTEND_ROUNDS):
+            wanted = 0
+            if self.accelerator.is_main_process:
+                blocks = _blocks_wanted(clock.estimate(), rules)
+                per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
+                wanted = min(blocks, int((budget - spent) / per_block)) * clock.per_block
+            # the main rank's count reaches every rank (the others add 0)
+            agreed = self.accelerator.reduce(torch.tensor([wanted], device=self.device), reduction="sum")
+            steps = int(agreed.item())
+            if steps <= 0:
+                break
+            if clock.extra_from is None:
+                clock.extra_from = len(clock.steps)
+                self._optimizer_steps(batches, 1)  # one step to warm again after the evaluation, untimed
+            self.progress.update(timing.steps, "timing", force=True)
+            started = time.perf_counter()
+            clock.begin()
+            self._optimizer_steps(batches, steps, clock)
+            clock.close()
+            spent += time.perf_counter() - started
+            extra += steps
+        return extra
+
+    def _optimizer_steps(self, batches: Iterator[torch.Tensor], steps: int, clock: BlockClock | None = None) -> None:
+        """`steps` optimizer steps through the training step, on the training order's next batches."""
+        done = 0
+        while done < steps:
+            batch_index = next(batches)
+            self.micro_step(self.inputs.index_select(0, batch_index), self.labels.index_select(0, batch_index))
+            if self.accelerator.sync_gradients:
+                done += 1
+                if clock is not None:
+                    clock.step(done)
 
     def _measure_after(self, timing: Timing) -> tuple[dict[str, Any], dict[str, Any]]:
         """After training, on every rank: this rank's facts and the attribution probe (same collectives on all)."""
@@ -191,10 +373,14 @@ class Trainer:
         rank_report["rss_at_start_mb"] = round(self.rss_at_start, 1)
         rank_report["timed_cpu_s"] = round(disturbance.own_cpu_s(timing.cpu_at_start, timing.cpu_at_end), 6)
         probe: dict[str, Any] = {}
-        if self.plan.config.measure.attribution and timing.timed_steps > 0:
+        if self.plan.config.measure.attribution and timing.steps > 0:
             self.progress.update(timing.steps, "attribution", force=True)
-            # Every rank must run the same number of probe collectives: agree on one step time.
-            step_s = timing.timed_s / timing.timed_steps
+            # Every rank must run the same number of probe collectives: agree on one step time (the main
+            # rank's blocks have it; a launch too short for a block takes its whole training's average).
+            found = timing.clock.estimate()
+            step_s = 1 / found.rate if found else (timing.train_end - timing.train_start) / timing.steps
+            if not self.accelerator.is_main_process:
+                step_s = 0.0
             step_time = self.accelerator.reduce(torch.tensor([step_s], device=self.device), reduction="max")
             probe = attribution(
                 self.accelerator,
@@ -218,29 +404,27 @@ class Trainer:
         return rank_report, probe
 
     def report(self, timing: Timing) -> None:
-        """Losses, evaluation and measurements of every rank; the main rank writes metrics.json."""
-        accelerator, work = self.accelerator, self.work
+        """Losses, evaluation, timing-only blocks and measurements of every rank; the main rank writes metrics.json."""
+        accelerator = self.accelerator
         self.progress.update(timing.steps, "eval", force=True)
-        final_loss, loss_curve = _losses(accelerator, self.losses, work, self.train_config.loss_every_steps)
+        final_loss, loss_curve = _losses(accelerator, self.losses, self.work, self.train_config.loss_every_steps)
         eval_loss, accuracy = _evaluate(
             accelerator, self.model, self.eval_inputs, self.eval_labels, _eval_batch(self.plan.builtin)
         )
+        timing.mark("eval")
+        extra_steps = self.extend(timing)
+        if extra_steps:
+            timing.cpu_at_end = disturbance.sample()  # the disturbance window covers the timing-only blocks too
+        timing.mark("extend")
         rank_report, probe = self._measure_after(timing)
         ranks = accelerator.gather_for_metrics([rank_report], use_gather_object=True)
+        timing.mark("probes")
         if not accelerator.is_main_process:
             return
-        launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
-        timed = timing.timed_s
         metrics = {
             "train_time_s": round(timing.train_end - timing.train_start, 6),
-            "timed_time_s": round(timed, 6),
-            "startup_s": round(timing.first_step_wall - launch_t0, 6) if launch_t0 == launch_t0 else None,
-            "first_step_at": round(timing.first_step_wall, 6),  # wall clock: submit-to-first-step on a cluster
-            "samples_per_s": round(timing.timed_steps * work.global_batch / timed, 3) if timed > 0 else None,
-            "step_time_ms": round(1000 * timed / timing.timed_steps, 6) if timing.timed_steps else None,
-            **self._token_rate(timing),
+            **self._timing_metrics(timing, extra_steps),
             "optimizer_steps": timing.steps,
-            "timed_steps": timing.timed_steps,
             "final_loss": final_loss if math.isfinite(final_loss) else None,
             "eval_loss": eval_loss,
             "accuracy": accuracy,
@@ -248,30 +432,58 @@ class Trainer:
             "peak_memory_source": ranks[0]["peak_memory_source"],
             "processes": self.world,
             "mixed_precision": accelerator.mixed_precision,
-            "global_batch_size": work.global_batch,
-            "params": work.params,
+            "global_batch_size": self.work.global_batch,
+            "params": self.work.params,
         }
+        clock = timing.clock
         record = {
             "format": 1,
             "run": self.plan.run,
             "repeat": self.plan.repeat,
             "metrics": metrics,
+            "blocks": {
+                "steps": clock.steps,
+                "seconds": [round(s, 7) for s in clock.seconds],
+                "device_seconds": clock.device_seconds(),
+                "extra_from": clock.extra_from,
+                "steps_per_block": clock.per_block,
+            },
+            "phases": _phases(timing),
             "loss_curve": loss_curve,
             "observed": self._observed(ranks, final_loss).as_json(),
             "ranks": ranks,
             "attribution": probe,
             "disturbance": self._disturbance(timing, ranks, rank_report["hostname"]),
         }
+        record["phases"]["written_at"] = round(time.time(), 6)
         write_json_atomic(self.plan.outputs.metrics, record)
         self.progress.update(timing.steps, "done", force=True)
 
-    def _token_rate(self, timing: Timing) -> dict[str, float | None]:
-        """tokens_per_s for token data (predicted tokens over all processes per second after warm-up)."""
-        tokens, timed = self.work.tokens_per_sample, timing.timed_s
-        if not tokens:
-            return {}
-        rate = round(timing.timed_steps * self.work.global_batch * tokens / timed, 3) if timed > 0 else None
-        return {"tokens_per_s": rate}
+    def _timing_metrics(self, timing: Timing, extra_steps: int) -> dict[str, Any]:
+        """The launch's speed from its blocks: the median block rate as samples/s (and tokens/s), its interval."""
+        launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
+        first_step = timing.marks["train_start"]
+        found = timing.clock.estimate()
+        clock = timing.clock
+        extra_s = sum(clock.seconds[clock.extra_from :]) if clock.extra_from is not None else 0.0
+        out: dict[str, Any] = {
+            "startup_s": round(first_step - launch_t0, 6) if launch_t0 == launch_t0 else None,
+            "first_step_at": round(first_step, 6),  # wall clock: submit-to-first-step on a cluster
+            "timed_time_s": round(found.seconds, 6) if found else 0.0,
+            "timed_steps": found.steps if found else 0,
+            "samples_per_s": round(found.rate * self.work.global_batch, 3) if found else None,
+            "step_time_ms": round(1000 / found.rate, 6) if found else None,
+            "extra_steps": extra_steps,
+            "extra_time_s": round(extra_s, 6),
+        }
+        if self.work.tokens_per_sample:
+            tokens = self.work.global_batch * self.work.tokens_per_sample
+            out["tokens_per_s"] = round(found.rate * tokens, 3) if found else None
+        if found:
+            out.update(found.as_metrics())
+        else:
+            out["timed_blocks"] = 0
+        return out
 
     def _observed(self, ranks: list[dict[str, Any]], final_loss: float) -> Observed:
         accelerator = self.accelerator
@@ -282,6 +494,7 @@ class Trainer:
             mixed_precision=accelerator.mixed_precision,
             launcher_mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION"),
             compute_dtype=self.compute_dtype[0] if self.compute_dtype else None,
+            **_precision_facts(self.model),
             device=self.device.type,
             main_process_port=int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT", "").isdigit() else None,
             device_names=sorted({r["device_name"] for r in ranks}),
@@ -306,6 +519,61 @@ class Trainer:
         return shares
 
 
+def _blocks_wanted(found: Estimate | None, rules: Rules) -> int:
+    """More blocks an estimate needs to decide: up to measure.min_blocks, or until its interval is tight.
+
+    A spread or drift over the limits is the machine's doing, and more blocks of the same launch
+    would not mend it: none are asked then.
+    """
+    if found is None:
+        return rules.min_blocks + EXTEND_MARGIN
+    if found.blocks < rules.min_blocks:
+        return rules.min_blocks - found.blocks + EXTEND_MARGIN
+    if found.problem(rules) is not None or found.relative_halfwidth <= EXTEND_TARGET:
+        return 0
+    # the interval of a median narrows as 1/sqrt(n)
+    return min(4 * found.blocks, math.ceil(found.blocks * ((found.relative_halfwidth / EXTEND_TARGET) ** 2 - 1)))
+
+
+def _phases(timing: Timing) -> dict[str, float | None]:
+    """Seconds of each phase of the launch, from the wall-clock stamps (the runner adds the teardown)."""
+    marks = timing.marks
+    launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
+    clock = timing.clock
+    found = clock.estimate()
+    # the declared training after its warm-up steps: the blocks kept are timed, the rest (calibration,
+    # blocks before the speed was stationary) was still warm-up
+    declared_end = clock.extra_from if clock.extra_from is not None else len(clock.seconds)
+    kept = sum(clock.seconds[found.warmup_blocks : declared_end]) if found else 0.0
+    after_warmup = marks["train"] - marks["warmup"]
+
+    def span(a: str, b: str) -> float:
+        return round(marks[b] - marks[a], 6)
+
+    return {
+        "launcher_s": round(marks["process"] - launch_t0, 6) if launch_t0 == launch_t0 else None,
+        "imports_s": span("process", "imports"),
+        "device_init_s": span("imports", "device_init"),
+        "setup_s": span("device_init", "setup"),
+        "warmup_s": round(marks["warmup"] - marks["setup"] + max(0.0, after_warmup - kept), 6),
+        "timed_s": round(min(kept, after_warmup), 6),
+        "eval_s": span("train", "eval"),
+        "extra_timing_s": span("eval", "extend"),
+        "probes_s": span("extend", "probes"),
+    }
+
+
+def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
+    """How this process computed: the parameters' dtype and the float32 matmul settings (TF32 or not)."""
+    first = next(model.parameters(), None)
+    return {
+        "param_dtype": str(first.dtype) if first is not None else None,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
 def _state_tensors(optimizer: Any) -> list[torch.Tensor]:
     """The optimizer's state tensors (Adam's moments, SGD's momentum)."""
     raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
@@ -313,21 +581,16 @@ def _state_tensors(optimizer: Any) -> list[torch.Tensor]:
 
 
 def _finish(accelerator: Any, done_marker: str, failpoint: Failpoint, rank: int) -> None:
-    """End the process once its work is durable, without running the interpreter's shutdown.
+    """Mark this rank's work durable: metrics.json is written and fsynced by now (main rank).
 
-    Why not return normally: gloo's worker threads can still hold Python-owned tensors of the last
-    collective when the interpreter finalises; freeing them then needs the interpreter and the
-    process aborts ("terminate called without an active exception", SIGABRT) after a run that
-    succeeded. Nothing is left to do at this point: metrics.json is written and fsynced, so the
-    process flushes its output, marks itself done (the runner keeps a run whose every rank got
-    here) and leaves with os._exit, which skips finalisation and its race.
+    The caller then ends the process without the interpreter's shutdown (runner.worker.__main__
+    says why), and the runner keeps a run whose every rank got here.
     """
     accelerator.end_training()
     Path(done_marker).touch()
     failpoint.fire_at_end(rank)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
 
 
 def _losses(accelerator: Any, losses: torch.Tensor, work: Any, every: int) -> tuple[float, list[list[float]]]:
