@@ -8,9 +8,12 @@ catching what the one before can miss, all consulted whenever a launch is stoppe
    a session of its own; a process-group kill would miss them). accel-run is a child subreaper
    (prctl PR_SET_CHILD_SUBREAPER), so a process whose parent exits is re-parented to accel-run,
    not to init: a double-forked daemon stays in accel-run's own tree and is found there.
-2. The marker: compile puts ACCEL_RUN_LAUNCH=<launch folder> (vocab.LAUNCH_MARK_VAR) into the launch's environment
-   (LaunchPlan.env; every launcher passes it on) and every process inherits it, whatever it does
-   to its session or process group. At each stop, /proc/*/environ is read for it.
+2. The marker: compile puts ACCEL_RUN_LAUNCH=<launch folder> (vocab.LAUNCH_MARK_VAR) into the
+   launch's environment (LaunchPlan.env; every launcher passes it on) and every process inherits
+   it, whatever it does to its session or process group. At each stop, /proc/*/environ is read
+   for it. /proc shows the environment a process was exec'd with: under the fork server
+   (launch.launcher: fork) the ranks, and what they fork without exec, show the server's own; the
+   marker finds there only what was started by exec (a program a script runs), the tree the rest.
 3. A cgroup of its own (cgroup v2), where accel-run may create one (root, or a delegated
    systemd scope): the launcher is moved into it as it starts, every descendant is born in it, and
    cgroup.kill ends them all at once, whatever their environment or parent.
@@ -23,11 +26,12 @@ launch's notes.
 What is guaranteed without a cgroup (a CPU machine without cgroup rights): every process started
 by the launch that is alive when it is stopped is ended if it is still a descendant of accel-run
 (any process that detached by losing its parent is, through the subreaper, unless something in
-between made itself a subreaper too), or if it still carries the marker in the environment it was
-started with and runs as a user whose /proc/PID/environ accel-run can read (its own; any, as
-root). A process escapes only by both leaving accel-run's tree (through another subreaper) and
-starting itself again without the marker (exec with a cleared environment), or by changing to
-another user. With a cgroup, none escapes short of moving itself to another cgroup.
+between made itself a subreaper too), or if the environment it was exec'd with holds the marker
+and it runs as a user whose /proc/PID/environ accel-run can read (its own; any, as root). A
+process escapes only by both leaving accel-run's tree (through another subreaper) and being
+exec'd without the marker (a cleared environment; under the fork server, a process never exec'd),
+or by changing to another user. With a cgroup, none escapes short of moving itself to another
+cgroup. A launch that its work is done but that something holds open (see AfterWork) is stopped.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import psutil
 
 from runner.vocab import LAUNCH_MARK_VAR
 
-LINGER_S = 10.0  # a launch still running this long after every rank finished is held open by something
+LINGER_S = 5.0  # a launch still running this long after every rank finished is held open by something
 KILL_ROUNDS = 20  # stop-and-look rounds without a cgroup: each catches what the one before saw being born
 REAP_WAIT_S = 5.0
 _PR_SET_CHILD_SUBREAPER = 36
