@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
-from runner.errors import AccelRunError, Diagnostic, ExitCode, Severity, SpecError
+from runner.errors import AccelRunError, Diagnostic, ExitCode, ResultError, Severity, SpecError
 from runner.report.diagnostics import diagnostics_text, github_annotation, plural, use_color
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ examples:
   accel-run specs/day6.yaml --set train.epochs=2 --set 'matrix.launch.processes=[1, 2, 4]'
   accel-run compare results/day6/20261128T101500Z specs/day6.yaml   an old result vs the newest
   accel-run --report results/day6/20261128T101500Z
-  accel-run --report latest                  the newest result (a spec file: that spec's newest)
+  accel-run --report latest                  the newest result (a spec file: the newest run from that file)
 """
 
 COMPARE_DESCRIPTION = """\
@@ -65,8 +65,9 @@ metric, judged on the noise interval of the repeats as expectations are. A chang
 threshold over the whole interval is a regression (exit 1); an interval that holds the threshold is
 unclear (exit 1 unless --allow-inconclusive). A different spec or machine is stated first.
 
-OLD and NEW are result folders, or: a spec file or OUTPUT/<spec>/ (that spec's newest result), or
-'latest' (the newest result of any spec under --output).
+OLD and NEW are result folders, or: a spec file (the newest result run from that file), OUTPUT/<spec>/
+(the newest result of that spec name), or 'latest' (the newest result of any spec under --output).
+OLD and NEW must be two different results.
 """
 
 COMPARE_EPILOG = """\
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument(
         "--report",
         metavar="RESULT",
-        help="re-render the report of a result: its folder, a spec file or OUTPUT/<spec>/ (the newest), or 'latest'",
+        help="re-render the report of a result: its folder, a spec file (the newest result of that file), "
+        "OUTPUT/<spec>/ (the newest of that name), or 'latest'",
     )
     modes.add_argument("--resume", metavar="RESULT_DIR", help="rerun the runs of a result that did not finish")
     options = parser.add_argument_group("options")
@@ -309,7 +311,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
             from runner.pipeline import rerender_report
             from runner.results.layout import resolve_result
 
-            text, code = rerender_report(str(resolve_result(args.report, args.output)))
+            resolved = resolve_result(args.report, args.output)
+            if resolved.warning:
+                print(f"accel-run: warning: {resolved.warning}", file=err)
+            text, code = rerender_report(str(resolved.folder))
             out.write(text)
             return int(code)
         if args.only or args.repeats or args.engine or args.output != "results":
@@ -373,7 +378,14 @@ def compare_command(parser: argparse.ArgumentParser, args: argparse.Namespace, o
     if unknown:
         return _usage(parser, err, f"unknown metric {unknown[0]!r}; choose from {', '.join(sorted(COMPARABLE))}")
     old, new = (resolve_result(ref, args.output) for ref in (args.old, args.new))
-    comparison = compare_results(old, new, threshold=args.threshold, metrics=metrics)
+    for warning in dict.fromkeys(r.warning for r in (old, new) if r.warning):
+        print(f"accel-run: warning: {warning}", file=err)
+    if new.folder.is_dir() and old.folder.resolve() == new.folder.resolve():
+        raise ResultError(
+            f"OLD and NEW are the same result, {new.folder}: compare two different results "
+            "(a spec file stands for its newest one; give the older one's folder)"
+        )
+    comparison = compare_results(old.folder, new.folder, threshold=args.threshold, metrics=metrics)
     if args.format == "json":
         print(json.dumps(comparison.as_json(), indent=2), file=out)
     else:

@@ -120,6 +120,7 @@ class Session:
     fault: str = ""  # the machine fault that ended the session early (disk full, folder deleted)
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
+    spec_file: str = ""  # the spec file's absolute path: --report SPEC and compare find its results by it
     reserve: SpaceReserve | None = None  # disk space freed for the last save after a machine fault
 
     def engine_of(self, name: str) -> Engine:
@@ -155,6 +156,7 @@ class Session:
                 "name": spec.name,
                 "description": spec.description,
                 "path": self.validated.path,
+                "file": self.spec_file,
                 "sha256": self.spec_sha256,
                 "baseline": self.validated.baseline,
                 "runs": list(self.records),
@@ -205,6 +207,7 @@ def _new_records(
             selected=name in selected,
             auto=fixed is None,
             skip_reason=skips.get(name, ""),
+            workload="script" if run.script_file else "builtin",
         )
     return records
 
@@ -253,6 +256,7 @@ def _run_spec(
         write_text_atomic(result_dir / SETS_FILE, json.dumps(list(options.sets)) + "\n")
     records = _new_records(validated, selected, machine, options)
     session = Session(validated, machine, result_dir, options, records, sha256_text(text), now(), engines=engines)
+    session.spec_file = str(Path(validated.path).resolve())
     runnable = sum(record.selected for record in records.values())
     ui.say(f"accel-run: {validated.spec.name}: {runnable} run(s), results in {result_dir}")
     ui.say(f"accel-run: {bound_line(session)}")
@@ -427,6 +431,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: Spac
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started, engines=engines)
     session.reserve = reserve
     session.attach = submitted_jobs(summary, records, folder)
+    session.spec_file = str(summary["spec"].get("file") or "")
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")
@@ -500,6 +505,8 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
         return _stopped_by_fault(session, str(fault))
     finally:
         ui.close()
+    if interrupted:
+        _cut_short(session, "interrupted")
     verdicts = check_expectations(session.validated.spec, session.records)
     spent = session.budget_s if session.budget_spent else None
     session.verdicts = [stopped(v, session.records, interrupted, spent) for v in verdicts]
@@ -514,6 +521,7 @@ def _stopped_by_fault(session: Session, fault: str) -> SessionResult:
     """After a machine fault: the summary and report with the cause, saved where the folder still takes them
     (the session's reserve is freed for it first), and printed in any case."""
     session.fault = fault
+    _cut_short(session, "stopped by a machine fault")
     session.verdicts = check_expectations(session.validated.spec, session.records)
     if session.reserve is not None:
         session.reserve.release()
@@ -529,6 +537,12 @@ def _stopped_by_fault(session: Session, fault: str) -> SessionResult:
     notes.append(f"accel-run: error: {fault}")
     text = render(summary, markdown=False)
     return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
+
+
+def _cut_short(session: Session, why: str) -> None:
+    """The session ends before its plan: runs with finished repeats become incomplete, judged on those."""
+    for record in session.records.values():
+        record.cut_short = why
 
 
 def _launch_until_decided(session: Session, interrupts: Interrupts, ui: ProgressUI) -> bool:
@@ -722,7 +736,9 @@ def _tell(ui: ProgressUI, label: str, record: RunRecord, launch: LaunchRecord, p
         m = launch.metrics
         problem = record.timing_problem(launch)
         unfit = f"; not fit to time: {problem.sentence}" if problem else ""
-        timing = f"train {m['train_time_s']:.2f} s, {m['samples_per_s']:,.0f} samples/s"
+        rate = m.get("samples_per_s")  # None: not one block of steps was timed
+        speed = f"{rate:,.0f} samples/s" if isinstance(rate, int | float) else "no timed block"
+        timing = f"train {m['train_time_s']:.2f} s, {speed}"
         ui.finish(label, f"ok in {launch.wall_s:.1f} s ({timing}{unfit})")
         for note in launch.notes:
             ui.say(f"  note: {note}")

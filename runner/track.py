@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.jsonio import write_json_atomic
+from runner.track_checks import Seen, contradiction
 from runner.vocab import LAUNCH_T0_VAR, PLAN_VAR
 
 API_NAME = "runner.track"
@@ -39,7 +40,7 @@ _STACK_EVERY = 512  # loss tensors are stacked on their device in chunks: few ob
 _PROGRESS_EVERY_S = 0.25
 
 # and AccelRunTracker, imported on demand (module __getattr__ below)
-__all__ = ["active", "evaluate", "finish", "missing", "observe_accelerate", "setup", "step"]
+__all__ = ["active", "contradicted", "evaluate", "finish", "missing", "observe_accelerate", "setup", "step"]
 
 
 @dataclass
@@ -65,6 +66,9 @@ class _Report:
     seen_dtype: list[str] = field(default_factory=list)
     last_progress: float = 0.0
     finished: bool = False
+    seen: Seen = field(default_factory=Seen)  # what the optimizer and model did: the reports are checked against it
+    gradient_state: Any = None  # Accelerate's GradientState: is it synchronising gradients at each report?
+    watching: bool = False
 
     def begin(self) -> None:
         if self.start_perf is None:
@@ -108,6 +112,7 @@ def setup(accelerator: Any, model: Any = None) -> None:
 
     report.device = accelerator.device
     report.observed = _observed_state(accelerator.state, accelerator.gradient_accumulation_steps)
+    _watch_training(report, model)
     if model is not None:
         inner = accelerator.unwrap_model(model)
         report.params = sum(p.numel() for p in inner.parameters())
@@ -131,6 +136,8 @@ def step(samples: int, *, loss: Any = None, tokens: int | None = None, steps: in
     report.begin()
     if steps < 1 or samples < 0:
         raise ValueError(f"{API_NAME}.step: steps must be >= 1 and samples >= 0 (got steps={steps}, samples={samples})")
+    gradients = report.gradient_state
+    report.seen.reported(int(samples), steps, None if gradients is None else bool(gradients.sync_gradients))
     cuda = report.device is not None and report.device.type == "cuda"
     crossing = len(report.times) < report.warmup <= len(report.times) + steps
     if cuda and crossing:  # the timed window starts with the device idle, as the built-in worker's does
@@ -170,14 +177,34 @@ def evaluate(*, eval_loss: Any = None, accuracy: Any = None) -> None:
 
 
 def finish() -> None:
-    """Write the report (main process); accel-run's wrapper calls it when the script returns, so it is optional."""
+    """Write the report (main process); accel-run's wrapper calls it when the script returns, so it is optional.
+
+    Reports that contradict what the optimizer and model did write nothing: the wrapper fails the run
+    with `contradicted()`, as numbers built on them would be wrong.
+    """
     report = _current()
     if report is None or not report.main or report.finished or not report.times:
         return
     report.finished = True
     if not report.observed:
         observe_accelerate()
+    if contradicted():
+        return
     write_json_atomic(report.plan["outputs"]["metrics"], _record(report))
+
+
+def contradicted() -> str:
+    """How this process's reports contradict what its optimizer and model did (located, naming the fix), or ''.
+
+    Checked: optimizer steps reported while Accelerate was accumulating gradients, more or fewer steps
+    than the optimizer took, samples per step unlike the micro-batches the model trained, and a declared
+    script.batch_size the script does not train (see runner.track_checks).
+    """
+    report = _current()
+    if report is None or not report.main or not report.times:
+        return ""
+    script = report.plan.get("config", {}).get("script") or {}
+    return contradiction(report.seen, script.get("batch_size"), script.get("batch_size_arg"))
 
 
 def missing() -> str:
@@ -245,6 +272,50 @@ def observe_accelerate() -> None:
     state = AcceleratorState()
     report.observed = _observed_state(state, GradientState().num_steps)
     report.device = state.device
+    _watch_training(report, None)
+
+
+def _watch_training(report: _Report, model: Any) -> None:
+    """Hooks that count what training really does: the optimizers' steps, the model's training forwards and
+    their batch sizes; and Accelerate's gradient state, read at each report. A few microseconds per step."""
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    seen = report.seen
+    seen.accumulation = int(report.observed.get("gradient_accumulation_steps") or 1)
+    seen.world = int(report.observed.get("world_size") or 1)
+    if not report.main:  # only the main process reports, so only its reports are checked
+        return
+    if not report.watching:
+        report.watching = True
+        from accelerate.state import GradientState
+
+        report.gradient_state = GradientState()
+        steps = seen.optimizer_steps
+
+        def stepped(optimizer: Any, _args: Any, _kwargs: Any) -> None:
+            steps[id(optimizer)] = steps.get(id(optimizer), 0) + 1
+
+        register_optimizer_step_post_hook(stepped)
+    if model is None:
+        return
+
+    def forward(module: Any, args: Any, kwargs: Any) -> None:
+        if module.training and torch.is_grad_enabled():
+            seen.forward(_batch_of(args, kwargs))
+
+    model.register_forward_pre_hook(forward, with_kwargs=True)
+
+
+def _batch_of(args: Any, kwargs: Any) -> int:
+    """The batch dimension of a forward's first tensor input (a mapping's first value counts), 0 if none."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, dict):
+            value = next(iter(value.values()), None)
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) >= 1:
+            return int(shape[0])
+    return 0
 
 
 def _watch_compute_dtype(model: Any, seen: list[str]) -> None:

@@ -18,6 +18,7 @@ class Status(enum.StrEnum):
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
     PENDING = "pending"
+    INCOMPLETE = "incomplete"  # a run: the session ended (Ctrl-C) after some of its planned repeats were ok
 
 
 class Outcome(enum.StrEnum):

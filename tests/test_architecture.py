@@ -76,6 +76,7 @@ def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> N
     assert {m for m in loaded if m.startswith("runner")} == {
         "runner",
         "runner.track",
+        "runner.track_checks",
         "runner.jsonio",
         "runner.errors",
         "runner.vocab",
@@ -90,3 +91,15 @@ def test_the_vocabulary_is_a_leaf() -> None:
 def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
     packages = sorted(p.name for p in (ROOT / "runner").iterdir() if (p / "__init__.py").is_file())
     assert packages == ["editor", "engines", "plan", "report", "results", "spec", "verdicts", "worker"]
+
+
+def test_the_install_prints_no_setuptools_warning_wall() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    # a TOML table here makes every setuptools >= 77 build print the same 15-line warning three times
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
+    # the flat layout named as such: the editable install is a .pth file, which setuptools makes without
+    # its 9-line "Editable installation" warning (a meta path finder's)
+    assert pyproject["tool"]["setuptools"]["package-dir"] == {"": "."}

@@ -17,8 +17,9 @@ import pytest
 
 from conftest import ROOT, run_cli
 from runner.cli import main
+from runner.errors import ResultError
 from runner.report.compare import compare_results
-from runner.results.layout import resolve_result
+from runner.results.layout import Resolved, resolve_result
 
 REAL = ROOT / "tests" / "cases" / "summaries" / "three-models" / "summary.json"
 
@@ -196,18 +197,81 @@ def test_compare_of_a_folder_that_is_not_a_result_exits_2(tmp_path: Path, capsys
 # --- naming a result without its timestamp ------------------------------------------------------
 
 
+def _of_file(spec: Path, text: str) -> dict[str, Any]:
+    """The recorded summary as if `spec` (holding `text`) had been run: summary.json's spec.file and sha256."""
+    from runner.results.layout import sha256_text
+
+    spec.write_text(text)
+    summary = _summary()
+    summary["spec"].update(path=spec.name, file=str(spec.resolve()), sha256=sha256_text(text))
+    return summary
+
+
 def test_latest_a_spec_file_and_a_spec_folder_name_the_newest_result(tmp_path: Path) -> None:
     output = tmp_path / "results"
-    older = _result(output, "20261128T010000Z", _summary())
-    newest = _result(output, "20261128T010000Z-2", _summary())  # a concurrent start in the same second
+    spec = tmp_path / "three.yaml"
+    summary = _of_file(spec, "name: three-models\nmodel: {kind: mlp}\n")  # only its name matters here
+    older = _result(output, "20261128T010000Z", summary)
+    newest = _result(output, "20261128T010000Z-2", summary)  # a concurrent start in the same second
     _result(output, "20261127T230000Z", _summary(), spec="other")
     (output / "three-models" / "20261128T090000Z").mkdir()  # a dry run: no summary.json, not a result
-    spec = tmp_path / "three.yaml"
-    spec.write_text("name: three-models\nmodel: {kind: mlp}\n")  # only its name matters here
-    assert resolve_result("latest", output) == newest
-    assert resolve_result(str(spec), output) == newest
-    assert resolve_result(str(output / "three-models"), output) == newest
-    assert resolve_result(str(older), output) == older
+    assert resolve_result("latest", output).folder == newest
+    assert resolve_result(str(spec), output) == Resolved(newest)
+    assert resolve_result(str(output / "three-models"), output).folder == newest
+    assert resolve_result(str(older), output).folder == older
+
+
+def test_a_spec_file_names_its_own_results_not_those_of_another_file_with_the_same_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a learner copies day6.yaml to try something and forgets to change `name:`: both file into one folder
+    output = tmp_path / "results"
+    mine = _of_file(tmp_path / "day6.yaml", "name: three-models\n")
+    copy_of = _of_file(tmp_path / "day6-try.yaml", "name: three-models\n# trying bf16\n")
+    own = _result(output, "20261128T010000Z", mine)
+    _result(output, "20261128T020000Z", copy_of)  # newer, but another file's
+    folder = output / "three-models"
+    assert resolve_result(str(tmp_path / "day6.yaml"), output) == Resolved(
+        own,
+        f"{folder}/ also holds results of another spec file named 'three-models' (day6-try.yaml); "
+        f"showing the newest of {tmp_path / 'day6.yaml'}",
+    )
+    main(["--report", str(tmp_path / "day6.yaml"), "--output", str(output)])
+    err = capsys.readouterr().err
+    assert err.startswith(f"accel-run: warning: {folder}/ also holds results of another spec file named ")
+    assert (own / "report.md").is_file()
+    # a third file of that name has no result, and is told whose results are there
+    third = tmp_path / "day6-bf16.yaml"
+    third.write_text("name: three-models\nlaunch: {mixed_precision: bf16}\n")
+    assert main(["--report", str(third), "--output", str(output)]) == 2
+    assert capsys.readouterr().err == (
+        f"accel-run: error: no result of {third} in {folder}/: the results there are of other spec files named "
+        f"'three-models' (day6-try.yaml, day6.yaml); run `accel-run {third}`, or give another name: to one of them\n"
+    )
+
+
+def test_a_result_from_before_spec_file_was_recorded_is_found_by_its_content(tmp_path: Path) -> None:
+    output = tmp_path / "results"
+    summary = _of_file(tmp_path / "moved.yaml", "name: three-models\n")
+    del summary["spec"]["file"]  # as summary.json was written before spec.file
+    summary["spec"]["path"] = "specs/elsewhere.yaml"  # given from another folder, or moved since
+    folder = _result(output, "20261128T010000Z", summary)
+    assert resolve_result(str(tmp_path / "moved.yaml"), output) == Resolved(folder)
+    (tmp_path / "moved.yaml").write_text("name: three-models\n# edited since\n")
+    with pytest.raises(ResultError, match="^no result of "):
+        resolve_result(str(tmp_path / "moved.yaml"), output)
+
+
+def test_compare_refuses_a_result_with_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "results"
+    spec = tmp_path / "day6.yaml"
+    folder = _result(output, "20261128T010000Z", _of_file(spec, "name: three-models\n"))
+    for old in (str(spec), str(folder), "latest"):  # each names the one result there is
+        assert main(["compare", old, str(spec), "--output", str(output)]) == 2
+        assert capsys.readouterr().err == (
+            f"accel-run: error: OLD and NEW are the same result, {folder}: compare two different results "
+            "(a spec file stands for its newest one; give the older one's folder)\n"
+        )
 
 
 def test_report_latest_renders_the_newest_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -280,6 +344,8 @@ def test_two_real_results_of_one_spec(two_results: tuple[Path, Path, Path]) -> N
     done = run_cli("compare", str(old), str(spec), "--output", str(spec.parent / "results"), "--format", "json")
     data = json.loads(done.stdout)
     assert data["new"] == str(new) and data["old"] == str(old)
+    # found by the file: summary.json records its absolute path beside the path as given
+    assert json.loads((new / "summary.json").read_text())["spec"]["file"] == str(spec.resolve())
     assert data["differences"][0].startswith("spec: the same (sha256 ")
     assert data["differences"][1].startswith("machine: the same")
     changes = {(c["run"], c["metric"]): c for c in data["changes"]}

@@ -117,15 +117,17 @@ def test_loss_is_against_samples_seen_and_short_runs_stay_visible() -> None:
     assert (point.samples, point.loss) == ([4 * 64], [2.3])
 
 
-def test_throughput_has_whiskers_only_with_repeats() -> None:
+def test_throughput_draws_whiskers_only_from_repeats_fit_to_time() -> None:
     pytest.importorskip("matplotlib")
     fig = figures(recorded())[THROUGHPUT_PNG]
-    middle = fig.axes[1]  # mid (n=11), mid-bf16 (n=11), mid-dual (n=1)
+    middle = fig.axes[1]  # mid (11 repeats), mid-bf16 (11), mid-dual (1): every one unfit to time
     heights = [round(p.get_height()) for p in middle.patches]
-    assert heights == [799, 287, 8942]  # metrics.samples_per_s: timed steps, warm-up excluded
-    whiskers = [c for c in middle.containers if getattr(c, "has_yerr", False)]
-    assert len(whiskers) == 2
-    first = fig.axes[0]
+    assert heights == [799, 287, 8942]  # what the unfit repeats measured, drawn hatched
+    assert [p.get_gid() for p in middle.patches] == ["mid:unfit", "mid-bf16:unfit", "mid-dual:unfit"]
+    assert not [c for c in middle.containers if getattr(c, "has_yerr", False)]  # a range of disturbed repeats: none
+    assert [t.get_text() for t in middle.texts] == ["799\nunfit, n=11", "287\nunfit, n=11", "8,942\nunfit, n=1"]
+    first = fig.axes[0]  # one, two, bf16, accum4: fit (max_disturbance 1), one repeat each
+    assert [p.get_gid() for p in first.patches] == ["one", "two", "bf16", "accum4"]
     assert not [c for c in first.containers if getattr(c, "has_yerr", False)]  # every run there has n = 1
 
 

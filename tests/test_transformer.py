@@ -189,7 +189,9 @@ def test_equal_global_batches_train_alike(result: dict[str, Any]) -> None:
 def test_tokens_per_second_is_samples_per_second_times_the_sequence_length(result: dict[str, Any]) -> None:
     for run in result["summary"]["runs"].values():
         metrics = run["metrics"]
-        assert metrics["tokens_per_s"] == pytest.approx(metrics["samples_per_s"] * 32, rel=1e-5)  # both rounded
+        # both rounded to 3 decimals: samples_per_s's rounding is multiplied by 32 (at 1,129 tokens/s, 1e-5 of it
+        # was less than that, and a slow machine failed the test)
+        assert metrics["tokens_per_s"] == pytest.approx(metrics["samples_per_s"] * 32, abs=32 * 0.0005 + 0.0005)
     probe = result["summary"]["runs"]["one"]["attribution"]
     assert probe["compute_s"] > 0 and probe["matmul_share"] > 0
 

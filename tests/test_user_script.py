@@ -156,6 +156,8 @@ def test_the_example_script_in_a_two_process_group_meets_its_expectations(tmp_pa
     assert dual["metrics"]["timed_steps"] == 128 - 5  # measure.warmup_steps left out of the timing
     assert dual["metrics"]["global_batch_size"] == 64  # 2 processes x 32 samples per step
     assert dual["metrics"]["samples_per_s"] > 0
+    assert summary["runs"]["dual"]["workload"] == "script"  # its Why says why it has no step split
+    assert dual["command"].endswith("/my_train.py --epochs 2 --batch-size 32")  # script.batch_size, passed
 
 
 CRASH = """\
@@ -316,3 +318,175 @@ def test_steps_logged_in_groups_are_timed_from_the_end_of_the_group_holding_the_
     steps, timed_s, _ = track._timed(report)
     assert (steps, timed_s) == (40, 4.0)
     assert sum(report.samples[-steps:]) / timed_s == 640.0
+
+
+# --- reports checked against what the optimizer and the model did --------------------------------
+
+SLIPS = """\
+import argparse
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from runner import track
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--slip", required=True)
+parser.add_argument("--batch-size", type=int, default=16)  # accepted, and ignored by the third slip
+slip = parser.parse_args().slip
+accelerator = Accelerator()  # accumulation: ACCELERATE_GRADIENT_ACCUMULATION_STEPS (script.gradient_accumulation_steps)
+torch.manual_seed(0)
+data = torch.utils.data.TensorDataset(torch.randn(256, 8), torch.randint(0, 2, (256,)))
+model = torch.nn.Linear(8, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = torch.utils.data.DataLoader(data, batch_size=16)
+model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+track.setup(accelerator, model)
+for x, y in loader:
+    with accelerator.accumulate(model):
+        loss = F.cross_entropy(model(x), y)
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+    if slip == "every-micro-batch":
+        track.step(samples=len(x), loss=loss)  # line 26: per micro-batch, not per optimizer step
+    elif accelerator.sync_gradients:
+        track.step(samples=len(x), loss=loss)  # line 28: once per step (of one micro-batch here)
+"""
+
+
+@pytest.mark.slow
+def test_reports_that_contradict_the_optimizer_or_the_model_fail_the_run_at_the_reporting_line(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "slips.py", SLIPS)
+    runs = (
+        "runs:\n"
+        "  per-micro-batch: {script: {args: [--slip, every-micro-batch], gradient_accumulation_steps: 4}}\n"
+        "  batch-ignored: {script: {args: [--slip, none], batch_size: 32}}\n"
+    )
+    done, summary = run_spec(script_spec(tmp_path, "slips.py", extra=runs), tmp_path / "out")
+    assert done.returncode == 3, done.stdout + done.stderr
+    reasons = {name: launch_of(summary, name)["reason"] for name in summary["runs"]}
+    failed = "the launch exited with code 1: accel-run worker: "
+    assert reasons == {
+        # 256 samples in micro-batches of 16, 4 per optimizer step: 16 micro-batches, 4 optimizer steps
+        "per-micro-batch": failed + "slips.py:26: runner.track.step was called while gradients were not "
+        "synchronised (12 of 16 calls came between optimizer steps, under gradient accumulation 4), so it reported "
+        "16 optimizer steps where the optimizer took 4: call it once per optimizer step: after optimizer.step(), "
+        "when accelerator.sync_gradients is True",
+        "batch-ignored": failed + "slips.py:28: script.batch_size declares 32 samples per process and micro-batch "
+        "(32 per optimizer step with gradient accumulation 1), but the script reported 16 per optimizer step (the "
+        "model trained micro-batches of 16): give the declared batch to your DataLoader (accel-run passes "
+        "--batch-size 32), and samples= counts this process's samples of the whole optimizer step",
+    }
+    assert not list((tmp_path / "out").glob("*/*/*/metrics.json"))  # numbers built on such reports: never written
+
+
+COMPARISON = """\
+name: fair
+script: {path: train.py, SCRIPT}
+launch: {device: cpu}
+runs:
+  single: {}
+  dual: {launch: {processes: 2}, script: {DUAL}}
+expect:
+  - {kind: speedup, run: dual, baseline: single, at_least: 1.5}
+"""
+
+
+def comparison(folder: Path, script: str, dual: str) -> Path:
+    write(folder, "train.py", "")
+    return write(folder, "spec.yaml", COMPARISON.replace("SCRIPT", script).replace("DUAL", dual))
+
+
+def test_a_declared_batch_makes_the_readme_comparison_of_equal_global_batches_warning_free(tmp_path: Path) -> None:
+    # the learning log's fair comparison, 2 processes x 32 against 1 x 64, with a speedup expected
+    assert messages(comparison(tmp_path, "batch_size: 64", "batch_size: 32")) == []
+    # the same batches written into script.args cannot be told apart from a second change
+    in_args = comparison(tmp_path, "args: [--batch-size, '64']", "args: [--batch-size, '32']")
+    assert messages(in_args) == [
+        "8:5: speedup of 'dual' over 'single' is confounded: the runs differ in launch.processes (2 vs 1) and "
+        "script.args (['--batch-size', '32'] vs ['--batch-size', '64']), so the speedup cannot be credited to one "
+        "of them; compare runs that differ in one setting (a batch size in script.args? declare it as "
+        "script.batch_size, and accel-run knows the global batch) [acknowledge: confounded]"
+    ]
+    # and a declared batch says when the work differs: 2 x 64 against 1 x 64
+    assert messages(comparison(tmp_path, "batch_size: 64", "batch_size: 64")) == [
+        "8:5: speedup of 'dual' over 'single' compares different work: global batch 128 vs 64; it is measured in "
+        "samples/s, but the two runs do not train alike [acknowledge: different-work]"
+    ]
+
+
+def test_the_declared_batch_is_passed_after_the_arguments_and_never_twice(tmp_path: Path) -> None:
+    spec = comparison(tmp_path, "args: [--epochs, '1'], batch_size: 64", "batch_size: 8, batch_size_arg: --bs")
+    done = run_cli("--dry-run", str(spec), "--format", "json", "--output", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    argvs = {run["name"]: run["argv"][-4:] for run in json.loads(done.stdout)["runs"]}
+    assert argvs == {"single": ["--epochs", "1", "--batch-size", "64"], "dual": ["--epochs", "1", "--bs", "8"]}
+    twice = comparison(tmp_path, "args: [--batch-size=16], batch_size: 32", "batch_size: 16")
+    assert messages(twice) == [
+        "2:33: script.args passes --batch-size and so does script.batch_size (32): remove --batch-size and its "
+        "value from script.args (accel-run adds --batch-size 32)"
+    ]
+
+
+def _seen(
+    accumulation: int,
+    optimizer_steps: tuple[int, ...],
+    reports: list[tuple[int, int, int]],
+    micro: int = 16,
+    world: int = 1,
+) -> Any:
+    """A Seen fed as the hooks and track.step feed it: reports of (samples, steps, forwards of `micro` before it)."""
+    from runner.track_checks import Seen
+
+    seen = Seen(accumulation=accumulation, world=world)
+    for samples, steps, forwards in reports:
+        for _ in range(forwards):
+            seen.forward(micro)
+        seen.reported(samples, steps, synchronised=True)
+    seen.stepped_at_last_report = optimizer_steps
+    return seen
+
+
+def test_counts_apart_by_a_factor_contradict_and_counts_off_by_one_do_not() -> None:
+    from runner.track_checks import contradiction
+
+    # accumulation by hand (Accelerate sees 1): the optimizer steps every 4 micro-batches, the script reports each
+    manual = _seen(1, (25,), [(16, 1, 1)] * 100)
+    assert contradiction(manual).endswith(
+        ": the script reported 100 optimizer steps, but its optimizer took 25 (gradient accumulation 1): call "
+        "runner.track.step once per optimizer step: after optimizer.step(), when accelerator.sync_gradients is True "
+        "(steps=N reports N at once; through accelerator.log, pass step= the optimizer steps completed)"
+    )
+    # one report per step after its 4 micro-batches, with their 64 samples: as it should be
+    assert contradiction(_seen(4, (25,), [(64, 1, 4)] * 25)) == ""
+    # an fp16 step the loss scaler skipped, or a report made just before optimizer.step(): one step apart
+    assert contradiction(_seen(1, (24,), [(16, 1, 1)] * 25)) == ""
+    # a tracker logging every 10 steps with step=N: 10 steps per report, 10 forwards before it
+    assert contradiction(_seen(1, (50,), [(160, 10, 10)] * 5)) == ""
+    # a critic stepped 5 times per generator step: the generator's optimizer matches the reports
+    assert contradiction(_seen(1, (125, 25), [(16, 1, 1)] * 25)) == ""
+
+
+def test_samples_are_judged_only_where_the_model_shows_its_batch_plainly() -> None:
+    from runner.track_checks import contradiction
+
+    # once per step of 4 micro-batches of 16, with one micro-batch's samples
+    assert contradiction(_seen(4, (25,), [(16, 1, 4)] * 25)).endswith(
+        ": the script reported 16 samples per optimizer step, but the model trained 64 in this process per optimizer "
+        "step (4 micro-batches of 16, gradient accumulation 4): samples= counts this process's samples of the whole "
+        "optimizer step (its batch x gradient accumulation)"
+    )
+    # the samples of both processes (2 x 16) where this process trained 16
+    assert ": the script reported 32 samples per optimizer step, the samples of all 2 processes, but samples= " in (
+        contradiction(_seen(1, (25,), [(32, 1, 1)] * 25, world=2))
+    )
+    # a sequence-first model (its first input is [50 steps, 16 samples]): the batch cannot be read, nothing claimed
+    assert contradiction(_seen(4, (25,), [(64, 1, 4)] * 25, micro=50)) == ""
+    # two forwards per micro-batch (two views of each batch): neither
+    assert contradiction(_seen(1, (25,), [(16, 1, 2)] * 25)) == ""
+    # a declared batch is checked on the reported samples alone, whatever the model shows
+    assert "but the script reported 16 per optimizer step: give the declared batch" in contradiction(
+        _seen(1, (25,), [(16, 1, 1)] * 25, micro=50), declared_batch=32, batch_arg="--batch-size"
+    )

@@ -89,6 +89,39 @@ def test_shared_cores_make_the_declared_speedup_unreachable() -> None:
     assert any("stay below 1.00x" in s for s in why["sentences"])
 
 
+def test_one_cap_and_why_the_whole_step_caps_below_forward_backward() -> None:
+    """Two caps without a word on why the second is lower read as a contradiction: the Why gives one, and why."""
+    base = run(10.0, 64, 1, compute_s=0.008, sync_s=0.0, data_s=0.0005, optimizer_s=0.0015)  # no 'other'
+    cpu_dual = run(24.0, 128, 2, compute_s=0.016, sync_s=0.002, data_s=0.001, optimizer_s=0.002)  # 'other' 3 ms
+    cpu_dual["declared"]["device"] = "cpu"
+    why = explain_processes({**cpu_dual, "name": "dual"}, {**base, "name": "single"}, declared=1.8, cores=2)
+    # forward+backward alone: 2x slower per sample, a cap of 2 / 2 = 1.00x; the whole step but communication:
+    # 22 ms for 128 samples against 10 ms for 64, a cap of 2 x 10 / 22 = 0.91x, the one the verdict is given
+    assert why["speedup_without_communication"] == pytest.approx(20 / 22)
+    assert why["speedup_cap"] == pytest.approx(20 / 22)
+    assert why["sentences"][3] == (
+        "each process computes 2.00x slower per sample than the baseline's process (the 2 processes share 2 CPU "
+        "cores), which alone caps the speedup at 1.00x"
+    )
+    assert why["sentences"][4] == (
+        "even with free communication and a much larger model the speedup would stay below 0.91x, short of the "
+        "declared 1.8x: the work of each process, not the communication, is the limit; it is lower than the 1.00x of "
+        "forward+backward alone because the rest of the step costs 'dual' more per sample than 'single' too (other "
+        "23.4 µs vs 0 µs per sample; other: waiting for the slower rank, Python, DDP bookkeeping), and a larger "
+        "model grows those with the compute in this estimate"
+    )
+    # where the whole step's cap is above forward+backward's, forward+backward's is the one given
+    lean = run(21.0, 128, 2, compute_s=0.016, sync_s=0.002, data_s=0.001, optimizer_s=0.002)
+    lean["declared"]["device"] = "cpu"
+    why = explain_processes({**lean, "name": "dual"}, {**base, "name": "single"}, declared=1.8, cores=2)
+    assert why["speedup_without_communication"] == pytest.approx(20 / 19)
+    assert why["speedup_cap"] == pytest.approx(1.0)
+    assert why["sentences"][4] == (
+        "even with free communication and a much larger model the speedup would stay below 1.00x, short of the "
+        "declared 1.8x: the work of each process, not the communication, is the limit"
+    )
+
+
 def test_the_cores_come_from_the_environment() -> None:
     base = run(10.0, 64, 1, compute_s=0.010, sync_s=0.0, data_s=0.0, optimizer_s=0.0)
     cpu_dual = run(24.0, 128, 2, compute_s=0.020, sync_s=0.004, data_s=0.0, optimizer_s=0.0)
@@ -298,6 +331,51 @@ def test_peak_memory_measured_two_ways_is_not_compared() -> None:
     ]
 
 
+def parts(activations: float, precision: str) -> dict[str, Any]:
+    """A run with its memory measured by part (MB): 262,144 parameters (1 MiB), AdamW, a 5 MB data set."""
+    metrics = {
+        "memory_parameters_mb": 1.0,
+        "memory_gradients_mb": 1.0,
+        "memory_optimizer_mb": 2.0,
+        "memory_activations_mb": activations,
+        "memory_data_mb": 5.0,
+        "peak_memory_mb": 4.0 + activations,
+        "peak_memory_source": "training_peak",
+        "mixed_precision": precision,
+        "params": 262_144,
+        "processes": 1,
+    }
+    return {"metrics": metrics}
+
+
+def test_a_memory_why_names_the_parts_and_reconciles_its_estimate_with_the_measurement() -> None:
+    bf16, fp32 = {**parts(3.0, "bf16"), "name": "bf16"}, {**parts(4.0, "no"), "name": "fp32"}
+    why = explain_memory(bf16, fp32, at_least=None, at_most=0.7)
+    assert why["sentences"] == [
+        "peak memory of 'bf16' is 7 MB vs 8 MB for 'fp32' (0.88x), measured as training memory at the peak of one "
+        "training step (parameters, gradients, optimizer state and activations, measured by part; the data set kept "
+        "in memory is not counted)",
+        "by part, 'bf16' vs 'fp32': parameters 1 MB vs 1 MB, gradients 1 MB vs 1 MB, optimizer state 2 MB vs 2 MB, "
+        "activations 3 MB vs 4 MB",
+        "not counted: the data set kept in memory, 5 MB in 'bf16' and 5 MB in 'fp32' (a real job streams its "
+        "batches); counted, it would pull the ratio to 0.92x",
+        "the training state (parameters, gradients, optimizer state) is 4 MB in both, so the 1 MB less is all "
+        "activations (0.75x)",
+        "estimate: autocast keeps the training state fp32 (the same 4 MB), halves the activations at best and adds a "
+        "bf16 copy of the weights (0.5 MB): activations of about 2.5 MB, a peak of 0.81x; measured 0.88x, with "
+        "activations of 3 MB: the estimate and the measurement part in the activations, 0.5 MB more than estimated",
+        "the declared <= 0.7x is below that estimate: out of reach for this model under autocast",
+    ]
+    assert (why["best_ratio_estimate"], why["ratio_with_data"]) == (pytest.approx(6.5 / 8), pytest.approx(12 / 13))
+    # a bound below what the training state alone holds is out of reach whatever the activations do
+    floor = explain_memory(bf16, fp32, at_least=None, at_most=0.4)["sentences"]
+    assert (
+        "even with no activations at all, 'bf16' holds its training state, 4 MB, 0.50x the peak of 'fp32': the "
+        "declared <= 0.4x is out of reach without a smaller training state (fewer parameters, or an optimizer that "
+        "keeps less)" in floor
+    )
+
+
 def test_a_step_time_ratio_gets_the_timing_why_with_its_bound_as_a_speedup() -> None:
     bf16, fp32 = precision_pair("cuda")
     expectation = {"kind": "ratio", "verdict": "fail", "runs": ["bf16", "fp32"], "metric": "step_time_ms"}
@@ -326,3 +404,26 @@ def test_only_failed_or_inconclusive_timing_and_memory_expectations_get_a_why() 
     assert explain({**ratio, "metric": "final_loss", "at_most": 1.0}, runs, {}) is None
     assert explain({**ratio, "verdict": "pass", "metric": "step_time_ms", "at_most": 1.0}, runs, {}) is None
     assert explain({**ratio, "metric": "samples_per_s", "at_least": 1.5}, runs, {}) is not None
+
+
+def test_a_script_run_has_no_step_split_and_the_why_says_attribution_is_for_built_in_runs() -> None:
+    # as summary.json holds a script's runs: timings and processes, an empty attribution, workload "script"
+    single, dual = run(10.0, 64, 1), run(12.0, 64, 2)
+    for record in (single, dual):
+        record.update(attribution={}, workload="script")
+    speedup = {"kind": "speedup", "verdict": "fail", "runs": ["dual", "single"], "at_least": 1.5}
+    why = explain(speedup, {"dual": dual, "single": single}, {"cpu_count": 2})
+    assert why == {
+        "sentences": [
+            "no step split (compute, communication, data, optimizer): attribution is measured for built-in runs "
+            "only, and 'dual' and 'single' run your own script, whose steps accel-run times but cannot take apart"
+        ]
+    }
+    # one process count, one precision: no split of zeros either
+    same = {**speedup, "runs": ["again", "single"]}
+    why = explain(same, {"again": {**single}, "single": single}, {})
+    assert why is not None and why["sentences"][0].startswith("no step split ")
+    # a built-in run without a probe keeps its own reason
+    builtin = {**speedup}
+    why = explain(builtin, {"dual": {**dual, "workload": "builtin"}, "single": {**single, "workload": "builtin"}}, {})
+    assert why == {"sentences": ["no attribution was measured (measure.attribution: false, or a run failed)"]}

@@ -58,22 +58,9 @@ def _preload() -> dict[str, str]:
     import runner.worker.script
     import runner.worker.train  # noqa: F401
 
-    if torch.cuda.is_initialized() or cuda_driver_loaded():  # type: ignore[no-untyped-call]
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         raise RuntimeError("the fork server initialised CUDA while importing: forked launches could not use it")
     return {name: value for name, value in os.environ.items() if before.get(name) != value}
-
-
-def cuda_driver_loaded() -> bool:
-    """Whether this process has loaded the CUDA driver (libcuda), which a forked child could not use.
-
-    torch.cuda.is_initialized() says only whether torch set CUDA up; any CUDA runtime call (a device
-    count, say) loads the driver, and the driver does not survive a fork. /proc/self/maps tells.
-    """
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            return any("/libcuda.so" in line for line in maps)
-    except OSError:
-        return False
 
 
 # The entry points the compiled launches use, called as functions; anything else runs as `python -m`.
@@ -158,7 +145,7 @@ def _forked_elastic_launch(config: Any, entrypoint: Any) -> Any:
     import torch
     from torch.distributed.launcher.api import elastic_launch
 
-    if torch.cuda.is_initialized() or cuda_driver_loaded():  # type: ignore[no-untyped-call]
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         raise RuntimeError("CUDA was initialised before the ranks were forked: they could not use it")
     config.start_method = "fork"
     return elastic_launch(config=config, entrypoint=rank_main)
@@ -237,7 +224,7 @@ def serve() -> int:
         while b"\n" in buffered:
             line, buffered = buffered.split(b"\n", 1)
             request = json.loads(line)
-            if torch.cuda.is_initialized() or cuda_driver_loaded():  # type: ignore[no-untyped-call]
+            if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
                 _say({"error": "the fork server's CUDA is initialised: it cannot fork launches"})
                 continue
             pid = os.fork()

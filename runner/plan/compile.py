@@ -57,6 +57,7 @@ _CONFIG_NOTES = {
     "downcast_bf16": "TPU only",
     "debug": "extra collective checks (slower)",
     "enable_cpu_affinity": "pin processes to cores (off: the OS schedules)",
+    "dynamo_config": "torch.compile in Accelerator.prepare (launch.compile)",
 }
 
 
@@ -127,7 +128,30 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
         threads_per_process=threads_per_process(run, machine),
         gradient_accumulation_steps=declared_accumulation(run),
         machines=run.machines,
+        compile_backend=compile_backend(run),
+        tf32=launch.tf32,
+        optimizer_implementation=declared_optimizer(run),
     )
+
+
+def compile_backend(run: ResolvedRun) -> str:
+    """The dynamo backend a run declares: launch.compile's, 'no' when it compiles nothing."""
+    compiled = run.config.launch.compile
+    return compiled.backend if compiled is not None else "no"
+
+
+def accelerate_tf32(run: ResolvedRun, device: str) -> bool:
+    """Whether Accelerate turns TF32 on by itself: a dynamo backend, no mixed precision, on CUDA (its state.py)."""
+    launch = run.config.launch
+    return compile_backend(run) != "no" and launch.mixed_precision == "no" and device == "cuda"
+
+
+def declared_optimizer(run: ResolvedRun) -> str | None:
+    """The optimizer implementation a built-in run must use; None for auto (the worker picks) or a script."""
+    if isinstance(run.config, ScriptRunConfig):
+        return None
+    implementation = run.config.train.optimizer.implementation
+    return None if implementation == "auto" else implementation
 
 
 def declared_accumulation(run: ResolvedRun) -> int | None:
@@ -144,8 +168,16 @@ def process_entry(run: ResolvedRun, directory: Path) -> tuple[str, ...]:
     as __main__ with exactly the arguments of the spec, so `accelerate launch` sees `-m` and a module.
     """
     if isinstance(run.config, ScriptRunConfig):
-        return ("-m", "runner.worker.script", run.script_file, *run.config.script.args)
+        return ("-m", "runner.worker.script", run.script_file, *script_args(run.config))
     return ("-m", "runner.worker", str(directory / PLAN_FILE))
+
+
+def script_args(config: ScriptRunConfig) -> tuple[str, ...]:
+    """The script's arguments: script.args, then script.batch_size as its option (script.batch_size_arg)."""
+    script = config.script
+    if script.batch_size is None or script.batch_size_arg is None:
+        return tuple(script.args)
+    return (*script.args, script.batch_size_arg, str(script.batch_size))
 
 
 def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[str, Any]:
@@ -169,6 +201,15 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
         "debug": False,
         "enable_cpu_affinity": False,
     }
+    compiled = launch.compile
+    if compiled is not None and compiled.backend != "no":
+        config["dynamo_config"] = {
+            "dynamo_backend": compiled.backend.upper(),
+            "dynamo_mode": compiled.mode,
+            "dynamo_use_fullgraph": compiled.fullgraph,
+            "dynamo_use_dynamic": compiled.dynamic,
+            "dynamo_use_regional_compilation": False,
+        }
     if isinstance(run.config.engine, SlurmEngineSection):
         # each node's rank, the head node's address and the port come from the allocation: the batch
         # script passes them on the command line (--machine_rank, --main_process_ip, --main_process_port)

@@ -69,6 +69,13 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
                 f"{where}: launch.gpu_ids names GPU(s) {ids}, but this machine has no CUDA GPU: "
                 "the run uses the CPU (device: auto) and gpu_ids is not applied"
             )
+        if device == "cpu" and launch.tf32 is not None:
+            warnings.append(f"{where}: launch.tf32 has no effect without CUDA, and this run uses the CPU")
+        if device == "cpu" and launch.compile is not None and launch.compile.mode == "reduce-overhead":
+            warnings.append(
+                f"{where}: launch.compile.mode reduce-overhead replays CUDA graphs, which need CUDA: on the CPU it "
+                "compiles as mode default does"
+            )
         if device == "cpu" and launch.mixed_precision == "fp16":
             problems.append(
                 f"{where}: launch.mixed_precision fp16 needs a GPU and this machine has none (use bf16 or no)"

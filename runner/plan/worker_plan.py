@@ -32,6 +32,9 @@ class Declared:
     threads_per_process: int
     gradient_accumulation_steps: int | None  # None: a user script keeps its own (not checked)
     machines: int = 1  # machines (SLURM nodes) the processes span
+    compile_backend: str = "no"  # the dynamo backend Accelerator.prepare compiles with (launch.compile)
+    tf32: bool | None = None  # TF32 for fp32 matmuls on CUDA (launch.tf32); None: PyTorch's and Accelerate's own
+    optimizer_implementation: str | None = None  # fused, foreach or for-loop; None: auto (or a script's own)
 
     def as_json(self) -> dict[str, Any]:
         """For plan.json and summary.json."""
@@ -143,6 +146,8 @@ class Observed:
     threads_per_process: list[int] = field(default_factory=list)
     gradient_accumulation_steps: int | None = None
     optimizer_implementation: str | None = None
+    compiled: bool | None = None  # the prepared model is an OptimizedModule (torch.compile)
+    dynamo_backend: str | None = None  # Accelerate's dynamo plugin backend, as the worker's Accelerator has it
     param_hashes: list[str] = field(default_factory=list)
     # where the ranks ran: each rank's machine rank (torchrun's GROUP_RANK) and its node's name
     # (SLURM's SLURMD_NODENAME, else the host name), in rank order

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from runner.spec.models import ScriptRunConfig
 from runner.spec.validate import ResolvedRun, ValidatedSpec, select_runs
 from runner.spec.workload import human_bytes, human_count
 from runner.yamlout import dump_yaml, yaml_tree
@@ -19,9 +20,22 @@ _MISSING = object()
 def describe_run(run: ResolvedRun) -> list[str]:
     """Comment lines summarising what a run will do."""
     if run.script_file:
+        w = run.workload
+        accumulation = (
+            f" x {w.accumulation} accumulation"
+            if isinstance(run.config, ScriptRunConfig) and run.config.script.gradient_accumulation_steps
+            else " (x the script's own gradient accumulation, if any)"
+        )
+        batch = (
+            f"global batch: {w.global_batch} = script.batch_size {w.batch_size} x {w.processes} process(es)"
+            + accumulation
+            if w.batch_size
+            else f"processes: {w.processes}; the batch is the script's own (declare it: script.batch_size)"
+        )
         return [
             f"script: {run.script_file} (your own training loop; it reports through runner.track)",
-            f"processes: {run.workload.processes}; sizes, steps and memory are the script's own",
+            batch,
+            "steps and memory are the script's own",
         ]
     w, c = run.workload, run.builtin
     length = f"{c.train.epochs} epoch(s)" if c.train.epochs is not None else f"max_steps {c.train.max_steps}"
@@ -32,7 +46,35 @@ def describe_run(run: ResolvedRun) -> list[str]:
         f"samples: {w.train_samples:,} train + {w.eval_samples:,} eval",
         f"optimizer steps: {w.optimizer_steps:,} ({w.steps_per_epoch:,} per epoch, {length})",
         f"memory estimate: {human_bytes(w.memory_bytes)} (data + weights, grads, optimizer state)",
+        *compute_lines(run),
     ]
+
+
+def compute_lines(run: ResolvedRun) -> list[str]:
+    """How the step computes: compiled or eager, TF32 for fp32 matmuls, the optimizer's kernels."""
+    launch = run.config.launch
+    compiled = launch.compile
+    lines = [
+        f"compile: torch.compile with {compiled.backend}, mode {compiled.mode} (Accelerate's dynamo_config)"
+        if compiled is not None and compiled.backend != "no"
+        else "compile: none (eager)"
+    ]
+    if launch.tf32 is not None:
+        tf32 = f"{'on' if launch.tf32 else 'off'} (launch.tf32)"
+    elif compiled is not None and compiled.backend != "no" and launch.mixed_precision == "no":
+        tf32 = "on where the run uses CUDA: Accelerate turns it on with a dynamo backend and fp32 (launch.tf32: null)"
+    else:
+        tf32 = "off, PyTorch's default (Accelerate turns it on only with a dynamo backend and fp32)"
+    lines.append(f"TF32 for fp32 matmuls on CUDA: {tf32}")
+    if not run.script_file:
+        optimizer = run.builtin.train.optimizer
+        how = (
+            "fused where the device supports it, else foreach (auto)"
+            if optimizer.implementation == "auto"
+            else optimizer.implementation
+        )
+        lines.append(f"optimizer: {optimizer.kind}, {how}")
+    return lines
 
 
 def figures(run: ResolvedRun) -> dict[str, int | float]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.jsonio import write_bytes_atomic
+from runner.results.entries import shown, shown_ratio, unfit_repeats
 from runner.verdicts.why import step_parts, step_seconds  # the Why's own split, so picture and sentences agree
 from runner.vocab import precision_name
 
@@ -74,6 +75,39 @@ class VerdictRow:
     at_least: float | None
     at_most: float | None
     message: str
+    unfit: str = ""  # no measurement to draw: why, in words ("too short to time"), from the verdict's unfit kind
+    indication: float | None = None  # then: the ratio the runs table shows all the same (marked unfit there)
+
+    def missing(self) -> str:
+        """What the chart writes where a verdict has no measured ratio: the cause and, if any, the unfit ratio."""
+        if self.unfit:
+            measured = f" (measured {self.indication:.3g}x)" if self.indication is not None else ""
+            return f"{self.unfit}{measured}"
+        reason = self.message.split(": ", 1)[0] if self.message else "not measured"
+        return f"not measured ({reason})"
+
+
+# A verdict's unfit kind (records.TimingProblem) in the chart's words.
+UNFIT_WORDS = {
+    "short": "too short to time",
+    "spread": "too uneven to time",
+    "drift": "its speed drifted while timed",
+    "disturbed": "disturbed while timed",
+    "step_vs_probe": "disturbed while timed",
+    "": "unfit to time",
+}
+
+
+@dataclass(frozen=True)
+class ThroughputBar:
+    """One run's samples/s as the throughput picture draws it: unfit ones hatched and marked, never plain."""
+
+    run: str
+    value: float
+    low: float | None  # the fit repeats' range, where n > 1
+    high: float | None
+    n: int  # repeats behind the value (fit ones; unfit ones when the value is unfit)
+    unfit: bool
 
 
 @dataclass(frozen=True)
@@ -127,10 +161,17 @@ def _ok_runs(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def verdict_rows(summary: dict[str, Any]) -> list[VerdictRow]:
     """Every ratio-like expectation (speedup, ratio): what the verdict chart draws, one row each."""
     rows = []
+    runs = summary.get("runs", {})
     for e in summary.get("expectations", []):
         if e.get("kind") not in ("speedup", "ratio"):
             continue
         interval = e.get("interval") or {}
+        unfit, indication = "", None
+        if e.get("cause") == "unfit" and _number(e.get("measured")) is None:
+            unfit = UNFIT_WORDS.get(str(e.get("unfit_kind") or ""), UNFIT_WORDS[""])
+            names = e.get("runs") or []
+            if len(names) == 2 and names[0] in runs and names[1] in runs:
+                indication = shown_ratio(runs[names[0]], runs[names[1]], e.get("metric") or "samples_per_s")[0]
         rows.append(
             VerdictRow(
                 title=str(e.get("title", "?")),
@@ -142,9 +183,27 @@ def verdict_rows(summary: dict[str, Any]) -> list[VerdictRow]:
                 at_least=_number(e.get("at_least")),
                 at_most=_number(e.get("at_most")),
                 message=str(e.get("message", "")),
+                unfit=unfit,
+                indication=indication,
             )
         )
     return rows
+
+
+def throughput_bars(summary: dict[str, Any], names: Iterable[str]) -> list[ThroughputBar]:
+    """samples/s of each named run with one: the median of its fit repeats, or marked unfit when none was fit."""
+    bars = []
+    for name in names:
+        run = summary["runs"][name]
+        value, unfit = shown(run, "samples_per_s")
+        if value is None:
+            continue
+        spread = {} if unfit else run.get("spread", {}).get("samples_per_s") or {}
+        n = unfit_repeats(run) if unfit else int(spread.get("n", 1) or 1)
+        low, high = _number(spread.get("min")), _number(spread.get("max"))
+        ranged = n > 1 and low is not None and high is not None
+        bars.append(ThroughputBar(name, value, low if ranged else None, high if ranged else None, n, unfit))
+    return bars
 
 
 def _run_label(name: str, run: dict[str, Any]) -> str:
@@ -318,11 +377,10 @@ def draw_verdicts(summary: dict[str, Any], rows: list[VerdictRow]) -> Figure:
                 ax.plot([bound, bound], [i - 0.4, i + 0.4], color="black", lw=2, gid="bound")
                 ax.text(bound, i + 0.38, f" bound {_bound_text(row)}", fontsize=8, va="bottom", ha="left")
         if row.median is None:
-            reason = row.message.split(": ", 1)[0] if row.message else "not measured"
             ax.text(
                 math.sqrt(lo * hi),
                 i + 0.1,
-                _wrap(f"not measured ({reason})", 70),
+                _wrap(row.missing(), 70),
                 ha="center",
                 va="center",
                 fontsize=8,
@@ -335,7 +393,7 @@ def draw_verdicts(summary: dict[str, Any], rows: list[VerdictRow]) -> Figure:
             ax.plot(
                 [row.median], [i], marker=marker, color=color, markersize=10, markeredgecolor="black", gid="measured"
             )
-        measured = f"{row.median:.3g}x" if row.median is not None else "not measured"
+        measured = f"{row.median:.3g}x" if row.median is not None else ("unfit" if row.unfit else "not measured")
         n = f" (n={row.n})" if row.n else ""
         ax.text(
             1.01,
@@ -497,31 +555,47 @@ def draw_loss(summary: dict[str, Any], groups: dict[str, list[str]]) -> Figure:
 
 
 def draw_throughput(summary: dict[str, Any], groups: dict[str, list[str]]) -> Figure:
-    """samples/s per run (timed steps, warm-up excluded), one panel per model; whiskers only where n > 1."""
+    """samples/s per run (timed steps, warm-up excluded), one panel per model; whiskers only where n > 1.
+
+    A run with no repeat fit to time is drawn hollow and hatched, labelled unfit: what it measured, not a
+    measurement.
+    """
     from matplotlib.figure import Figure
 
-    runs, colors = summary["runs"], _run_colors(summary)
+    colors = _run_colors(summary)
     rows, cols = _grid(len(groups))
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows + 0.6))
-    _margins(fig, (rows, cols), left=0.8, right=0.15, top=0.65, bottom=0.7, gap=0.85, row_gap=1.0)
-    for ax, (label, names) in zip(_panels(fig, len(groups)), groups.items(), strict=True):
+    panels = {label: throughput_bars(summary, names) for label, names in groups.items()}
+    any_unfit = any(bar.unfit for bars in panels.values() for bar in bars)
+    width = 4.6 * cols
+    title = _wrap(
+        f"{summary.get('spec', {}).get('name', '?')}: throughput, timed steps (warm-up excluded), median over "
+        "repeats fit to time; whiskers min-max where n > 1",
+        int(width * 9),
+    )
+    top = 0.45 + 0.2 * (title.count("\n") + 1)  # room for the title's lines above the panels' own
+    bottom = 0.7 + (0.3 if any_unfit else 0.0)  # and for the note on unfit bars below them
+    fig = Figure(figsize=(width, 3.6 * rows + top + bottom - 0.75))
+    _margins(fig, (rows, cols), left=0.8, right=0.15, top=top, bottom=bottom, gap=0.85, row_gap=1.0)
+    for ax, (label, bars) in zip(_panels(fig, len(groups)), panels.items(), strict=True):
         tops = []
-        for x, name in enumerate(names):
-            value = _number(runs[name]["metrics"].get("samples_per_s")) or 0.0
-            spread = runs[name].get("spread", {}).get("samples_per_s") or {}
-            n = int(spread.get("n", 1) or 1)
+        for x, bar in enumerate(bars):
             err = None
-            if n > 1 and _number(spread.get("min")) is not None and _number(spread.get("max")) is not None:
-                err = [[value - spread["min"]], [spread["max"] - value]]
-            ax.bar(x, value, yerr=err, capsize=4, width=0.65, color=colors[name], gid=name)
-            top = max(value, float(spread.get("max", value))) if err else value
+            if bar.low is not None and bar.high is not None:
+                err = [[bar.value - bar.low], [bar.high - bar.value]]
+            color = colors[bar.run]
+            if bar.unfit:
+                ax.bar(x, bar.value, width=0.65, facecolor="none", edgecolor=color, hatch="//", gid=f"{bar.run}:unfit")
+            else:
+                ax.bar(x, bar.value, yerr=err, capsize=4, width=0.65, color=color, gid=bar.run)
+            top = max(bar.value, bar.high or bar.value)
             tops.append(top)
-            ax.text(x, top, f"{value:,.0f}\nn={n}", ha="center", va="bottom", fontsize=8)
+            n = f"unfit, n={bar.n}" if bar.unfit else f"n={bar.n}"
+            ax.text(x, top, f"{bar.value:,.0f}\n{n}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(
-            range(len(names)),
-            names,
-            rotation=30 if len(names) > 3 else 0,
-            ha="right" if len(names) > 3 else "center",
+            range(len(bars)),
+            [bar.run for bar in bars],
+            rotation=30 if len(bars) > 3 else 0,
+            ha="right" if len(bars) > 3 else "center",
             fontsize=9,
         )
         ax.set_ylim(0, max(tops or [1.0]) * 1.25 or 1.0)
@@ -530,13 +604,21 @@ def draw_throughput(summary: dict[str, Any], groups: dict[str, list[str]]) -> Fi
         _thousands(ax)
         ax.grid(axis="y", color="#eeeeee")
         ax.set_axisbelow(True)
-    fig.suptitle(
-        f"{summary.get('spec', {}).get('name', '?')}: throughput, timed steps (warm-up excluded), median over "
-        "repeats; whiskers min-max where n > 1",
-        x=0.01,
-        ha="left",
-        fontsize=11,
-    )
+    fig.suptitle(title, x=0.01, ha="left", fontsize=11)
+    if any_unfit:
+        fig.text(
+            0.01,
+            0.01,
+            _wrap(
+                "hatched, unfit: no repeat of the run was fit to time (disturbed, too short, too uneven): what its "
+                "unfit repeats measured, not a measurement",
+                int(width * 15),
+            ),
+            fontsize=7,
+            color="#555555",
+            ha="left",
+            va="bottom",
+        )
     return fig
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from runner.results.entries import shown, shown_ratio, unfit_repeats
 from runner.verdicts.check import verdict_line
-from runner.verdicts.stats import paired_ratios
 from runner.vocab import precision_name
 
 STATUS_MARK = {
@@ -20,7 +20,9 @@ STATUS_MARK = {
     "interrupted": "INTERRUPTED",
     "skipped": "skipped",
     "pending": "pending",
+    "incomplete": "incomplete",
 }
+UNFIT_MARK = "unfit"  # beside a timing that rests on repeats unfit to time only
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -39,9 +41,12 @@ def number(value: float, digits: int = 3) -> str:
 
 
 def _with_spread(run: dict[str, Any], key: str, unit: str, digits: int = 3) -> str:
-    value = run.get("metrics", {}).get(key)
-    if not isinstance(value, int | float):
+    value, unfit = shown(run, key)
+    if value is None:
         return "-"
+    if unfit:  # no range: the spread of unfit repeats measures the disturbance, not the run
+        count = unfit_repeats(run)
+        return f"{number(value, digits)}{unit} ({UNFIT_MARK}" + (f", n={count})" if count > 1 else ")")
     spread = run.get("spread", {}).get(key)
     if spread and spread.get("n", 1) > 1:
         low, high = number(spread["min"], digits), number(spread["max"], digits)
@@ -53,23 +58,12 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
     """One row per run: the seed's comparison table, generated."""
     runs = summary["runs"]
     baseline = summary["spec"].get("baseline")
-    base_metrics = runs.get(baseline, {}).get("metrics", {}) if baseline else {}
-    base_rates = _rates(runs.get(baseline, {})) if baseline else []
+    base = runs.get(baseline, {}) if baseline else {}
     rows = []
     for name, run in runs.items():
         metrics = run.get("metrics", {})
         declared = run.get("declared", {})
-        rate = metrics.get("samples_per_s")
-        if not isinstance(rate, int | float):
-            speedup = "-"
-        elif name == baseline:
-            speedup = "1.00x (baseline)"
-        elif metrics.get("params") != base_metrics.get("params"):
-            speedup = "other model"  # samples/s of different models are not a speedup
-        elif base_rates:  # the median of paired repeat ratios, as the speedup expectations compute it
-            speedup = f"{statistics.median(paired_ratios(_rates(run), base_rates)):.2f}x"
-        else:
-            speedup = "-"
+        speedup = _speedup(name, run, baseline, base)
         accuracy = metrics.get("accuracy")
         rows.append(
             [
@@ -91,6 +85,20 @@ def run_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _speedup(name: str, run: dict[str, Any], baseline: str | None, base: dict[str, Any]) -> str:
+    """The run's Samples/s over the baseline's, both as the table shows them; marked when either is unfit."""
+    if shown(run, "samples_per_s")[0] is None:
+        return "-"
+    if name == baseline:
+        return "1.00x (baseline)"
+    if run.get("metrics", {}).get("params") != base.get("metrics", {}).get("params"):
+        return "other model"  # samples/s of different models are not a speedup
+    ratio, unfit = shown_ratio(run, base, "samples_per_s")
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}x" + (f" ({UNFIT_MARK})" if unfit else "")
+
+
 def _disturbance(run: dict[str, Any]) -> str:
     """The most CPU other processes took while a repeat was timed, and how many repeats were unfit."""
     figures = run.get("disturbance") or {}
@@ -100,15 +108,6 @@ def _disturbance(run: dict[str, Any]) -> str:
     unfit = len(figures.get("unfit_repeats") or {})
     launches = sum(1 for r in run.get("repeats", []) if r.get("status") == "ok")
     return f"{share:.0%}" + (f" ({unfit}/{launches} unfit)" if unfit else "")
-
-
-def _rates(run: dict[str, Any]) -> list[float]:
-    """samples/s of each repeat, in repeat order."""
-    spread = run.get("spread", {}).get("samples_per_s")
-    if spread:
-        return [float(v) for v in spread["values"]]
-    rate = run.get("metrics", {}).get("samples_per_s")
-    return [float(rate)] if isinstance(rate, int | float) else []
 
 
 RUN_HEADER = [
@@ -143,9 +142,37 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
 
 
+def _repeats(count: int) -> str:
+    return f"{count} repeat" if count == 1 else f"{count} repeats"
+
+
+def _run_repeats(entry: dict[str, Any]) -> str:
+    """'3 of 4 repeats (1 unfit left out)' for one run under a verdict."""
+    finished, planned, unfit = entry.get("finished", 0), entry.get("planned", 0), entry.get("unfit", 0)
+    count = f"{finished} of {_repeats(planned)}" if finished < planned else _repeats(finished)
+    return count + (f" ({unfit} unfit left out)" if unfit else "")
+
+
 def repeats_line(verdict: dict[str, Any]) -> str:
-    """'3 repeats (1 unfit left out); stopped: decided' for one verdict."""
+    """How many repeats of each run a verdict rests on, and why no more were launched.
+
+    '3 repeats (1 unfit left out); stopped: decided' for one run; for two, each run's own counts and
+    the pairs used: "2 pairs used: 'dual' 3 repeats (1 unfit left out); 'single' 3 repeats; stopped: ...".
+    """
     used = verdict.get("repeats_used")
+    per_run = verdict.get("repeats_by_run") or []
+    if len(per_run) == 1:
+        return f"{_run_repeats(per_run[0])}; stopped: {verdict['stopped']}"
+    if per_run:
+        runs = "; ".join(f"'{entry['run']}' {_run_repeats(entry)}" for entry in per_run)
+        interval = verdict.get("interval")
+        pairs = ""
+        if isinstance(interval, dict) and isinstance(used, int):
+            pairs = f"{used} pair{'' if used == 1 else 's'} used: "
+        elif verdict.get("cause") == "unfit":
+            pairs = "no pair fit to time: "
+        return f"{pairs}{runs}; stopped: {verdict['stopped']}"
+    # a summary written before per-run counts: its total, as it was
     unfit = verdict.get("repeats_unfit") or 0
     count = f"{used} repeat(s)" if used is not None else "no repeat"
     left_out = f" ({unfit} unfit left out)" if unfit else ""
@@ -213,12 +240,66 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _setting_values(run: dict[str, Any]) -> dict[str, str]:
+    """How a run computes, as the settings table shows it: compile backend, optimizer kernels, TF32."""
+    declared, observed = run.get("declared") or {}, run.get("observed") or {}
+    tf32 = declared.get("tf32")
+    return {
+        "Compile": str(declared.get("compile_backend") or "no"),
+        "Optimizer": str(observed.get("optimizer_implementation") or declared.get("optimizer_implementation") or "-"),
+        "TF32": "-" if tf32 is None else ("on" if tf32 else "off"),
+    }
+
+
+def settings_table(summary: dict[str, Any], markdown: bool) -> list[str]:
+    """The compute settings that differ between the runs that ran (none: no table)."""
+    runs = {n: _setting_values(r) for n, r in summary.get("runs", {}).items() if r.get("status") != "skipped"}
+    if len(runs) < 2:
+        return []
+    columns = [c for c in next(iter(runs.values())) if len({values[c] for values in runs.values()}) > 1]
+    if not columns:
+        return []
+    rows = [[name, *(values[c] for c in columns)] for name, values in runs.items()]
+    note = (
+        "Settings that differ between runs. Compile: launch.compile's backend (no: eager). Optimizer: the "
+        "implementation the optimizer really ran. TF32: launch.tf32 (-: PyTorch's and Accelerate's own choice)."
+    )
+    return [*_table(["Run", *columns], rows, markdown), "", note]
+
+
+def table_note(summary: dict[str, Any]) -> str:
+    """What the runs table's timing columns are, said under it; the unfit mark explained where it appears."""
+    baseline = summary.get("spec", {}).get("baseline")
+    note = (
+        "Samples/s: the median over the repeats fit to time of each launch's speed (its timed blocks of steps, "
+        "warm-up excluded); a range and n where several. "
+        f"Speedup: this Samples/s divided by that of the baseline run '{baseline}', as shown. The speedup expectations "
+        "judge the median of the ratios of repeats launched side by side instead, which can differ a little. "
+        "Train time: the whole training loop. Others' CPU: the largest share of the CPU cores other processes took "
+        "while a repeat was timed; an unfit repeat (disturbed, too short, too uneven) is left out of every timing "
+        "and repeated."
+    )
+    runs = summary.get("runs", {}).values()
+    if any(shown(run, key)[1] for run in runs for key in ("samples_per_s", "train_time_s")):
+        note += (
+            f" ({UNFIT_MARK}): no repeat of that run was fit to time, so the figure is only what its unfit repeats "
+            "measured: it decides no expectation and is not a measurement to quote."
+        )
+    if any(run.get("status") == "incomplete" for run in runs):
+        note += (
+            " incomplete: the session was interrupted before the run's planned repeats finished; its figures and "
+            "the expectations rest on the repeats that did."
+        )
+    return note
+
+
 # The phases of a launch, in order, as metrics.json and summary.json name them, with their column titles.
 PHASES = (
     ("launcher_s", "Launcher"),
     ("imports_s", "Imports"),
     ("device_init_s", "Device init"),
     ("setup_s", "Setup"),
+    ("first_step_s", "First step"),
     ("warmup_s", "Warm-up"),
     ("timed_s", "Timed"),
     ("eval_s", "Eval"),
@@ -277,12 +358,11 @@ def time_lines(summary: dict[str, Any], markdown: bool) -> list[str]:
         lines.append(
             "Seconds per launch (median over a run's launches). Started by: fork, accel-run's warm launcher "
             "(launch.launcher), or accelerate, the `accelerate launch` command. Launcher: from the launch to its "
-            "process; "
-            "Imports: torch and accelerate (about 0 when forked from the warm launcher); Device init: the "
-            "Accelerator and the device; Setup: data, model, optimizer; Warm-up: warm-up steps and blocks not yet "
-            "steady (compile time falls here); Timed: the blocks that give the speed; Timing-only: steps added "
-            "after training to time it better; Probes: attribution and memory; Teardown: after the results were "
-            "written."
+            "process; Imports: torch and accelerate (about 0 when forked from the warm launcher); Device init: the "
+            "Accelerator and the device; Setup: data, model, optimizer; First step: the first optimizer step "
+            "(compiling falls here); Warm-up: the other warm-up steps and blocks not yet steady; Timed: the blocks "
+            "that give the speed; Timing-only: steps added after training to time it better; Probes: attribution "
+            "and memory; Teardown: after the results were written."
         )
     extra = []
     for name, run in summary.get("runs", {}).items():
@@ -334,14 +414,13 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
     heading("Runs")
     lines += _table(RUN_HEADER, run_rows(summary), markdown)
     lines.append("")
-    lines.append(
-        f"Speedup: samples/s relative to the baseline run '{spec.get('baseline')}' (warm-up steps excluded). "
-        "Train time: the whole training loop. Others' CPU: the largest share of the CPU cores other processes "
-        "took while a repeat was timed; an unfit repeat (disturbed, too short) is left out of timings and repeated."
-    )
+    lines.append(table_note(summary))
     for note in honesty_notes(summary):
         lines.append(("- " if markdown else "* ") + note)
     lines.append("")
+    settings = settings_table(summary, markdown)
+    if settings:
+        lines += [*settings, ""]
     expectations = summary.get("expectations", [])
     if expectations:
         heading("Expectations")
@@ -365,7 +444,11 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
             for sentence in verdict["why"].get("sentences", []):
                 lines.append(("- " if markdown else "  - ") + sentence)
             lines.append("")
-    problems = [(n, r) for n, r in summary["runs"].items() if r.get("status") in ("failed", "timeout", "interrupted")]
+    problems = [
+        (n, r)
+        for n, r in summary["runs"].items()
+        if r.get("status") in ("failed", "timeout", "interrupted", "incomplete")
+    ]
     if problems:
         heading("Problems")
         for name, run in problems:

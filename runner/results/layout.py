@@ -5,16 +5,20 @@ OUTPUT/<spec name>/<UTC timestamp>/<run>/accelerate_config.yaml, command.txt, pl
                                         metrics.json, stdout.log, stderr.log
 repeat k >= 2 of a run lives in <run>/repeat-<k>/ (same files).
 
-A result can be named without its timestamp (resolve_result): a spec's results folder or the spec
-file stand for its newest result, `latest` for the newest result of any spec.
+A result can be named without its timestamp (resolve_result): a spec's results folder stands for
+its newest result, a spec file for the newest result of that file (results are filed under the
+spec's `name:`, so two files that share a name share a folder: summary.json's spec.file and
+spec.sha256 tell them apart), `latest` for the newest result of any spec.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ResultError
@@ -87,25 +91,81 @@ def results_in(spec_folder: Path) -> list[Path]:
     return sorted(found, key=lambda c: _stamp_order(c) or ("", 0))
 
 
-def resolve_result(reference: str, output: str | Path) -> Path:
-    """The result folder a user means: the folder itself; OUTPUT/<spec>/ or a spec file: that spec's newest
-    result; `latest`: the newest result of any spec under OUTPUT. Timestamps order results (UTC, so
-    the names sort by time). Anything else comes back as given, for the caller's 'not a result folder'.
+@dataclass(frozen=True)
+class Resolved:
+    """The result folder a reference names, and a warning to show with it ('' when there is none)."""
+
+    folder: Path
+    warning: str = ""
+
+
+def resolve_result(reference: str, output: str | Path) -> Resolved:
+    """The result folder a user means: the folder itself; OUTPUT/<spec>/: that spec's newest result; a spec
+    file: the newest result of that file (its path, or its content, recorded in summary.json);
+    `latest`: the newest result of any spec under OUTPUT. Timestamps order results (UTC, so the
+    names sort by time). Anything else comes back as given, for the caller's 'not a result folder'.
     """
     path, output = Path(reference), Path(output)
     if reference == LATEST and not path.exists():
         every = [r for spec in _children(output) for r in results_in(spec)]
         if not every:
             raise ResultError(f"'{LATEST}': there is no result under {output}/ yet (choose another with --output)")
-        return max(every, key=lambda r: _stamp_order(r) or ("", 0))
+        return Resolved(max(every, key=lambda r: _stamp_order(r) or ("", 0)))
     if path.is_dir():
         results = [] if (path / SUMMARY_FILE).exists() or _stamp_order(path) is not None else results_in(path)
-        return results[-1] if results else path
+        return Resolved(results[-1] if results else path)
     if path.is_file():
-        name = _spec_name(path)
-        folder = output / name
-        return _newest(results_in(folder), f"no result of spec '{name}' in {folder}/ (run `accel-run {path}`)")
-    return path
+        return _newest_of_file(path, output)
+    return Resolved(path)
+
+
+def _newest_of_file(path: Path, output: Path) -> Resolved:
+    """The newest result of the spec file `path` in OUTPUT/<its name>/, and a warning when other files share it."""
+    name, text = _spec_name(path)
+    folder = output / name
+    mine, others = [], {}
+    for result in results_in(folder):
+        recorded = _recorded_spec(result)
+        if recorded is None or _same_spec(recorded, path, sha256_text(text)):
+            mine.append(result)
+        else:
+            others[str(recorded.get("file") or recorded.get("path"))] = str(recorded.get("path"))
+    shown = sorted(set(others.values()))
+    another = f"{'another spec file' if len(shown) == 1 else 'other spec files'} named '{name}' ({', '.join(shown)})"
+    if not mine:
+        if others:
+            raise ResultError(
+                f"no result of {path} in {folder}/: the results there are of {another}; run `accel-run {path}`, "
+                "or give another name: to one of them"
+            )
+        raise ResultError(f"no result of spec '{name}' in {folder}/ (run `accel-run {path}`)")
+    warning = f"{folder}/ also holds results of {another}; showing the newest of {path}" if others else ""
+    return Resolved(mine[-1], warning)
+
+
+def _recorded_spec(result: Path) -> dict[str, object] | None:
+    """summary.json's `spec` section of a result, or None when it cannot be read (then it cannot tell)."""
+    try:
+        spec = json.loads((result / SUMMARY_FILE).read_text(encoding="utf-8")).get("spec")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+def _same_spec(recorded: dict[str, object], path: Path, sha256: str) -> bool:
+    """Whether a result was run from the spec file `path`: the same file (summary.json's spec.file, or its
+    spec.path from an older result), or the same content (spec.sha256: a copied or moved file)."""
+    if recorded.get("sha256") == sha256:
+        return True
+    file = recorded.get("file") or recorded.get("path")
+    return isinstance(file, str) and bool(file) and _resolved(Path(file)) == _resolved(path)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # a loop of symbolic links: compare it as written
+        return path.absolute()
 
 
 def _children(folder: Path) -> list[Path]:
@@ -121,11 +181,13 @@ def _newest(results: list[Path], missing: str) -> Path:
     return results[-1]
 
 
-def _spec_name(path: Path) -> str:
-    """The `name` of a spec file (its results live in OUTPUT/<name>/); the YAML reader is loaded only here."""
+def _spec_name(path: Path) -> tuple[str, str]:
+    """The `name` of a spec file (its results live in OUTPUT/<name>/) and its text; the YAML reader is loaded
+    only here."""
     from runner.spec.load import parse_spec, read_spec_text
 
-    name = parse_spec(read_spec_text(str(path)), str(path)).data.get("name")
+    text = read_spec_text(str(path))
+    name = parse_spec(text, str(path)).data.get("name")
     if not isinstance(name, str) or not name:
         raise ResultError(f"{path} has no spec name, so it names no result (give the result folder)")
-    return name
+    return name, text

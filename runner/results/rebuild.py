@@ -112,6 +112,7 @@ def _record(folder: Path, validated: ValidatedSpec, name: str) -> RunRecord:
         declared={},
         selected=False,
         auto=measure.repeats == "auto",
+        workload="script" if run.script_file else "builtin",
     )
     repeat = 1
     while (launch_dir(folder, name, repeat) / PLAN_FILE).is_file():

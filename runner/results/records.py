@@ -39,7 +39,7 @@ WINDOW_MIN_S = 1.0
 class TimingProblem:
     """Why one launch's timings cannot decide a verdict; `repeatable`: another launch may do better."""
 
-    kind: str  # "short", "disturbed" or "step_vs_probe"
+    kind: str  # "short", "spread", "drift" (runner.timing), "disturbed" or "step_vs_probe"
     sentence: str
 
     @property
@@ -171,29 +171,42 @@ class RunRecord:
     min_duration_s: float | None = None
     max_disturbance: float = 0.10
     rules: Rules = field(default_factory=Rules)  # what makes a launch's blocks fit to time
+    workload: str = "builtin"  # or "script": the user's own script (no attribution probe, its own sizes)
+    cut_short: str = ""  # why the session ended before this run's planned repeats did ("interrupted"), if it did
 
     @property
     def status(self) -> Status:
-        """skipped (not selected), the first bad launch's status, ok when every repeat is ok, else pending."""
+        """skipped (not selected); failed or timeout (its first such launch); ok when every planned repeat is ok;
+        incomplete when the session ended (cut_short) after some repeats were ok; else the first open launch's
+        status (interrupted, pending), or pending."""
         if not self.selected:
             return Status.SKIPPED
-        for repeat in sorted(self.launches):
-            if self.launches[repeat].status is not Status.OK:
-                return self.launches[repeat].status
-        return Status.OK if len(self.launches) >= self.repeats else Status.PENDING
+        launches = [self.launches[r] for r in sorted(self.launches)]
+        failed = next((launch for launch in launches if launch.status in (Status.FAILED, Status.TIMEOUT)), None)
+        if failed is not None:
+            return failed.status
+        ok = len(self.ok_launches())
+        if ok == len(launches) and ok >= self.repeats:
+            return Status.OK
+        if self.cut_short and ok:
+            return Status.INCOMPLETE  # the finished repeats still decide what they can
+        return next((launch.status for launch in launches if launch.status is not Status.OK), Status.PENDING)
 
     @property
     def reason(self) -> str:
-        """Why the run is not ok: why it was skipped, or its first bad launch's reason."""
+        """Why the run is not ok: why it was skipped, its first failed launch's reason, or how far it got."""
         if not self.selected:
             return self.skip_reason
+        status = self.status
+        if status is Status.INCOMPLETE:
+            finished = len(self.ok_launches())
+            return f"{finished} of {self.repeats} repeat(s) finished before the session was {self.cut_short}"
+        if status is Status.PENDING and self.cut_short and not self.launches:
+            return f"not run: the session was {self.cut_short} first"
         for repeat in sorted(self.launches):
-            if self.launches[repeat].status is not Status.OK:
-                return (
-                    f"repeat {repeat}: {self.launches[repeat].reason}"
-                    if self.repeats > 1
-                    else self.launches[repeat].reason
-                )
+            launch = self.launches[repeat]
+            if launch.status is status and status is not Status.OK:
+                return f"repeat {repeat}: {launch.reason}" if self.repeats > 1 else launch.reason
         return ""
 
     def ok_launches(self) -> list[LaunchRecord]:
@@ -211,6 +224,7 @@ class RunRecord:
         selected: bool,
         auto: bool,
         skip_reason: str = "",
+        workload: str = "builtin",
     ) -> RunRecord:
         """A record that judges its launches by the run's measure section (noise floor, fitness, budget)."""
         return RunRecord(
@@ -227,6 +241,7 @@ class RunRecord:
             min_duration_s=measure.min_duration_s,
             max_disturbance=measure.max_disturbance,
             rules=Rules(measure.min_blocks, measure.max_spread),
+            workload=workload,
         )
 
     def timing_problem(self, launch: LaunchRecord) -> TimingProblem | None:
@@ -268,16 +283,19 @@ class RunRecord:
         launches = self.ok_launches()
         metrics: dict[str, Any] = {}
         spreads: dict[str, Any] = {}
+        unfit: dict[str, float] = {}
         if launches:
             for key, first in launches[0].metrics.items():
-                # timings: the repeats fit to time; when none is, every repeat (the verdicts say why)
-                values = self.values(key) or self.values(key, fit_only=False)
+                values = self.values(key)  # timings: the repeats fit to time only
                 if values:
                     median = statistics.median(values)
                     whole = all(isinstance(launch.metrics.get(key), int) for launch in launches)
                     metrics[key] = int(median) if whole and float(median).is_integer() else median
                     if key in NOISY_METRICS:
                         spreads[key] = {**spread(values), "values": values}
+                elif key in TIMING_METRICS and self.values(key, fit_only=False):
+                    # no repeat fit to time: kept apart, never where a measurement is read (the verdicts say why)
+                    unfit[key] = statistics.median(self.values(key, fit_only=False))
                 else:
                     metrics[key] = first
         first = launches[0] if launches else None
@@ -287,10 +305,12 @@ class RunRecord:
             "status": str(self.status),
             "reason": self.reason,
             "description": self.description,
+            "workload": self.workload,
             "directory": self.name,
             "declared": self.declared,
             "observed": first.observed if first else {},
             "metrics": metrics,
+            "unfit_metrics": unfit,
             "spread": spreads,
             "attribution": _median_attribution([launch.attribution for launch in launches]),
             "phases": _median_attribution([launch.phases for launch in launches]),

@@ -127,8 +127,15 @@ _NOT_A_TREATMENT = {
     "train.eval_split",
     "data.seed",
 }
+# Settings that split one global batch: changed together with the processes, they keep the work equal.
+_BATCH_KEYS = (
+    "train.batch_size",
+    "train.gradient_accumulation_steps",
+    "script.batch_size",
+    "script.gradient_accumulation_steps",
+)
 # Settings compared as one (a model or an optimizer is one choice, however many keys it has).
-_WHOLE = ("model", "data", "train.optimizer", "engine")
+_WHOLE = ("model", "data", "train.optimizer", "engine", "launch.compile")
 
 
 def _settings(run: ResolvedRun) -> dict[str, Any]:
@@ -152,8 +159,8 @@ def _without_nodes(engine: Any) -> Any:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("kind", "...")) if "kind" in value else "..."
+    if isinstance(value, dict):  # a whole choice: named by its kind (a compile section by its backend)
+        return str(value.get("kind", value.get("backend", "...")))
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):
@@ -169,8 +176,8 @@ def confounded(run: ResolvedRun, base: ResolvedRun) -> str | None:
     """
     mine, theirs = _settings(run), _settings(base)
     differing = [key for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
-    if run.workload.global_batch == base.workload.global_batch:
-        differing = [k for k in differing if k not in ("train.batch_size", "train.gradient_accumulation_steps")]
+    if run.workload.global_batch == base.workload.global_batch > 0:  # 0: a script's batch, not declared
+        differing = [k for k in differing if k not in _BATCH_KEYS]
     if "launch.processes" in differing:  # one GPU per process: the GPUs listed follow the process count
         differing = [k for k in differing if k != "launch.gpu_ids"]
         # more processes on more nodes is one change: scaling out (processes count all nodes)
@@ -180,9 +187,14 @@ def confounded(run: ResolvedRun, base: ResolvedRun) -> str | None:
         return None
     parts = [f"{key} ({_shown(mine.get(key))} vs {_shown(theirs.get(key))})" for key in differing]
     listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
+    hint = (
+        " (a batch size in script.args? declare it as script.batch_size, and accel-run knows the global batch)"
+        if "script.args" in differing
+        else ""
+    )
     return (
         f"speedup of '{run.name}' over '{base.name}' is confounded: the runs differ in {listed}, so the speedup "
-        "cannot be credited to one of them; compare runs that differ in one setting"
+        f"cannot be credited to one of them; compare runs that differ in one setting{hint}"
     )
 
 

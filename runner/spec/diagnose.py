@@ -263,12 +263,14 @@ def _child_at(data: Any, path: KeyPath) -> Any:
 
 
 def _pattern_message(field: str, value: Any, pattern: str) -> str:
-    from runner.spec.models import NAME_PATTERN, NAME_RULE, SLURM_TIME_PATTERN, SLURM_TIME_RULE
+    from runner.spec.models import NAME_PATTERN, NAME_RULE, OPTION_PATTERN, SLURM_TIME_PATTERN, SLURM_TIME_RULE
 
     if pattern == NAME_PATTERN:
         return f"invalid name {value!r} for {field}: use {NAME_RULE} (it becomes a folder name)"
     if pattern == SLURM_TIME_PATTERN:
         return f"{field} {value!r} is not a time SLURM accepts: use {SLURM_TIME_RULE} (e.g. '01:30:00')"
+    if pattern == OPTION_PATTERN:
+        return f"{field} {value!r} is not an option: write it as your script's parser takes it (--{value})"
     return f"{field} {value!r} does not match the pattern {pattern}"
 
 

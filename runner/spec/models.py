@@ -484,6 +484,30 @@ GpuIds = Annotated[
 ]
 
 
+class CompileSection(Strict):
+    """torch.compile through Accelerate's dynamo_config: Accelerator.prepare compiles the model."""
+
+    backend: Literal["inductor", "aot_eager", "eager", "no"] = Field(
+        default="inductor",
+        description="The dynamo backend (dynamo_config.dynamo_backend). inductor generates fused kernels (C++/OpenMP "
+        "on CPU, Triton on GPU); aot_eager and eager trace without generating code (to tell compile's own cost "
+        "from its kernels); no compiles nothing.",
+    )
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        default="default",
+        description="torch.compile's mode (dynamo_config.dynamo_mode). reduce-overhead replays CUDA graphs on a GPU; "
+        "max-autotune also benchmarks kernel choices (a long first step).",
+    )
+    fullgraph: bool = Field(
+        default=False,
+        description="Fail instead of splitting the model into several graphs (dynamo_config.dynamo_use_fullgraph).",
+    )
+    dynamic: bool = Field(
+        default=False,
+        description="Trace with dynamic shapes (dynamo_config.dynamo_use_dynamic).",
+    )
+
+
 class LaunchSection(Strict):
     """How `accelerate launch` starts the run: processes, precision, device, GPUs."""
 
@@ -537,6 +561,18 @@ class LaunchSection(Strict):
         description="ACCELERATE_* variables of your shell to pass through; others are dropped so runs are hermetic.",
         examples=[["ACCELERATE_DEBUG_MODE"]],
     )
+    compile: CompileSection | None = Field(
+        default=None,
+        description="torch.compile the model, as Accelerate's dynamo_config does it in Accelerator.prepare. "
+        "null = eager. The first steps then include compiling: they are warm-up, never timed.",
+        examples=[{"backend": "inductor"}, {"backend": "inductor", "mode": "reduce-overhead"}],
+    )
+    tf32: bool | None = Field(
+        default=None,
+        description="TF32 tensor cores for fp32 matmuls and convolutions on CUDA (torch.backends.cuda.matmul and "
+        "cudnn allow_tf32). null = what PyTorch and Accelerate set by themselves: matmuls true fp32, except that "
+        "Accelerate turns TF32 on with a dynamo backend and no mixed precision. No effect on CPU.",
+    )
     launcher: Literal["fork", "accelerate"] | None = Field(
         default=None,
         description="How a local launch starts its processes. fork: from a warm process that imported torch and "
@@ -589,19 +625,21 @@ class MeasureSection(Strict):
         description="A launch with fewer blocks than this cannot decide a timing verdict (it is unfit to time).",
     )
     max_spread: float = Field(
-        default=0.25,
+        default=0.5,
         gt=0,
         le=100,
-        description="A launch whose block rates spread more than this (IQR/median, 0.25 = 25%), or whose two "
-        "halves differ by more than half of it, is unfit to time: the machine changed while it was timed.",
+        description="A launch whose block rates spread more than this (IQR/median, 0.5 = 50%), or whose two "
+        "halves differ by more than this, is unfit to time: the machine changed while it was timed (halves "
+        "closer than that widen the launch's interval instead).",
     )
     extend_share: float = Field(
         default=0.5,
         ge=0,
         le=100,
         description="When the declared training gives too few blocks (or too loose an estimate), timing-only "
-        "steps after it (same data and settings, never in loss or accuracy) may extend the timed part, for at most "
-        "this share of the launch's own overhead (start-up, warm-up, eval). 0 = never.",
+        "steps after it (same data and settings, never in loss or accuracy) extend the timed part: up to "
+        "measure.min_blocks whatever they cost, beyond that for at most this share of what the launch has cost "
+        "so far (another launch would cost all of it again). 0 = never.",
     )
     min_duration_s: float | None = Field(
         default=None,
@@ -765,6 +803,8 @@ class RunConfig(Strict):
 
 # --- script: your own training script as the workload ----------------------------------------
 
+OPTION_PATTERN = r"^-"  # a command-line option: --batch-size, -b
+
 _SCRIPT_DOC = (
     "Your own Accelerate training script as the workload, instead of the built-in model/data/train "
     "(leave those out). It reports through runner.track; launch, measure, runs and expect apply as usual."
@@ -794,6 +834,25 @@ class ScriptSection(Strict):
         description="Gradient accumulation your script's Accelerator must use: passed as "
         "ACCELERATE_GRADIENT_ACCUMULATION_STEPS (as `accelerate launch --gradient_accumulation_steps` does) and "
         "checked against what the script reports. null = the script's own choice, not checked.",
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Samples per process per forward pass (micro-batch) of your script, passed to it as "
+        "`batch_size_arg` (--batch-size 32) and checked against what it trains. With it accel-run knows the "
+        "global batch (batch_size x processes x gradient_accumulation_steps), so 2 processes x 32 vs 1 x 64 is a "
+        "fair comparison, not a confounded one. null = the script's own batch, unknown to accel-run.",
+        examples=[64],
+    )
+    batch_size_arg: str | None = Field(
+        default="--batch-size",
+        min_length=1,
+        max_length=200,
+        pattern=OPTION_PATTERN,
+        description="The option that passes script.batch_size to your script: `batch_size_arg` and the value "
+        "are added after script.args. null = not passed (your script uses that batch on its own; still checked).",
+        examples=["--batch-size", "--per_device_train_batch_size"],
     )
 
 
@@ -830,10 +889,11 @@ Metric = Literal[
 ]
 METRIC_DOC = (
     "train_time_s: training wall time; startup_s: launch to first step; samples_per_s: global samples per "
-    "second after warm-up; tokens_per_s: the same in tokens (transformer runs); step_time_ms: time per "
-    "optimizer step after warm-up; final_loss: mean training "
-    "loss of the last epoch/window; eval_loss and accuracy: on the eval set; peak_memory_mb: CUDA allocator "
-    "peak on GPU, peak RSS on CPU (largest process); optimizer_steps: optimizer updates done."
+    "second, the median over the launch's timed blocks of steps; tokens_per_s: the same in tokens (transformer "
+    "runs); step_time_ms: time per optimizer step, from the same blocks; final_loss: mean training "
+    "loss of the last epoch/window; eval_loss and accuracy: on the held-out eval set; peak_memory_mb: training "
+    "memory at its peak (parameters, gradients, optimizer state and activations; the resident data set is "
+    "measured apart), on CPU and GPU alike, of the largest process; optimizer_steps: optimizer updates done."
 )
 
 

@@ -343,12 +343,30 @@ class _Checker:
             self.report(where, f"script.path '{written}' is not readable (permissions of {path})")
         return str(path.resolve())
 
+    def check_script_batch(self, run: ResolvedRun, config: ScriptRunConfig) -> None:
+        """script.batch_size is passed as its option: the same option in script.args would pass two batches."""
+        script = config.script
+        option = script.batch_size_arg
+        if script.batch_size is None or option is None:
+            return
+        for index, arg in enumerate(script.args):
+            where = run.source(("script", "args", index))
+            if arg == option or arg.startswith(f"{option}="):
+                self.report(
+                    where,
+                    f"script.args passes {option} and so does script.batch_size ({script.batch_size}): remove "
+                    f"{option} and its value from script.args (accel-run adds {option} {script.batch_size})",
+                )
+                self.claimed.add(where)  # said once, however many runs share these arguments
+                return
+
     # -- semantic rules -----------------------------------------------------------------------
 
     def check_semantics(self, spec: ExperimentSpec, runs: dict[str, ResolvedRun]) -> None:
         for run in runs.values():
             if isinstance(run.config, ScriptRunConfig):  # its sizes are the script's: only the launch is checked
                 self.check_launch(run)
+                self.check_script_batch(run, run.config)
                 if isinstance(run.config.engine, SlurmEngineSection):
                     self.check_slurm(run, run.config.engine)
             else:
@@ -600,11 +618,13 @@ class _Checker:
             self.report(path, mixed, severity=Severity.WARNING, code="confounded", acknowledged=acknowledged)
         a, b = run.workload, base.workload
         differences = []
-        if a.global_batch != b.global_batch:
-            differences.append(
-                f"global batch {a.global_batch} vs {b.global_batch} "
-                f"({a.optimizer_steps} vs {b.optimizer_steps} optimizer steps)"
+        if a.global_batch != b.global_batch and a.global_batch and b.global_batch:  # 0: a script's own batch
+            steps = (
+                f" ({a.optimizer_steps} vs {b.optimizer_steps} optimizer steps)"
+                if a.optimizer_steps and b.optimizer_steps
+                else ""
             )
+            differences.append(f"global batch {a.global_batch} vs {b.global_batch}{steps}")
         if a.nominal_samples != b.nominal_samples:
             differences.append(f"samples trained {a.nominal_samples:,} vs {b.nominal_samples:,}")
         if differences:

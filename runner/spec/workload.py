@@ -119,17 +119,19 @@ def workload_of(config: RunConfig | ScriptRunConfig) -> Workload:
 
 
 def script_workload(config: ScriptRunConfig) -> Workload:
-    """A user script's workload: only its process count and accumulation are known before it runs.
+    """A user script's workload: only its process count, accumulation and (when declared) batch are known.
 
     Sizes, steps and memory are the script's own (0 here: nothing to estimate or compare up front);
-    the script reports its steps and samples while it runs (runner.track).
+    the script reports its steps and samples while it runs (runner.track). With script.batch_size
+    the global batch is known (0 otherwise: unknown); accumulation left to the script counts as 1,
+    the same for every run of one script.
     """
     return Workload(
         params=0,
         train_samples=0,
         eval_samples=0,
         processes=config.launch.processes,
-        batch_size=0,
+        batch_size=config.script.batch_size or 0,
         accumulation=config.script.gradient_accumulation_steps or 1,
         micro_batches_per_epoch=0,
         steps_per_epoch=0,

@@ -31,7 +31,7 @@ from runner.verdicts.stats import (
     timing_noise,
     widen,
 )
-from runner.vocab import Outcome, precision_name
+from runner.vocab import Outcome, Status, precision_name
 
 # A speedup this far above what the declared change can give is a disturbed measurement, not a result.
 # Generous on purpose: caches and memory bandwidth can make real scaling a little superlinear.
@@ -43,6 +43,16 @@ _SYMBOL = {
     Outcome.ERROR: "ERROR",
     Outcome.SKIPPED: "SKIP",
 }
+
+
+@dataclass(frozen=True)
+class RunRepeats:
+    """One run's repeats under a verdict: how many finished of those planned, and how many were unfit to time."""
+
+    run: str
+    finished: int
+    planned: int
+    unfit: int = 0  # left out of the verdict's timing (counted for timing verdicts only)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class Verdict:
     repeats_unfit: int = 0  # launches left out of a timing: disturbed or too short
     stopped: str = ""  # why no more repeats were launched (decided, a budget, fixed)
     cause: str = ""  # why an inconclusive verdict rests on no usable measurement: unfit, ceiling, rss
+    unfit_kind: str = ""  # cause unfit: the TimingProblem kind (short, spread, drift, disturbed, step_vs_probe)
+    repeats_by_run: tuple[RunRepeats, ...] = ()  # each run's repeats: finished, planned, left out unfit
 
     def line(self) -> str:
         """`FAIL  dual >= 1.8x faster than single: measured 0.98x, needs >= 1.8x (46% short)`"""
@@ -157,9 +169,19 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
     kind = expectation.kind
     metric = metric_of(expectation)
 
-    def verdict(outcome: Outcome, message: str, needed: int | None = None, cause: str = "") -> Verdict:
+    def verdict(outcome: Outcome, message: str, needed: int | None = None, cause: str = "", unfit: str = "") -> Verdict:
         return Verdict(
-            title, kind, outcome, None, "", message, names, repeats_needed=needed, metric=metric, cause=cause
+            title,
+            kind,
+            outcome,
+            None,
+            "",
+            message,
+            names,
+            repeats_needed=needed,
+            metric=metric,
+            cause=cause,
+            unfit_kind=unfit,
         )
 
     for name in names:
@@ -168,16 +190,19 @@ def _check(expectation: Any, runs: dict[str, RunRecord]) -> Verdict:
             return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' {record.skip_reason}")
         if record is None or not record.selected:  # left out on purpose: shown, not counted
             return verdict(Outcome.SKIPPED, f"not evaluated: run '{name}' was not selected (--only)")
-        if record.status.value != "ok":
+        # an incomplete run (the session was interrupted) is judged on the repeats that finished
+        if record.status not in (Status.OK, Status.INCOMPLETE):
             why = f": {record.reason}" if record.reason else ""
             return verdict(Outcome.ERROR, f"cannot be evaluated: run '{name}' is {record.status.value}{why}")
-        if not record.values(metric, fit_only=False):
+        # a timing no launch could measure (not one block of steps) is unfit, said below; no figure at all is an error
+        unmeasured = not (metric in TIMING_METRICS and record.timing_problems())
+        if not record.values(metric, fit_only=False) and unmeasured:
             return verdict(Outcome.ERROR, f"cannot be evaluated: run '{name}' has no {metric}")
     if metric in TIMING_METRICS:
         for name in names:
             unfit = _unfit(runs[name], metric)
             if unfit is not None:
-                return verdict(Outcome.INCONCLUSIVE, unfit[0], unfit[1], "unfit")
+                return verdict(Outcome.INCONCLUSIVE, unfit[0], unfit[1], "unfit", unfit[2])
     if metric == "peak_memory_mb" and len(names) == 2:
         rss = [n for n in names if _memory_source(runs[n]) == "peak_rss"]
         if rss:
@@ -201,8 +226,8 @@ def _memory_source(record: RunRecord) -> str | None:
     return str(source) if source is not None else None
 
 
-def _unfit(record: RunRecord, metric: str) -> tuple[str, int | None] | None:
-    """(sentence, repeats that may settle it) when no repeat of `record` can time `metric`."""
+def _unfit(record: RunRecord, metric: str) -> tuple[str, int | None, str] | None:
+    """(sentence, repeats that may settle it, the problem's kind) when no repeat of `record` can time `metric`."""
     if record.values(metric):
         return None
     problems = record.timing_problems()
@@ -216,8 +241,8 @@ def _unfit(record: RunRecord, metric: str) -> tuple[str, int | None] | None:
         fix = "raise train.epochs or train.max_steps, or " + (
             "lower measure.min_duration_s" if "min_duration_s" in problem.sentence else "raise measure.extend_share"
         )
-        return f"{sentence} ({fix})", None
-    return sentence, count + 1
+        return f"{sentence} ({fix})", None, problem.kind
+    return sentence, count + 1, problem.kind
 
 
 def _no_pairs(title: str, kind: str, names: tuple[str, ...], metric: str) -> Verdict:

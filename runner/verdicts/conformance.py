@@ -58,6 +58,24 @@ def mismatches(declared: Declared, observed: Observed) -> list[str]:
                 f"the run declares {declared.machines} machine(s) (engine.nodes), but its "
                 f"ranks ran with machine ranks {ranks} on node(s) {', '.join(nodes)}"
             )
+    if observed.compiled is not None and observed.compiled != (declared.compile_backend != "no"):
+        said = f"compiles with {declared.compile_backend}" if declared.compile_backend != "no" else "runs eagerly"
+        seen = "compiled" if observed.compiled else "not compiled"
+        problems.append(
+            f"launch.compile says the model {said}, but the prepared model was {seen} "
+            f"(Accelerate's dynamo backend: {observed.dynamo_backend})"
+        )
+    if declared.tf32 is not None and declared.device == "cuda" and observed.cuda_matmul_allow_tf32 is not None:
+        if observed.cuda_matmul_allow_tf32 != declared.tf32:
+            problems.append(
+                f"launch.tf32 is {str(declared.tf32).lower()}, but fp32 matmuls ran with TF32 "
+                f"{'on' if observed.cuda_matmul_allow_tf32 else 'off'}"
+            )
+    wanted = declared.optimizer_implementation
+    if wanted is not None and observed.optimizer_implementation not in (None, wanted):
+        problems.append(
+            f"train.optimizer.implementation is {wanted}, but the optimizer ran {observed.optimizer_implementation}"
+        )
     if len(set(observed.param_hashes)) > 1:
         problems.append("the processes ended with different parameters: gradients were not synchronised")
     return problems

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from runner.results.records import TIMING_METRICS, RunRecord
 from runner.spec.models import ExperimentSpec
-from runner.verdicts.check import Verdict, check_expectations
+from runner.verdicts.check import RunRepeats, Verdict, check_expectations
 from runner.vocab import Outcome, Status
 
 
@@ -62,7 +62,12 @@ def stopped(
     if not runs or verdict.verdict in (Outcome.SKIPPED, Outcome.ERROR):
         return verdict
     launches = max(len(r.ok_launches()) for r in runs)
-    unfit = sum(len(r.timing_problems()) for r in runs) if verdict.metric in TIMING_METRICS else 0
+    timing = verdict.metric in TIMING_METRICS
+    # per run: a pair's two runs each have their own repeats, and their own unfit ones
+    by_run = tuple(
+        RunRepeats(r.name, len(r.ok_launches()), r.repeats, len(r.timing_problems()) if timing else 0) for r in runs
+    )
+    unfit = sum(r.unfit for r in by_run)
     used = verdict.interval.n if verdict.interval else launches
     if interrupted:
         why = "interrupted"
@@ -78,4 +83,4 @@ def stopped(
         why = f"measure.max_repeats ({min(r.max_repeats for r in runs)}) reached"
     else:
         why = f"measure.max_time_s ({min(r.max_time_s for r in runs):g} s) spent"
-    return replace(verdict, repeats_used=used, repeats_unfit=unfit, stopped=why)
+    return replace(verdict, repeats_used=used, repeats_unfit=unfit, stopped=why, repeats_by_run=by_run)

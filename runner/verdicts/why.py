@@ -21,9 +21,13 @@ compute, communication, data, optimizer) stays, so the speedup is capped at T_B 
 Communication stays for a reason worth saying: under Accelerate's autocast the parameters, and
 so the gradients the all-reduce moves, are fp32 in both runs.
 
-Model for memory under autocast: weights, gradients and the optimizer's state stay fp32
-(parameters x 4 bytes x (1 + 1 + 2 for Adam's moments)); only activations shrink, and on CPU
-peak RSS also carries the runtime that was resident before training began.
+Model for memory: the peak is training state (parameters, gradients, optimizer state) plus
+activations, each measured (runner.worker.memory), the resident data set apart. Under autocast the
+training state stays fp32; at best the activations halve, and autocast adds a low-precision copy of
+the weights (parameters x 2 bytes). The estimate and the measurement are compared part by part, so
+the gap between them is located. Older results without parts: weights, gradients and Adam's two
+moments at 4 bytes a parameter, and on CPU peak RSS also carries the runtime that was resident
+before training began.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from runner.results.entries import with_unfit
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
+from runner.verdicts.why_settings import differs as settings_differ
+from runner.verdicts.why_settings import explain_compute_settings
 from runner.vocab import Outcome, precision_name
 
 MIB = 2**20
@@ -47,7 +54,16 @@ _SOURCES = {
     "cuda_allocator_peak": "the CUDA allocator's peak (tensors only; the CUDA context and cached free blocks are "
     "not counted)",
     "tensor_peak": "the peak of live CPU tensor memory (tensors only, no runtime)",
+    "training_peak": "training memory at the peak of one training step (parameters, gradients, optimizer state and "
+    "activations, measured by part; the data set kept in memory is not counted)",
 }
+# metrics.json's memory parts, in the order the Why names them
+MEMORY_PARTS = (
+    ("memory_parameters_mb", "parameters"),
+    ("memory_gradients_mb", "gradients"),
+    ("memory_optimizer_mb", "optimizer state"),
+    ("memory_activations_mb", "activations"),
+)
 NO_ATTRIBUTION = "no attribution was measured (measure.attribution: false, or a run failed)"
 NO_GPU_CLOCK = (
     "these runs have no GPU clock (an older accel-run, or the profiler could not trace the GPU): the times above "
@@ -57,6 +73,18 @@ UNFIT_NOTE = (
     "no verdict: the timed parts were unfit to decide (the message above says why); what the runs measured all the "
     "same, as an indication"
 )
+
+
+def no_attribution(run: dict[str, Any], base: dict[str, Any]) -> str:
+    """Why a Why has no step split: a user script (attribution is the built-in worker's), or none was measured."""
+    scripts = [f"'{r.get('name', 'run')}'" for r in (run, base) if r.get("workload") == "script"]
+    if not scripts:
+        return NO_ATTRIBUTION
+    return (
+        "no step split (compute, communication, data, optimizer): attribution is measured for built-in runs only, "
+        f"and {' and '.join(scripts)} {'runs' if len(scripts) == 1 else 'run'} your own script, whose steps accel-run "
+        "times but cannot take apart"
+    )
 
 
 def step_seconds(run: dict[str, Any]) -> float | None:
@@ -94,7 +122,7 @@ def explain_processes(
     """Figures and sentences for a speedup of a multi-process run over a baseline with fewer processes."""
     t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None or not run.get("attribution") or not base.get("attribution"):
-        return {"sentences": [NO_ATTRIBUTION]}
+        return {"sentences": [no_attribution(run, base)]}
     g_run = run["metrics"]["global_batch_size"]
     g_base = base["metrics"]["global_batch_size"]
     n_run, n_base = run["metrics"]["processes"], base["metrics"]["processes"]
@@ -129,7 +157,9 @@ def explain_processes(
         f"gradient synchronisation takes {comm / t_run:.0%} of each step ({comm * 1000:.3g} ms per all-reduce "
         f"of the gradients)",
     ]
+    compute_cap = None
     if slowdown is not None and slowdown > 1.15:
+        compute_cap = ideal / slowdown
         cause = (
             f" (the {n_run} processes share {cores} CPU cores)"
             if cores and run.get("declared", {}).get("device") == "cpu"
@@ -137,14 +167,19 @@ def explain_processes(
         )
         sentences.append(
             f"each process computes {slowdown:.2f}x slower per sample than the baseline's process{cause}, "
-            f"which alone caps the speedup at {ideal / slowdown:.2f}x"
+            f"which alone caps the speedup at {compute_cap:.2f}x"
         )
-    if declared is not None and no_comm_limit is not None:
+    # One cap, not two: the what-if's (the whole step but communication) and forward+backward's, the lower
+    # of them, with why they differ when the what-if's is lower.
+    cap = min(no_comm_limit, compute_cap) if no_comm_limit is not None and compute_cap else no_comm_limit
+    figures["speedup_cap"] = cap
+    if declared is not None and cap is not None:
         figures["declared_speedup"] = declared
-        if no_comm_limit <= declared:
+        if cap <= declared:
             sentences.append(
-                f"even with free communication and a much larger model the speedup would stay below "
-                f"{no_comm_limit:.2f}x, short of the declared {declared:.3g}x: the per-process compute is the limit"
+                f"even with free communication and a much larger model the speedup would stay below {cap:.2f}x, "
+                f"short of the declared {declared:.3g}x: the work of each process, not the communication, is the "
+                "limit" + _rest_of_step(run, base, parts, base_parts, compute_cap, cap)
             )
             figures["compute_factor_needed"] = None
         else:
@@ -164,6 +199,34 @@ def explain_processes(
         )
     figures["sentences"] = sentences
     return figures
+
+
+def _rest_of_step(
+    run: dict[str, Any],
+    base: dict[str, Any],
+    parts: dict[str, float],
+    base_parts: dict[str, float],
+    compute_cap: float | None,
+    cap: float,
+) -> str:
+    """Why the whole step's cap lies below forward+backward's: what else costs the run more per sample."""
+    if compute_cap is None or cap >= compute_cap * 0.995:
+        return ""
+    g_run, g_base = run["metrics"]["global_batch_size"], base["metrics"]["global_batch_size"]
+    costlier = [
+        f"{part} {parts[part] / g_run * 1e6:.3g} µs vs {base_parts[part] / g_base * 1e6:.3g} µs"
+        for part in ("data", "optimizer", "other")
+        if parts[part] / g_run > base_parts[part] / g_base
+    ]
+    if not costlier:
+        return ""
+    return (
+        f"; it is lower than the {compute_cap:.2f}x of forward+backward alone because the rest of the step costs "
+        f"'{run.get('name', 'run')}' more per sample than '{base.get('name', 'baseline')}' too ("
+        + ", ".join(costlier)
+        + " per sample; other: waiting for the slower rank, Python, DDP bookkeeping), and a larger model grows "
+        "those with the compute in this estimate"
+    )
 
 
 def _device(run: dict[str, Any]) -> str | None:
@@ -222,7 +285,7 @@ def explain_precision(
     t_run, t_base = step_seconds(run), step_seconds(base)
     probe_run, probe_base = run.get("attribution") or {}, base.get("attribution") or {}
     if t_run is None or t_base is None or "matmul_share" not in probe_base or "compute_s" not in probe_run:
-        return {"sentences": [NO_ATTRIBUTION]}
+        return {"sentences": [no_attribution(run, base)]}
     matmul = float(probe_base["matmul_share"])
     compute_base = float(probe_base.get("compute_s", 0.0))
     compute_run = float(probe_run["compute_s"])
@@ -344,6 +407,12 @@ def explain_memory(
         )
         figures["sentences"] = sentences
         return figures
+    run_parts, base_parts = _memory_parts(run), _memory_parts(base)
+    if run_parts is not None and base_parts is not None:
+        figures.update(parts_mb=run_parts, baseline_parts_mb=base_parts)
+        sentences += _memory_part_sentences(run, base, run_parts, base_parts, at_most, figures)
+        figures["sentences"] = sentences
+        return figures
     resident = 0.0
     if source == "peak_rss":
         start_run, start_base = _rss_at_start(run), _rss_at_start(base)
@@ -397,6 +466,96 @@ def explain_memory(
                 )
     figures["sentences"] = sentences
     return figures
+
+
+def _memory_parts(run: dict[str, Any]) -> dict[str, float] | None:
+    """The run's measured memory parts in MB (parameters, gradients, optimizer, activations, data), if recorded."""
+    metrics = run.get("metrics", {})
+    keys = [key for key, _ in MEMORY_PARTS] + ["memory_data_mb"]
+    values = {key: _number(metrics.get(key)) for key in keys}
+    if any(value is None for value in values.values()):
+        return None
+    return {key.removeprefix("memory_").removesuffix("_mb"): float(value or 0.0) for key, value in values.items()}
+
+
+def _state(parts: dict[str, float]) -> float:
+    """Training state: parameters, gradients and optimizer state."""
+    return parts["parameters"] + parts["gradients"] + parts["optimizer"]
+
+
+def _memory_part_sentences(
+    run: dict[str, Any],
+    base: dict[str, Any],
+    parts: dict[str, float],
+    base_parts: dict[str, float],
+    at_most: float | None,
+    figures: dict[str, Any],
+) -> list[str]:
+    """The peak by part in both runs, where they differ, the floor the training state sets, and the estimate."""
+    name, base_name = run.get("name", "run"), base.get("name", "baseline")
+    peak, base_peak = _state(parts) + parts["activations"], _state(base_parts) + base_parts["activations"]
+    listed = ", ".join(
+        f"{label} {_mb(parts[key.removeprefix('memory_').removesuffix('_mb')])} vs "
+        f"{_mb(base_parts[key.removeprefix('memory_').removesuffix('_mb')])}"
+        for key, label in MEMORY_PARTS
+    )
+    sentences = [f"by part, '{name}' vs '{base_name}': {listed}"]
+    data, base_data = parts["data"], base_parts["data"]
+    if data or base_data:
+        with_data = (peak + data) / (base_peak + base_data)
+        figures["ratio_with_data"] = with_data
+        sentences.append(
+            f"not counted: the data set kept in memory, {_mb(data)} in '{name}' and {_mb(base_data)} in "
+            f"'{base_name}' (a real job streams its batches); counted, it would pull the ratio to {with_data:.2f}x"
+        )
+    state, base_state = _state(parts), _state(base_parts)
+    same_state = abs(state - base_state) <= 0.01 * base_state
+    change = peak - base_peak
+    where = (
+        f"the training state (parameters, gradients, optimizer state) is {_mb(state)} in both, so the "
+        f"{_mb(abs(change))} {'less' if change < 0 else 'more'} is all activations "
+        f"({parts['activations'] / base_parts['activations']:.2f}x)"
+        if same_state and base_parts["activations"]
+        else f"the training state is {_mb(state)} vs {_mb(base_state)}, the activations {_mb(parts['activations'])} "
+        f"vs {_mb(base_parts['activations'])}"
+    )
+    sentences.append(where)
+    if run["metrics"].get("processes", 1) != base["metrics"].get("processes", 1):
+        sentences.append(
+            "peak_memory_mb is the rank with the highest peak: each process holds its own full training state "
+            "(and, on CPU, DDP's gradient buckets, resident from the start, are not counted)"
+        )
+    floor = state / base_peak
+    figures["state_floor_ratio"] = floor
+    floored = at_most is not None and floor > at_most
+    if floored:
+        sentences.append(
+            f"even with no activations at all, '{name}' holds its training state, {_mb(state)}, {floor:.2f}x the "
+            f"peak of '{base_name}': the declared <= {at_most:g}x is out of reach without a smaller training state "
+            "(fewer parameters, or an optimizer that keeps less)"
+        )
+    precisions = run["metrics"].get("mixed_precision"), base["metrics"].get("mixed_precision")
+    params = _number(run["metrics"].get("params"))
+    if precisions[1] == "no" and precisions[0] in ("bf16", "fp16") and params:
+        low = precision_name(precisions[0])
+        copy = params * 2 / MIB
+        activations = base_parts["activations"] / 2 + copy
+        estimate = (base_state + activations) / base_peak
+        figures.update(autocast_weight_copy_mb=copy, activations_estimate_mb=activations, best_ratio_estimate=estimate)
+        gap = parts["activations"] - activations
+        state_gap = "" if same_state else f", and in the training state ({_mb(state)} vs {_mb(base_state)})"
+        sentences.append(
+            f"estimate: autocast keeps the training state fp32 (the same {_mb(base_state)}), halves the activations "
+            f"at best and adds a {low} copy of the weights ({_mb(copy)}): activations of about {_mb(activations)}, "
+            f"a peak of {estimate:.2f}x; measured {peak / base_peak:.2f}x, with activations of "
+            f"{_mb(parts['activations'])}: the estimate and the measurement part in the activations, "
+            f"{_mb(abs(gap))} {'more' if gap > 0 else 'less'} than estimated{state_gap}"
+        )
+        if at_most is not None and at_most < estimate and not floored:  # the floor said it already
+            sentences.append(
+                f"the declared <= {at_most:g}x is below that estimate: out of reach for this model under autocast"
+            )
+    return sentences
 
 
 def _ratio_as_speedup(
@@ -458,6 +617,8 @@ def explain(
     if not run or not base or not run.get("metrics") or not base.get("metrics"):
         return None
     run, base = {**run, "name": name}, {**base, "name": base_name}
+    if cause == "unfit":  # what the unfit repeats measured, marked as such by UNFIT_NOTE below
+        run, base = with_unfit(run), with_unfit(base)
     if kind == "ratio" and metric in MEMORY_METRICS:
         return explain_memory(run, base, _number(expectation.get("at_least")), _number(expectation.get("at_most")))
     declared, note = (
@@ -481,9 +642,15 @@ def _explain_timing(
         return why
     if run["metrics"].get("mixed_precision") != base["metrics"].get("mixed_precision"):
         return explain_precision(run, base, declared, environment)
+    if settings_differ(run, base):
+        found = explain_compute_settings(run, base)
+        if found is not None:
+            return found
     t_run, t_base = step_seconds(run), step_seconds(base)
     if t_run is None or t_base is None:
         return None
+    if not run.get("attribution") or not base.get("attribution"):  # a split of zeros would say nothing true
+        return {"sentences": [no_attribution(run, base)]}
     return {
         "sentences": [
             _split_sentence(run["name"], t_run, step_parts(run, t_run)),

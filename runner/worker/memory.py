@@ -1,22 +1,31 @@
-"""Peak tensor memory on CPU, the counterpart of CUDA's max_memory_allocated.
+"""Training memory at the peak of one training step, by part, measured alike on CPU and on a GPU.
 
-On a GPU the worker reports the CUDA allocator's peak; on CPU the only ready figure is the process's
-peak RSS, which also holds the Python interpreter and the torch libraries (a few hundred MB that no
-precision or optimizer choice changes), so a ratio of peak RSS cannot show, say, what bf16 saves.
-This module measures what the CUDA figure means instead: the bytes of tensor storage live at the
-peak of one training step. It adds two parts. The storages already live when the step starts
-(parameters, optimizer state, the in-memory dataset) are summed directly from the tensors the caller
-names, each distinct storage once. What the step allocates on top (gradients, activations, autocast
-copies, the optimizer's temporaries, scratch buffers inside ops) comes from the CPU allocator itself:
-under torch's profiler with profile_memory=True every allocation and free made on this thread is
-recorded with its address, size and time, and the running total of the blocks allocated inside the
-profile, in time order, has the step's peak as its maximum. Allocations made on other threads (a
-DataLoader worker, code inside an OpenMP parallel region) are not seen by the profiler.
+What is counted, in bytes of tensor storage (each distinct storage once):
+- the training state resident before the step: the parameters and the optimizer's state, summed from
+  the tensors themselves;
+- what the step allocates on top, at its highest point: the gradients and the activations (with
+  autocast's low-precision copies of the weights, the micro-batch, and the optimizer's temporaries).
+  The gradients are measured when the optimizer steps (a pre-step hook sums them); the activations
+  are the rest of the step's peak;
+- apart, the data set the built-in worker keeps resident on the device (a real job streams its
+  batches): measured, reported, and left out of the peak, because it is the same in every run of a
+  comparison and would pull every ratio towards 1x.
+
+The step's peak comes from the allocator of its device. On a GPU, the CUDA allocator's own figures:
+the peak allocated above what was allocated before the step. On CPU, which keeps no such figure,
+torch's profiler with profile_memory=True records every allocation and free made on this thread with
+its address, size and time; the running total of the blocks allocated inside the profile, in time
+order, has the step's peak as its maximum. Allocations made on other threads (a DataLoader worker,
+code inside an OpenMP parallel region) are not seen by the profiler. Peak RSS is not used: it holds
+the Python interpreter and the torch libraries, a few hundred MB that no precision or optimizer
+choice changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch._C._profiler import _ExtraFields_Allocation, _ProfilerEvent
@@ -65,20 +74,6 @@ def step_peak_bytes(step: Callable[[], None]) -> int:
     return peak
 
 
-def cpu_tensor_peak_mb(step: Callable[[], None], resident: Iterable[torch.Tensor]) -> float:
-    """Peak tensor memory of one step on CPU in MiB: the storages live before it plus the step's peak.
-
-    `resident` is read before the step and its tensors are held until the step ends, so name only
-    tensors that outlive the step (parameters, optimizer state, dataset tensors, gradients the step
-    accumulates into); a gradient the step replaces would be counted twice.
-    """
-    held = list(resident)
-    before = tensor_bytes(held)
-    peak = step_peak_bytes(step)
-    del held
-    return (before + peak) / 2**20
-
-
 def _cpu_allocations(roots: list[_ProfilerEvent]) -> list[tuple[int, int, int, int]]:
     """(time ns, recording order, address, signed size) of every CPU allocation and free in the tree."""
     found: list[tuple[int, int, int, int]] = []
@@ -90,3 +85,122 @@ def _cpu_allocations(roots: list[_ProfilerEvent]) -> list[tuple[int, int, int, i
             found.append((event.start_time_ns, len(found), fields.ptr, fields.alloc_size))
         stack.extend(reversed(event.children))
     return found
+
+
+MIB = 2**20
+StepPeak = Callable[[Callable[[], None]], int]  # bytes a step allocated above its start, at its highest point
+
+
+@dataclass(frozen=True)
+class MemoryParts:
+    """One rank's training memory at the peak of one training step, by part, in bytes."""
+
+    parameters: int
+    optimizer_state: int
+    gradients: int  # the gradients when the optimizer stepped
+    step_peak: int  # what the step held above what was resident before it, at its highest point
+    data: int  # the resident data set on this device: measured, not training memory
+
+    @property
+    def activations(self) -> int:
+        """The step's peak beyond its gradients: activations, autocast copies, the batch, optimizer temporaries."""
+        return max(0, self.step_peak - self.gradients)
+
+    @property
+    def training(self) -> int:
+        """Training memory at the peak: parameters, optimizer state, gradients and activations; no data set."""
+        return self.parameters + self.optimizer_state + self.step_peak
+
+    def as_metrics(self) -> dict[str, float]:
+        """The parts in MiB, as metrics.json names them (peak_memory_mb is `training`)."""
+        parts = {
+            "peak_memory_mb": self.training,
+            "memory_parameters_mb": self.parameters,
+            "memory_gradients_mb": self.gradients,
+            "memory_optimizer_mb": self.optimizer_state,
+            "memory_activations_mb": self.activations,
+            "memory_data_mb": self.data,
+        }
+        return {key: round(value / MIB, 4) for key, value in parts.items()}
+
+
+def training_memory(
+    step: Callable[[], None],
+    *,
+    parameters: Iterable[torch.Tensor],
+    optimizer_state: Iterable[torch.Tensor],
+    data: Iterable[torch.Tensor],
+    optimizer: Any,
+    step_peak: StepPeak,
+) -> MemoryParts:
+    """Run `step` once under `step_peak` (step_peak_bytes on CPU, cuda_step_peak on a GPU) and measure each part.
+
+    `optimizer` is the torch optimizer the step calls (not a wrapper): a pre-step hook sums the
+    gradients it is about to apply, the largest such sum over the step's optimizer steps.
+    """
+    params, state, dataset = list(parameters), list(optimizer_state), list(data)
+    gradients = [0]
+
+    def before_step(opt: torch.optim.Optimizer, *_: Any) -> None:
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        gradients[0] = max(gradients[0], tensor_bytes(grads))
+
+    handle = optimizer.register_step_pre_hook(before_step)
+    try:
+        peak = step_peak(step)
+    finally:
+        handle.remove()
+    return MemoryParts(
+        parameters=tensor_bytes(params),
+        optimizer_state=tensor_bytes(state),
+        gradients=gradients[0],
+        step_peak=peak,
+        data=tensor_bytes(dataset),
+    )
+
+
+class AllocatorStats(Protocol):
+    """The figures a device allocator keeps (torch.cuda's): bytes allocated now, and the peak since a reset."""
+
+    def synchronize(self) -> None: ...
+    def reset_peak(self) -> None: ...
+    def allocated(self) -> int: ...
+    def peak(self) -> int: ...
+
+
+def allocator_step_peak(stats: AllocatorStats) -> StepPeak:
+    """A StepPeak from an allocator's own figures: its peak during the step above what was allocated before it."""
+
+    def measure(step: Callable[[], None]) -> int:
+        stats.synchronize()
+        stats.reset_peak()
+        before = stats.allocated()
+        step()
+        stats.synchronize()
+        return max(0, stats.peak() - before)
+
+    return measure
+
+
+@dataclass(frozen=True)
+class CudaStats:
+    """torch.cuda's allocator figures for one device."""
+
+    device: torch.device
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def reset_peak(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def allocated(self) -> int:
+        return int(torch.cuda.memory_allocated(self.device))
+
+    def peak(self) -> int:
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+
+def step_peak_of(device: torch.device) -> StepPeak:
+    """How a step's peak is measured on `device`: the CUDA allocator's figures, or the profiler on CPU."""
+    return allocator_step_peak(CudaStats(device)) if device.type == "cuda" else step_peak_bytes

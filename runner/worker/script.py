@@ -5,8 +5,8 @@ process exactly as `accelerate launch SCRIPT ARGS...` would run it (as __main__,
 folder first on sys.path and sys.argv = [SCRIPT, *ARGS]). Around it, this wrapper does for the
 script what the built-in worker does for itself: a heartbeat per rank (accel-run notices a dead
 rank, and the process exits when accel-run is gone), the report finished when the script returns
-(runner.track.finish), a failure naming the API when the script reported nothing, and the rank's
-done marker once its work is durable.
+(runner.track.finish), a failure naming the API when the script reported nothing or reported steps
+its optimizer did not take, and the rank's done marker once its work is durable.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     problem = track.missing()
     if problem:
         raise SystemExit(f"accel-run worker: {Path(script).name}: {problem}")
+    contradiction = track.contradicted()  # located at the script's line that reports
+    if contradiction:
+        raise SystemExit(f"accel-run worker: {contradiction}")
     Path(f"{outputs['done_prefix']}{rank}").touch()
     return 0
 

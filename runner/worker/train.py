@@ -35,12 +35,12 @@ from runner.worker import disturbance
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
 from runner.worker.failpoint import Failpoint
-from runner.worker.memory import cpu_tensor_peak_mb
+from runner.worker.memory import step_peak_of, training_memory
 from runner.worker.observe import Progress, current_rss_mb, process_start_time, rank_facts, start_heartbeat
 from runner.worker.probe import attribution
 
 EVAL_LOGITS = 1 << 22  # logits per eval batch of token data (16 MB in fp32)
-EXTEND_ROUNDS = 3  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
+EXTEND_ROUNDS = 5  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
 EXTEND_TARGET = 0.02  # a launch's interval of its median block rate within +-2%: tight enough to stop extending
 EXTEND_MARGIN = 2  # blocks asked beyond measure.min_blocks, so one stalled block does not leave it short
 
@@ -187,6 +187,10 @@ class Trainer:
         self.device = self.accelerator.device
         if self.device.type == "cuda":
             torch.cuda.init()  # type: ignore[no-untyped-call]  # the CUDA context now, so device initialisation is its own phase
+            tf32 = plan.config.launch.tf32
+            if tf32 is not None:  # after the Accelerator, which turns it on by itself with a dynamo backend
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cudnn.allow_tf32 = tf32
         marks["device_init"] = time.time()
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         start_heartbeat(f"{plan.outputs.heartbeat_prefix}{self.rank}")
@@ -295,6 +299,9 @@ class Trainer:
             micro += 1
             if self.accelerator.sync_gradients:
                 step += 1
+                if step == 1:  # the first step holds what happens once: compiling, autotuning, allocating
+                    _sync(self.device)
+                    timing.mark("first_step")
                 if step == warmup:
                     _sync(self.device)
                     timing.mark("warmup")
@@ -319,26 +326,31 @@ class Trainer:
 
         Run after the evaluation, so they never reach the loss, the loss curve or the accuracy. The
         main rank decides how many blocks are wanted (too few, or an interval looser than
-        EXTEND_TARGET) and how many the budget allows: measure.extend_share of this launch's own
-        overhead so far (everything but the timed part), because another launch would cost all of
-        it again. Every rank runs the same steps (they hold collectives), so the count is agreed.
+        EXTEND_TARGET) and how many the budget allows: measure.extend_share of what this launch
+        has cost so far, because another launch would cost all of it again; and never less than
+        the blocks measure.min_blocks asks for, because a launch short of them decides nothing
+        (with extend_share 0, none at all). Every rank runs the same steps (they hold collectives),
+        so the count is agreed.
         """
         measure, clock = self.plan.config.measure, timing.clock
+        if measure.extend_share <= 0:
+            return 0
         rules = Rules(measure.min_blocks, measure.max_spread)
         launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
         begun = launch_t0 if launch_t0 == launch_t0 else self.marks["process"]
-        found = clock.estimate()
-        timed = found.seconds if found else 0.0
-        budget = measure.extend_share * max(0.0, time.time() - begun - timed)
+        budget = measure.extend_share * max(0.0, time.time() - begun)
         batches = self.micro_batches(self.next_epoch)
         extra = 0
         spent = 0.0
         for _ in range(EXTEND_ROUNDS):
             wanted = 0
             if self.accelerator.is_main_process:
-                blocks = _blocks_wanted(clock.estimate(), rules)
+                found = clock.estimate()
+                short = max(0, rules.min_blocks - (found.blocks if found else 0))
                 per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
-                wanted = min(blocks, int((budget - spent) / per_block)) * clock.per_block
+                affordable = min(_blocks_wanted(found, rules), int((budget - spent) / per_block))
+                # the blocks measure.min_blocks asks for come whatever they cost: short of them, nothing is decided
+                wanted = max(affordable, short + EXTEND_MARGIN if short else 0) * clock.per_block
             # the main rank's count reaches every rank (the others add 0)
             agreed = self.accelerator.reduce(torch.tensor([wanted], device=self.device), reduction="sum")
             steps = int(agreed.item())
@@ -393,14 +405,22 @@ class Trainer:
                 step_time_s=float(step_time.item()),
                 whole_step=self.whole_step,
             )
-        if self.device.type == "cpu":
-            # Peak RSS holds the runtime too; measure the tensors, as CUDA's allocator peak does on a GPU.
-            self.progress.update(timing.steps, "memory", force=True)
-            resident = [*self.model.parameters(), *_state_tensors(self.optimizer)]
-            resident += [self.inputs, self.labels, self.eval_inputs, self.eval_labels]
-            rank_report["peak_rss_mb"] = rank_report["peak_memory_mb"]
-            rank_report["peak_memory_mb"] = round(cpu_tensor_peak_mb(self.whole_step, resident), 1)
-            rank_report["peak_memory_source"] = "tensor_peak"
+        # Training memory by part, one step measured alike on CPU and GPU (runner.worker.memory); the process's
+        # own figure stays beside it: peak RSS on CPU (runtime included), the allocator's peak over training on a GPU.
+        self.progress.update(timing.steps, "memory", force=True)
+        own = "peak_rss_mb" if self.device.type == "cpu" else "allocator_peak_mb"
+        rank_report[own] = rank_report["peak_memory_mb"]
+        data = [self.inputs, self.labels, self.eval_inputs, self.eval_labels]
+        parts = training_memory(
+            self.whole_step,
+            parameters=self.model.parameters(),
+            optimizer_state=_state_tensors(self.optimizer),
+            data=[tensor for tensor in data if tensor.device == self.device],
+            optimizer=_raw(self.optimizer),
+            step_peak=step_peak_of(self.device),
+        )
+        rank_report.update(parts.as_metrics())
+        rank_report["peak_memory_source"] = "training_peak"
         return rank_report, probe
 
     def report(self, timing: Timing) -> None:
@@ -428,8 +448,7 @@ class Trainer:
             "final_loss": final_loss if math.isfinite(final_loss) else None,
             "eval_loss": eval_loss,
             "accuracy": accuracy,
-            "peak_memory_mb": max(r["peak_memory_mb"] for r in ranks),
-            "peak_memory_source": ranks[0]["peak_memory_source"],
+            **_memory_of(ranks),
             "processes": self.world,
             "mixed_precision": accelerator.mixed_precision,
             "global_batch_size": self.work.global_batch,
@@ -501,6 +520,8 @@ class Trainer:
             threads_per_process=[r["threads"] for r in ranks],
             gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
             optimizer_implementation=self.optimizer_impl,
+            compiled=is_compiled_module(self.model),
+            dynamo_backend=str(getattr(accelerator.state.dynamo_plugin.backend, "value", "")) or None,
             param_hashes=[r["param_hash"] for r in ranks],
             machine_ranks=[r["machine_rank"] for r in ranks],
             nodes=[r["node"] for r in ranks],
@@ -545,22 +566,32 @@ def _phases(timing: Timing) -> dict[str, float | None]:
     # blocks before the speed was stationary) was still warm-up
     declared_end = clock.extra_from if clock.extra_from is not None else len(clock.seconds)
     kept = sum(clock.seconds[found.warmup_blocks : declared_end]) if found else 0.0
-    after_warmup = marks["train"] - marks["warmup"]
+    training = marks["train"] - marks["setup"]
+    first_step = marks.get("first_step", marks["setup"]) - marks["setup"]
 
     def span(a: str, b: str) -> float:
         return round(marks[b] - marks[a], 6)
 
+    # the training loop's wall = the first step + the rest of the warm-up + the blocks that give the speed
     return {
         "launcher_s": round(marks["process"] - launch_t0, 6) if launch_t0 == launch_t0 else None,
         "imports_s": span("process", "imports"),
         "device_init_s": span("imports", "device_init"),
         "setup_s": span("device_init", "setup"),
-        "warmup_s": round(marks["warmup"] - marks["setup"] + max(0.0, after_warmup - kept), 6),
-        "timed_s": round(min(kept, after_warmup), 6),
+        "first_step_s": round(first_step, 6),
+        "warmup_s": round(max(0.0, training - first_step - kept), 6),
+        "timed_s": round(min(kept, training), 6),
         "eval_s": span("train", "eval"),
         "extra_timing_s": span("eval", "extend"),
         "probes_s": span("extend", "probes"),
     }
+
+
+def is_compiled_module(model: Any) -> bool:
+    """Whether the prepared model is torch.compile's OptimizedModule (Accelerate's own test)."""
+    from accelerate.utils import is_compiled_module as compiled
+
+    return bool(compiled(model))
 
 
 def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
@@ -574,10 +605,31 @@ def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+MEMORY_KEYS = (
+    "peak_memory_mb",
+    "peak_memory_source",
+    "memory_parameters_mb",
+    "memory_gradients_mb",
+    "memory_optimizer_mb",
+    "memory_activations_mb",
+    "memory_data_mb",
+)
+
+
+def _memory_of(ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The memory figures of the rank with the highest peak (its parts add up to it)."""
+    top = max(ranks, key=lambda rank: float(rank["peak_memory_mb"]))
+    return {key: top[key] for key in MEMORY_KEYS if key in top}
+
+
+def _raw(optimizer: Any) -> Any:
+    """The torch optimizer inside Accelerate's wrapper."""
+    return optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+
+
 def _state_tensors(optimizer: Any) -> list[torch.Tensor]:
     """The optimizer's state tensors (Adam's moments, SGD's momentum)."""
-    raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-    return [v for state in raw.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return [v for state in _raw(optimizer).state.values() for v in state.values() if isinstance(v, torch.Tensor)]
 
 
 def _finish(accelerator: Any, done_marker: str, failpoint: Failpoint, rank: int) -> None:
