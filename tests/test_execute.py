@@ -207,3 +207,20 @@ def test_a_cgroup_of_its_own_ends_every_member_at_once() -> None:
                 break
             time.sleep(0.05)
     assert not cgroup.path.exists()
+
+
+def test_a_killed_sessions_empty_cgroup_is_removed_by_the_next_launch() -> None:
+    from runner.engines.reap import CGROUP_PREFIX, LaunchCgroup
+
+    probe = LaunchCgroup.create(f"accel-run-test.{os.getpid()}")
+    if probe is None:
+        pytest.skip("no writable cgroup v2 here (not root, no delegated scope)")
+    probe.remove()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID no process has now: a session that was SIGKILLed
+    stale = probe.path.parent / f"{CGROUP_PREFIX}{dead.pid}.1"
+    stale.mkdir()
+    fresh = LaunchCgroup.create(f"accel-run-test.{os.getpid()}.2")
+    assert fresh is not None
+    assert not stale.exists()
+    fresh.remove()

@@ -46,6 +46,7 @@ import psutil
 
 from runner.vocab import LAUNCH_MARK_VAR
 
+CGROUP_PREFIX = "accel-run."  # accel-run.<session PID>.<launcher PID>
 LINGER_S = 5.0  # a launch still running this long after every rank finished is held open by something
 KILL_ROUNDS = 20  # stop-and-look rounds without a cgroup: each catches what the one before saw being born
 REAP_WAIT_S = 5.0
@@ -93,6 +94,7 @@ class LaunchCgroup:
         parent = _own_cgroup()
         if parent is None:
             return None
+        _sweep(parent)
         path = parent / name
         try:
             path.mkdir()
@@ -129,6 +131,18 @@ class LaunchCgroup:
     def remove(self) -> bool:
         """Remove the cgroup once it is empty; False while processes remain."""
         return _rmdir(self.path)
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the empty cgroups of accel-run sessions that are gone (killed with SIGKILL: none removed its own)."""
+    try:
+        names = [entry.name for entry in os.scandir(parent) if entry.name.startswith(CGROUP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        owner = name.removeprefix(CGROUP_PREFIX).partition(".")[0]
+        if owner.isdigit() and not psutil.pid_exists(int(owner)):
+            _rmdir(parent / name)  # fails while a process is still in it: that one is left alone
 
 
 def _own_cgroup() -> Path | None:
@@ -174,7 +188,7 @@ class LaunchProcesses:
         # this process's own children before the launch (a warm launcher, say): never the launch's orphans
         self.before = {child.pid for child in _children(self.me)} - {root_pid}
         self.spared = {os.getpid(), *(parent.pid for parent in _parents(self.me))}
-        self.cgroup = LaunchCgroup.create(cgroup_name or f"accel-run.{os.getpid()}.{root_pid}")
+        self.cgroup = LaunchCgroup.create(cgroup_name or f"{CGROUP_PREFIX}{os.getpid()}.{root_pid}")
         if self.cgroup is not None and not self.cgroup.adopt(root_pid):
             self.cgroup.remove()
             self.cgroup = None
@@ -223,8 +237,13 @@ class LaunchProcesses:
                 self._wait(alive, grace_s)
             stopped |= self._kill()
         self._reap()
-        if self.cgroup is not None and self.cgroup.remove():
-            self.cgroup = None
+        if self.cgroup is not None:
+            deadline = time.monotonic() + REAP_WAIT_S  # the last process leaves it a moment after it ended
+            while not self.cgroup.remove() and time.monotonic() < deadline:
+                self._reap()
+                time.sleep(0.05)
+            if not self.cgroup.path.exists():
+                self.cgroup = None
         return len(stopped)
 
     def stop_detached(self, grace_s: float) -> int:
