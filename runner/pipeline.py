@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome
+from runner.engines.diskfull import with_disk_cause
 from runner.engines.local import LocalEngine
 from runner.engines.slurm import SlurmEngine
 from runner.errors import ExitCode, MachineError, PreflightError, machine_error
@@ -29,6 +29,7 @@ from runner.jsonio import read_json, write_text_atomic
 from runner.plan.compile import LaunchPlan, compile_launch, declared_of, launcher_of, server_env
 from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight, skipped_runs
+from runner.plan.quoting import join_line
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
 from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
@@ -36,8 +37,10 @@ from runner.report.progress import ProgressUI
 from runner.report.text import render
 from runner.results.layout import launch_dir, new_result_dir, sha256_text
 from runner.results.lock import ResultLock
+from runner.results.nofollow import make_folders, refuse_linked_runs, require_real
 from runner.results.rebuild import rebuild_summary
 from runner.results.records import LaunchRecord, RunRecord
+from runner.results.reserve import SpaceReserve
 from runner.results.summary import (
     DamagedSummary,
     build_summary,
@@ -119,6 +122,7 @@ class Session:
     attach: dict[tuple[str, int], str] = field(default_factory=dict)  # (run, repeat) -> a job to re-attach to
     in_flight: tuple[str, int] | None = None  # the launch being run now
     spec_file: str = ""  # the spec file's absolute path: --report SPEC and compare find its results by it
+    reserve: SpaceReserve | None = None  # disk space freed for the last save after a machine fault
 
     def engine_of(self, name: str) -> Engine:
         """The engine that runs `name`'s launches (its engine section's kind)."""
@@ -140,8 +144,14 @@ class Session:
     def save(self, status: str) -> dict[str, Any]:
         """Write summary.json now (atomically) and return it."""
         self.require_folder()
+        summary = self.summary(status)
+        save_summary(self.result_dir, summary)
+        return summary
+
+    def summary(self, status: str) -> dict[str, Any]:
+        """summary.json's content as of now."""
         spec = self.validated.spec
-        summary = build_summary(
+        return build_summary(
             status=status,
             spec={
                 "name": spec.name,
@@ -164,8 +174,6 @@ class Session:
             verdicts=self.verdicts,
             fault=self.fault,
         )
-        save_summary(self.result_dir, summary)
-        return summary
 
 
 @dataclass(frozen=True)
@@ -253,7 +261,8 @@ def _run_spec(
     runnable = sum(record.selected for record in records.values())
     ui.say(f"accel-run: {validated.spec.name}: {runnable} run(s), results in {result_dir}")
     ui.say(f"accel-run: {bound_line(session)}")
-    with ResultLock(result_dir):
+    with ResultLock(result_dir), SpaceReserve(result_dir) as reserve:
+        session.reserve = reserve
         return _run_session(session, ui)
 
 
@@ -290,10 +299,7 @@ def _prepare_launch(
         plan = compile_for_slurm(plan, engine, spec_name=validated.spec.name, pinned_port=pinned)
     if attaching:
         return plan
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise machine_error(exc, "creating", directory) from None
+    make_folders(result_dir, directory)  # never through a symbolic link (results.nofollow)
     # a resumed launch must not read an old result, nor an old rank's done marker
     for stale in (directory / METRICS_FILE, *directory.glob(f"{DONE_PREFIX}*")):
         stale.unlink(missing_ok=True)
@@ -342,10 +348,10 @@ class DryRun:
             what = f"{run.processes} process(es){nodes}, {run.device}, {run.precision}"
             lines.append(f"\n# run '{run.name}' ({what}); config: {run.config}")
             if run.sbatch:
-                lines.append(f"# each node starts: {shlex.join(run.argv)} (with its machine rank; see the script)")
-                lines.append(shlex.join(["sbatch", "--parsable", run.sbatch]))
+                lines.append(f"# each node starts: {join_line(run.argv)} (with its machine rank; see the script)")
+                lines.append(join_line(["sbatch", "--parsable", run.sbatch]))
             else:
-                lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
+                lines.append(join_line(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, Any]:
@@ -390,17 +396,19 @@ def resume(result_dir: str, *, options: RunOptions, err: TextIO) -> SessionResul
     results.summary.keep_finished's policy.
     """
     folder = require_result_folder(result_dir).absolute()  # as in run_spec: SLURM jobs need absolute paths
-    with ResultLock(folder):  # one session per result folder; the OS releases it if this one dies
-        return _resume_locked(folder, options, err)
+    require_real(folder)  # a session writes and deletes in it: never through a symbolic link
+    with ResultLock(folder), SpaceReserve(folder) as reserve:  # one session per result folder (see lock)
+        return _resume_locked(folder, options, err, reserve)
 
 
-def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionResult:
+def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: SpaceReserve) -> SessionResult:
     summary, notes = _load_or_rebuild(folder)
     for note in notes:
         print(f"accel-run: {note}", file=err)
     sets = resumable_sets(summary, options.sets)
     validated = require_valid(str(resumable_spec(folder, summary)), sets=sets, as_path=summary["spec"]["path"])
     validated = replace(validated, document=replace(validated.document, path=summary["spec"]["path"]))
+    refuse_linked_runs(folder, validated.runs)  # before anything in them is deleted or rewritten
     saved = summary.get("options", {})
     merged = RunOptions(
         output=str(folder.parent.parent),
@@ -422,7 +430,8 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO) -> SessionRes
     started = summary.get("environment", {}).get("started_at", now())
     engines = _engines(validated, selected)
     session = Session(validated, machine, folder, merged, records, summary["spec"]["sha256"], started, engines=engines)
-    session.attach = submitted_jobs(summary, records)
+    session.reserve = reserve
+    session.attach = submitted_jobs(summary, records, folder)
     session.spec_file = str(summary["spec"].get("file") or "")
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
     jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
@@ -447,6 +456,7 @@ def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]
 def rerender_report(result_dir: str) -> tuple[str, ExitCode]:
     """`--report`: the report of a result, rewritten from its summary.json, and the exit code it stands for."""
     folder = Path(result_dir)
+    require_real(folder)  # report.md (and a rebuilt summary) are written into it
     summary, notes = _load_or_rebuild(folder)
     try:
         text, hints = write_report(summary, folder)
@@ -493,8 +503,7 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
         _record_killed_launch(session)
     except MachineError as fault:
         ui.close()
-        _save_what_can_be_saved(session, str(fault))
-        raise
+        return _stopped_by_fault(session, str(fault))
     finally:
         ui.close()
     if interrupted:
@@ -509,15 +518,26 @@ def _run_session(session: Session, ui: ProgressUI) -> SessionResult:
     return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
 
 
-def _save_what_can_be_saved(session: Session, fault: str) -> None:
-    """After a machine fault: the summary and report with the cause, where the folder still takes them."""
+def _stopped_by_fault(session: Session, fault: str) -> SessionResult:
+    """After a machine fault: the summary and report with the cause, saved where the folder still takes them
+    (the session's reserve is freed for it first), and printed in any case."""
     session.fault = fault
     _cut_short(session, "stopped by a machine fault")
     session.verdicts = check_expectations(session.validated.spec, session.records)
+    if session.reserve is not None:
+        session.reserve.release()
+    summary = session.summary("interrupted")
+    notes = []
     try:
-        write_report(session.save("interrupted"), session.result_dir)
-    except MachineError:
-        pass  # the fault itself (a full disk, a deleted folder) can forbid it; the error says what happened
+        session.require_folder()
+        save_summary(session.result_dir, summary)
+        _, hints = write_report(summary, session.result_dir)
+        notes += [f"accel-run: {hint}" for hint in hints]
+    except MachineError as again:  # the fault itself (a full disk, a deleted folder) can forbid it
+        notes.append(f"accel-run: {again}; what the folder holds may be older than the report above")
+    notes.append(f"accel-run: error: {fault}")
+    text = render(summary, markdown=False)
+    return SessionResult("\n" + text, tuple(notes), exit_code_of(summary), session.result_dir)
 
 
 def _cut_short(session: Session, why: str) -> None:
@@ -601,8 +621,13 @@ def _record_killed_launch(session: Session) -> None:
     """After a second Ctrl-C: the launch in flight is recorded as interrupted."""
     for name, repeat in [session.in_flight] if session.in_flight else []:
         directory = launch_dir(session.result_dir, name, repeat).relative_to(session.result_dir)
+        submitted = session.records[name].launches.get(repeat)  # a SLURM job's id: --resume may collect it
         session.records[name].launches[repeat] = LaunchRecord(
-            repeat, Status.INTERRUPTED, str(directory), "interrupted by a second Ctrl-C (killed at once)"
+            repeat,
+            Status.INTERRUPTED,
+            str(directory),
+            "interrupted by a second Ctrl-C (killed at once)",
+            job_id=submitted.job_id if submitted else "",
         )
 
 
@@ -648,6 +673,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
             job_id=job_id,
         )
         session.in_flight = None
+    outcome = with_disk_cause(outcome, plan.directory)  # a full disk can leave no room for the rank's error
     launch = LaunchRecord(
         repeat=repeat,
         status=outcome.status,
@@ -667,6 +693,7 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
         launch.notes.append(outcome.warning)
     if outcome.note:
         launch.notes.append(outcome.note)
+    launch.notes.extend(outcome.notes)
     if outcome.leftovers_killed:
         launch.notes.append(f"{outcome.leftovers_killed} process(es) outlived the launcher and were stopped")
     if outcome.ok:

@@ -58,10 +58,12 @@ SPEC_COPY = "spec.yaml"
 SETS_FILE = "sets.json"  # the --set options a result was started with, beside spec.yaml (for a rebuild)
 REPORT_FILE = "report.md"
 LOCK_FILE = "session.lock"  # held (flock) by the session that owns the result folder
+RESERVE_FILE = "session.reserve"  # disk space a session holds so a full disk cannot keep it from saving why
 
 # Environment variables between the runner and its workers.
 LAUNCH_T0_VAR = "ACCEL_RUN_LAUNCH_T0"  # wall-clock time of the launch, for start-up time
 RUNNER_PID_VAR = "ACCEL_RUN_RUNNER_PID"  # workers exit when this process is gone (no orphans)
+LAUNCH_MARK_VAR = "ACCEL_RUN_LAUNCH"  # the launch's folder: every process of a launch inherits it (engines.reap)
 FAILPOINT_VAR = "ACCEL_RUN_FAILPOINT"  # fault injection for accel-run's own tests
 
 # the SLURM client commands the slurm engine runs (all four must be on PATH)

@@ -2,7 +2,8 @@
 # A real 2-node SLURM cluster on this one machine, for the SLURM engine's tests (tests/test_slurm.py).
 #
 #   scripts/test-cluster.sh install   apt packages slurmctld, slurmd, slurm-client (needs root)
-#   scripts/test-cluster.sh start     slurmctld + two slurmd daemons (nodes n1, n2); waits until idle
+#   scripts/test-cluster.sh start     slurmctld + two slurmd daemons (nodes n1, n2), those not running; waits
+#                                     until both nodes respond (tests stop one daemon and start it again)
 #   scripts/test-cluster.sh stop      stops the daemons this script started (by their PIDs)
 #   scripts/test-cluster.sh status    sinfo of the running cluster
 #   scripts/test-cluster.sh env       prints `export SLURM_CONF=...` for clients (eval "$(... env)")
@@ -79,14 +80,15 @@ case "${1:-}" in
     sleep 1
     start_daemon slurmd-n1 "$DIR/n1.started.pid" slurmd -D -N n1 -f "$CONF"
     start_daemon slurmd-n2 "$DIR/n2.started.pid" slurmd -D -N n2 -f "$CONF"
+    # up = both nodes respond (idle, or running a job: a daemon restarted under a job is up too)
     for _ in $(seq 60); do
-      if [ "$(SLURM_CONF="$CONF" sinfo -h -N -t idle -o %N 2>/dev/null | sort -u | wc -l)" = 2 ]; then
-        echo "test-cluster: nodes n1, n2 idle (SLURM_CONF=$CONF)"
+      if [ "$(SLURM_CONF="$CONF" sinfo -h -N -r -o %N 2>/dev/null | sort -u | wc -l)" = 2 ]; then
+        echo "test-cluster: nodes n1, n2 up (SLURM_CONF=$CONF)"
         exit 0
       fi
       sleep 1
     done
-    echo "test-cluster: the nodes did not become idle in 60 s; logs in $DIR/log" >&2
+    echo "test-cluster: the nodes did not respond in 60 s; logs in $DIR/log" >&2
     SLURM_CONF="$CONF" sinfo >&2 || true
     exit 1
     ;;

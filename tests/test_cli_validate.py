@@ -208,3 +208,22 @@ def test_the_pre_commit_hook_runs_validate_on_spec_files() -> None:
     assert all(files.search(p) for p in shipped)
     done = run_cli(*entry[1:], *shipped)  # as pre-commit runs it: the entry, then the staged files
     assert done.returncode == 0, done.stdout
+
+
+def test_a_newline_in_an_env_value_is_refused_at_the_value(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """The probe's value: it ended command.txt's comment and started a shell line. Refused, located, at once."""
+    path = write_spec(TINY_SPEC + 'launch: {env: {FOO: "x\\ntouch /tmp/pwned\\n"}}\n')
+    done = run_cli("--validate", "--format", "json", str(path))
+    assert done.returncode == 1
+    (diagnostic,) = json.loads(done.stdout)["files"][0]["diagnostics"]
+    assert diagnostic == {
+        "path": str(path),
+        "line": 5,
+        "col": 21,
+        "severity": "error",
+        "message": "launch.env.FOO contains a line break (\\n), which would start a new line in command.txt, "
+        "job.sbatch or the report (a line of shell, in a script); write it on one line",
+        "key_path": ["launch", "env", "FOO"],
+    }
+    running = run_cli(str(path), "--output", str(path.parent / "out"))
+    assert running.returncode == 2 and not (path.parent / "out").exists()  # nothing written, nothing started

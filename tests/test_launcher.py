@@ -62,8 +62,9 @@ runs:
 """
 
 # What differs between any two launches, whoever starts them: when it started, its own folder, the
-# free port picked for it, and torch elastic's error file (a fresh temporary path per launch).
-PER_LAUNCH = {"ACCEL_RUN_LAUNCH_T0", "ACCEL_RUN_PLAN", "MASTER_PORT", "TORCHELASTIC_ERROR_FILE"}
+# free port picked for it, torch elastic's error file (a fresh temporary path per launch), and the marker every
+# process of a launch inherits (its folder; engines.reap).
+PER_LAUNCH = {"ACCEL_RUN_LAUNCH", "ACCEL_RUN_LAUNCH_T0", "ACCEL_RUN_PLAN", "MASTER_PORT", "TORCHELASTIC_ERROR_FILE"}
 
 
 @pytest.fixture(scope="module")

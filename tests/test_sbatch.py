@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from conftest import TINY_SPEC
 from runner.plan.compile import compile_launch
@@ -195,3 +198,92 @@ def test_the_report_says_when_the_command_line_chose_the_engine_and_which_jobs_r
     text = render(summary, markdown=False)
     assert "Every run on the slurm engine (--engine slurm, applied as the --set options below)." in text
     assert f"SLURM: {name}: job(s) 41 on n1, n2." in text
+
+
+# --- nothing injected: control characters refused where they are written, quoting on one line --------
+
+PWNED = "x\ntouch {marker}\n#"
+
+# Every spec value that reaches job.sbatch (validation must refuse a newline in it, located at VALUE). A field
+# added to the engine section must join this table (test_every_engine_field_is_covered).
+SLURM_SPEC = TINY_SPEC + "engine: {kind: slurm}\n"
+SBATCH_FIELDS = {
+    "name": SLURM_SPEC.replace("name: tiny", "name: VALUE"),
+    "engine.partition": TINY_SPEC + "engine: {kind: slurm, partition: VALUE}\n",
+    "engine.account": TINY_SPEC + "engine: {kind: slurm, account: VALUE}\n",
+    "engine.time": TINY_SPEC + "engine: {kind: slurm, time: VALUE}\n",
+    "engine.setup": TINY_SPEC + "engine: {kind: slurm, setup: [VALUE]}\n",
+    "engine.sbatch_args": TINY_SPEC + "engine: {kind: slurm, sbatch_args: [VALUE]}\n",
+    "launch.env": SLURM_SPEC + "launch: {env: {FOO: VALUE}}\n",
+    "launch.env name": SLURM_SPEC + "launch: {env: {VALUE: '1'}}\n",
+    "runs": SLURM_SPEC + "runs: {VALUE: {}}\n",
+    "script.path": "name: s\nengine: {kind: slurm}\nscript: {path: VALUE}\n",
+    "script.args": "name: s\nengine: {kind: slurm}\nscript: {path: missing.py, args: [VALUE]}\n",
+}
+
+
+@pytest.mark.parametrize("field", sorted(SBATCH_FIELDS))
+def test_a_newline_in_any_value_that_reaches_job_sbatch_is_refused_at_it(field: str) -> None:
+    template = SBATCH_FIELDS[field]
+    lines = template.splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "VALUE" in text)
+    col = lines[line - 1].index("VALUE") + 1  # at the value, or at the key that is refused
+    value = json.dumps(PWNED.format(marker="/tmp/pwned_sbatch"))  # a YAML double-quoted string
+    result = validate_text(template.replace("VALUE", value))
+    assert result.spec is None
+    found = [d for d in result.diagnostics if (d.line, d.col) == (line, col)]
+    assert [d.severity for d in found] == ["error"], [d.format() for d in result.diagnostics]
+    assert "contains a line break (\\n), which would start a new line in command.txt, job.sbatch" in found[0].message
+
+
+def test_every_engine_field_is_covered() -> None:
+    texts = {
+        name
+        for name, info in SlurmEngineSection.model_fields.items()
+        if "str" in str(info.annotation) and name != "kind"
+    }
+    assert {f"engine.{name}" for name in texts} <= set(SBATCH_FIELDS)
+
+
+def hostile_plan(tmp_path: Path, marker: Path):  # type: ignore[no-untyped-def]
+    """A compiled SLURM launch carrying newlines that validation never saw: an inherited variable's name, and
+    values set after validation (what a future field forgetting the check would write)."""
+    from dataclasses import replace
+
+    result = validate_text(TINY_SPEC + "engine: {kind: slurm}\n")
+    assert result.spec is not None
+    run = result.spec.runs["main"]
+    engine = run.config.engine
+    assert isinstance(engine, SlurmEngineSection)
+    hostile = PWNED.format(marker=marker)
+    plan = compile_launch(
+        run,
+        spec_name="tiny",
+        machine=probe_machine(),
+        directory=tmp_path,
+        port=0,
+        base_env={f"ACCELERATE_X{hostile}": "1"},
+    )
+    plan = replace(plan, env_set={**plan.env_set, "FOO": hostile})
+    engine = engine.model_copy(update={"sbatch_args": [f"--comment={hostile}"]})
+    return plan, compile_for_slurm(plan, engine, spec_name="tiny", pinned_port=None)
+
+
+def test_command_txt_and_job_sbatch_keep_every_value_on_its_line(tmp_path: Path) -> None:
+    """Run by bash: command.txt's header and job.sbatch's #SBATCH header are comments only, and the exports
+    give back the exact values."""
+    from runner.plan.compile import command_text
+
+    marker = tmp_path / "pwned"
+    plan, slurm = hostile_plan(tmp_path, marker)
+    header = command_text(plan, spec_name="tiny", repeats=1, pinned=None).splitlines()[:-1]
+    assert all(line.startswith("#") for line in header)
+    script = slurm.files[SBATCH_FILE].splitlines()
+    sbatch_header = script[: script.index("set -eo pipefail")]
+    exports = [line for line in script if line.startswith("export FOO=")]
+    bash = "\n".join([*header, *sbatch_header, *exports, 'printf %s "$FOO"'])
+    done = subprocess.run(["bash", "-c", bash], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == PWNED.format(marker=marker)
+    assert not marker.exists()
+    assert subprocess.run(["bash", "-n", "-c", "\n".join(script)]).returncode == 0

@@ -270,3 +270,124 @@ def test_a_refused_job_and_a_job_whose_log_is_never_written_say_why(cluster: Non
         f"and its log {folder}/stderr.log was never written: is the result folder on a file system the nodes "
         "share? (see scontrol show job / the slurmd log)"
     )
+
+
+# --- a node that stops answering, a controller that is down: every wait bounded, told, and Ctrl-C ends it ------
+
+LONG = SPEC.replace("train: {epochs: 1, batch_size: 32, max_steps: null}", "train: {max_steps: 600, batch_size: 16}")
+
+
+def _cluster_dir() -> Path:
+    """The test cluster's folder (scripts/test-cluster.sh): where SLURM_CONF is, with the daemons' PID files."""
+    return Path(os.environ.get("SLURM_CONF", "/tmp/accel-run-cluster/slurm.conf")).parent
+
+
+def _stop_daemon(name: str) -> None:
+    """SIGTERM one daemon of the test cluster (n1, n2 or ctld), by the PID its start recorded."""
+    os.kill(int((_cluster_dir() / f"{name}.started.pid").read_text()), signal.SIGTERM)
+
+
+def _restart_cluster(proc: subprocess.Popen[str] | None = None, *, jobs_gone: bool = True) -> None:
+    """Start what was stopped (the script starts only daemons that are not running; it waits until both nodes
+    respond) and let the jobs it held go. A session still running (a failed test) is killed first."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    env = {**os.environ, "ACCEL_RUN_CLUSTER_DIR": str(_cluster_dir())}
+    subprocess.run([str(ROOT / "scripts" / "test-cluster.sh"), "start"], env=env, check=True, capture_output=True)
+    deadline = time.monotonic() + 90
+    while jobs_gone and _our_jobs() and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def _lose_n2_once_both_ranks_run(output: Path) -> str:
+    """Stop n2's slurmd once rank 1 (on n2) runs: the job's work goes on, but SLURM cannot release it."""
+    job = _wait_for_job(output, "two-nodes", state="RUNNING")
+    deadline = time.monotonic() + 120
+    while not list(output.glob("on-slurm/*/two-nodes/heartbeat.rank1")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _stop_daemon("n2")
+    return job
+
+
+def test_a_lost_node_does_not_hang_the_session_nor_lose_the_finished_result(cluster: None, tmp_path: Path) -> None:
+    """The probe: n2's slurmd stopped mid-job; the work finished, but the job stayed COMPLETING and accel-run
+    waited without bound or word. Now it says what it waits for, naming the node, and collects."""
+    proc = _accel_run(str(_write(tmp_path, LONG)), "--output", str(tmp_path / "out"), "--only", "two-nodes")
+    try:
+        job = _lose_n2_once_both_ranks_run(tmp_path / "out")
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        _restart_cluster(proc)
+    assert proc.returncode == 0, output
+    assert "every rank finished, but SLURM has not released the job after 1" in output
+    assert "held by n2: " in output and "s more (collected then, released or not)" in output
+    launch = _summary(_result(tmp_path / "out"))["runs"]["two-nodes"]["repeats"][0]
+    assert (launch["status"], launch["job_id"]) == ("ok", job)
+    (note,) = launch["notes"]
+    assert note.startswith(f"SLURM had not released job {job} 3")
+    assert "(COMPLETING, held by n2: " in note
+    assert note.endswith("; its metrics.json was collected and the measurements are kept")
+
+
+def test_one_ctrl_c_ends_a_session_a_lost_node_holds_and_resume_collects_the_metrics(
+    cluster: None, tmp_path: Path
+) -> None:
+    """The probe: the first Ctrl-C had no visible effect, the second recorded the run interrupted, and --resume,
+    with the node back, resubmitted the job instead of collecting the metrics on disk."""
+    proc = _accel_run(str(_write(tmp_path, LONG)), "--output", str(tmp_path / "out"), "--only", "two-nodes")
+    try:
+        job = _lose_n2_once_both_ranks_run(tmp_path / "out")
+        _wait_for_job(tmp_path / "out", "two-nodes", state="COMPLETING")
+        pressed = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+        ended = time.monotonic() - pressed
+    finally:
+        _restart_cluster(proc)
+    assert proc.returncode == 130, output
+    assert ended < 45, f"one Ctrl-C took {ended:.0f} s to end the session"
+    assert f"SLURM job {job}: Ctrl-C: scancel sent; waiting up to 30 s for the job to leave the queue" in output
+    folder = _result(tmp_path / "out")
+    launch = _summary(folder)["runs"]["two-nodes"]["repeats"][0]
+    assert launch["status"] == "interrupted"
+    assert launch["reason"].startswith(
+        f"interrupted by Ctrl-C; job {job} was cancelled (it is still COMPLETING after 30 s, held by n2: "
+    )
+    resumed = _accel_run("--resume", str(folder))
+    output, _ = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, output
+    assert "re-attaching to 1 SLURM job(s) submitted before" in output and ": submitted" not in output
+    collected = _summary(folder)["runs"]["two-nodes"]["repeats"][0]
+    assert (collected["status"], collected["job_id"]) == ("ok", job)
+
+
+def test_a_controller_that_does_not_answer_is_said_and_waited_for(cluster: None, tmp_path: Path) -> None:
+    """The probe: with slurmctld down, accel-run waited 25 s without saying that squeue did not answer."""
+    proc = _accel_run(str(_write(tmp_path, LONG)), "--output", str(tmp_path / "out"), "--only", "one-node")
+    try:
+        job = _wait_for_job(tmp_path / "out", "one-node", state="RUNNING")
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "out").glob("on-slurm/*/one-node/heartbeat.rank0")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the job's step runs: a step started while the controller is down would wait for it
+        _stop_daemon("ctld")
+        stopped = time.monotonic()
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "does not answer" in line:
+                break
+        told = time.monotonic() - stopped
+    finally:
+        _restart_cluster(jobs_gone=False)  # the session goes on: its job ran on without the controller
+    try:
+        output = "".join(lines) + proc.communicate(timeout=180)[0]
+    finally:
+        _restart_cluster(proc)
+    assert told < 15, f"told after {told:.0f} s"
+    assert f"SLURM job {job}: squeue does not answer (" in output
+    assert "the job runs on: retrying for up to 120 s" in output
+    assert f"SLURM job {job}: squeue answers again" in output
+    assert proc.returncode == 0, output
+    assert _summary(_result(tmp_path / "out"))["runs"]["one-node"]["repeats"][0]["status"] == "ok"

@@ -235,7 +235,7 @@ def test_a_frozen_rank_of_a_script_is_found_by_its_heartbeat(tmp_path: Path) -> 
     assert done.returncode == 3, done.stdout + done.stderr
     launch = launch_of(summary, "main")
     assert launch["status"] == "failed"
-    assert launch["reason"].startswith("rank 1 died (no heartbeat for 1")
+    assert launch["reason"].startswith("rank 1 stopped responding (no heartbeat for 1")  # not "died": frozen
     assert launch["reason"].endswith(" s); the other ranks were stopped")
 
 

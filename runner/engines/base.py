@@ -41,6 +41,7 @@ class LaunchOutcome:
     queue_s: float | None = None  # submitted to running, on a cluster
     note: str = ""  # what the reader should know of how it was started (a launcher fallback)
     launcher: str = ""  # what started it: "fork" (the fork server) or "accelerate" (accelerate launch)
+    notes: tuple[str, ...] = ()  # what the reader should know besides (a log capped, leftovers stopped)
 
     @property
     def ok(self) -> bool:
@@ -56,11 +57,14 @@ class JobUpdate:
     state: str
     reason: str = ""
     nodes: str = ""
+    note: str = ""  # a sentence to show instead (what a wait on SLURM waits for, a Ctrl-C being handled)
 
     def text(self) -> str:
         """One line for the terminal."""
+        if self.note:
+            return f"SLURM job {self.job_id}: {self.note}"
         reason = f" ({self.reason})" if self.reason else ""
-        nodes = f" on {self.nodes}" if self.nodes and self.state == "RUNNING" else ""
+        nodes = f" on {self.nodes}" if self.nodes and self.state in ("RUNNING", "COMPLETING") else ""
         return f"SLURM job {self.job_id}: {self.state.lower()}{reason}{nodes}"
 
 

@@ -4,7 +4,8 @@ A launch runs as argv (never through a shell) in a session of its own, its outpu
 stdout.log/stderr.log. While it runs we watch: the launcher's exit, each rank's heartbeat (a
 dead rank is noticed within seconds, before its peers hang in a collective), the time limit and
 Ctrl-C. Stopping a launch stops its whole process tree: torch's elastic agent starts each rank
-in a session of its own, so a process-group kill is not enough; we track every descendant.
+in a session of its own, so a process-group kill is not enough; engines.reap finds every process the
+launch started, however it detached. The logs come through engines.logcap, which caps them.
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
+from runner.engines.liveness import unresponsive_rank
+from runner.engines.logcap import CappedLogs
 from runner.engines.logs import error_line, first_error
+from runner.engines.reap import AfterWork, LaunchProcesses
 from runner.engines.warm import ForkedLaunch, ForkServer, ForkServerError, startup_differences
 from runner.jsonio import read_json
 from runner.plan.compile import LaunchPlan
 from runner.vocab import (
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
+    LAUNCH_MARK_VAR,
     LAUNCH_T0_VAR,
     METRICS_FILE,
     PROGRESS_FILE,
     RUNNER_PID_VAR,
     STDERR_LOG,
-    STDOUT_LOG,
     Status,
 )
 
@@ -41,55 +43,6 @@ TERM_GRACE_S = 5.0
 POLL_S = 0.1  # how soon the launcher's exit is noticed
 SLOW_POLL_EVERY = 5  # process tree, heartbeats and progress: every 0.5 s
 TAIL_LINES = 20
-
-
-@dataclass
-class _Tree:
-    """Every process the launch has started, remembered so orphans can still be found and stopped."""
-
-    root: psutil.Process
-    known: dict[int, psutil.Process] = field(default_factory=dict)
-
-    def refresh(self) -> None:
-        try:
-            for child in self.root.children(recursive=True):
-                self.known.setdefault(child.pid, child)
-        except psutil.Error:
-            pass
-        self.known.setdefault(self.root.pid, self.root)
-
-    def alive(self) -> list[psutil.Process]:
-        out = []
-        for proc in self.known.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    out.append(proc)
-            except psutil.Error:
-                continue
-        return out
-
-    def signal_all(self, sig: int) -> None:
-        for proc in self.alive():
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                continue
-
-    def stop(self, grace_s: float) -> int:
-        """SIGTERM everything, wait up to `grace_s`, then SIGKILL what is left. Returns how many were alive."""
-        self.refresh()
-        alive = self.alive()
-        if not alive:
-            return 0
-        self.signal_all(signal.SIGTERM)
-        _, still = psutil.wait_procs(alive, timeout=grace_s) if grace_s > 0 else ([], alive)
-        for proc in still:
-            try:
-                proc.kill()
-            except psutil.Error:
-                continue
-        psutil.wait_procs(still, timeout=5)
-        return len(alive)
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -187,8 +140,14 @@ def execute(
     directory = plan.directory
     env = {**plan.env, LAUNCH_T0_VAR: repr(time.time()), RUNNER_PID_VAR: str(os.getpid())}
     started = time.monotonic()
-    proc, launcher_note = _start(plan, env, server)
-    tree = _Tree(psutil.Process(proc.pid))
+    logs = CappedLogs(directory).open()  # logcap: the logs come through pipes, capped (head and tail kept)
+    try:
+        proc, launcher_note = _start(plan, env, server, logs)
+    except BaseException:
+        logs.finish(timeout_s=0)
+        raise
+    tree = LaunchProcesses(proc.pid, marker=plan.env.get(LAUNCH_MARK_VAR, ""))  # reap: every process it starts
+    after_work = AfterWork(tree, TERM_GRACE_S)  # reap: a launch that its work is done but something holds open
     heartbeats = _Heartbeats(directory)
     status: Status | None = None
     reason = ""
@@ -210,11 +169,14 @@ def execute(
             polls += 1
             if polls % SLOW_POLL_EVERY == 1:  # the costlier checks twice a second: the workers need the cores
                 tree.refresh()
+                if after_work.check(_work_done(directory, plan), now):
+                    tree.stop(TERM_GRACE_S)  # status stays None: judged below, as a launch that ended by itself
+                    break
                 dead = heartbeats.dead_rank(now)
                 if dead is not None:
                     rank, age = dead
                     status = Status.FAILED
-                    reason = f"rank {rank} died (no heartbeat for {age:.0f} s); the other ranks were stopped"
+                    reason = unresponsive_rank(rank, age)  # dead or frozen: the heartbeat cannot tell
                     tree.stop(TERM_GRACE_S)
                     break
                 if on_progress is not None:
@@ -222,9 +184,11 @@ def execute(
             time.sleep(POLL_S)
     except BaseException:
         tree.stop(grace_s=0)  # a second Ctrl-C, or a bug in the runner: leave nothing behind
+        logs.finish(timeout_s=0)
         raise
     returncode = proc.wait()
-    leftovers = tree.stop(TERM_GRACE_S)  # a rank that outlived its launcher
+    leftovers = tree.stop(TERM_GRACE_S) + after_work.stopped  # a rank (or a daemon) that outlived its launcher
+    notes = logs.finish()  # logcap: the rest of the output copied, each log compacted to its cap
     wall = time.monotonic() - started
     tail = failure_excerpt(directory)
     warning = ""
@@ -241,6 +205,8 @@ def execute(
                 f"the launch {how} after every rank had finished and {METRICS_FILE} was written; "
                 f"the measurements are kept (see {STDERR_LOG})"
             )
+            if after_work.gave_up:  # stopped by us: say why, not only how
+                warning = after_work.warning
         else:
             cause = error_line(tail)
             status, reason = Status.FAILED, f"the launch {how}" + (f": {cause}" if cause else "")
@@ -249,23 +215,32 @@ def execute(
     shown_tail = tail if status is not Status.OK or warning else ""
     launcher = "fork" if isinstance(proc, ForkedLaunch) else "accelerate"
     return LaunchOutcome(
-        status, returncode, wall, reason, shown_tail, leftovers, warning, note=launcher_note, launcher=launcher
+        status,
+        returncode,
+        wall,
+        reason,
+        shown_tail,
+        leftovers,
+        warning,
+        note=launcher_note,
+        launcher=launcher,
+        notes=tuple(notes),
     )
 
 
 def _start(
-    plan: LaunchPlan, env: dict[str, str], server: ForkServer | None
+    plan: LaunchPlan, env: dict[str, str], server: ForkServer | None, logs: CappedLogs
 ) -> tuple[subprocess.Popen[bytes] | ForkedLaunch, str]:
-    """Start the launch: forked by the server (launch.launcher: fork), else `accelerate launch`; and a note."""
-    directory = plan.directory
+    """Start the launch: forked by the server (launch.launcher: fork), else `accelerate launch`; and a note.
+
+    Its output goes to the capped logs (logcap): the server opens their paths, Popen gets their descriptors.
+    """
     note = ""
     if plan.launcher == "fork" and server is not None:
         differences = startup_differences(server.env, env)
         if not differences:
             try:
-                return server.spawn(
-                    list(plan.launch_args), env, str(directory / STDOUT_LOG), str(directory / STDERR_LOG)
-                ), ""
+                return server.spawn(list(plan.launch_args), env, logs.stdout_path, logs.stderr_path), ""
             except ForkServerError as exc:
                 note = f"the fork server failed ({exc}); this launch used accelerate launch"
         else:
@@ -273,11 +248,20 @@ def _start(
                 f"its environment sets {', '.join(differences)}, which only a new process reads: "
                 "this launch used accelerate launch instead of the fork server"
             )
-    with open(directory / STDOUT_LOG, "wb") as out, open(directory / STDERR_LOG, "wb") as err:
-        proc = subprocess.Popen(
-            list(plan.argv), env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    proc = subprocess.Popen(
+        list(plan.argv),
+        env=env,
+        stdout=logs.stdout,
+        stderr=logs.stderr,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return proc, note
+
+
+def _work_done(directory: Path, plan: LaunchPlan) -> bool:
+    """Every rank of this machine marked its work done, and metrics.json is written."""
+    return (directory / METRICS_FILE).exists() and all_ranks_done(directory, plan.declared.local_processes)
 
 
 def all_ranks_done(directory: Path, ranks: int) -> bool:

@@ -15,7 +15,6 @@ Two traps are compiled away:
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import runner
 from runner.plan.machine import Machine
+from runner.plan.quoting import join_line, quote_line
 from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
 from runner.spec.models import ScriptRunConfig, SlurmEngineSection
 from runner.spec.resolved import ResolvedRun
@@ -31,6 +31,7 @@ from runner.vocab import (
     CONFIG_FILE,
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
+    LAUNCH_MARK_VAR,
     METRICS_FILE,
     PLAN_FILE,
     PLAN_VAR,
@@ -79,8 +80,8 @@ class LaunchPlan:
 
     @property
     def command_line(self) -> str:
-        """The command as a shell would take it (for display; it is never run through a shell)."""
-        return shlex.join(self.argv)
+        """The command as a shell would take it, on one line (for display; it is never run through a shell)."""
+        return join_line(self.argv)
 
 
 def resolve_device(run: ResolvedRun, machine: Machine) -> str:
@@ -303,6 +304,7 @@ def compile_launch(
             env_set["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(declared.gradient_accumulation_steps)
     env_set.update(launch.env)
     env.update(env_set)
+    env[LAUNCH_MARK_VAR] = str(directory)  # inherited by every process of the launch: how reap finds them all
     launch_args = (
         "--config_file",
         str(directory / CONFIG_FILE),
@@ -325,6 +327,7 @@ def compile_launch(
             done_prefix=str(directory / DONE_PREFIX),
         ),
         workload=dict(run.workload.__dict__),
+        machine=machine.as_json(),  # a summary rebuilt from the run folders has its Machine line from here
     )
     result = LaunchPlan(
         run=run.name,
@@ -355,15 +358,17 @@ def command_text(plan: LaunchPlan, *, spec_name: str, repeats: int, pinned: int 
         f"# rendezvous port: {plan.port} ({port_note})",
         f"# threads per process: {plan.declared.threads_per_process} (--num_cpu_threads_per_process)",
         "# environment set by accel-run (on top of your shell's):",
-        *[f"#   {name}={value}" for name, value in plan.env_set.items()],
+        # quoted like the command below: a value can never end the comment and start a line of shell
+        *[f"#   {quote_line(f'{name}={value}')}" for name, value in plan.env_set.items()],
     ]
     if plan.env_dropped:
-        lines.append(f"# inherited and left out (runs are hermetic): {', '.join(plan.env_dropped)}")
+        dropped = ", ".join(quote_line(name) for name in plan.env_dropped)
+        lines.append(f"# inherited and left out (runs are hermetic): {dropped}")
     if plan.launcher == "fork":
         lines.append(
             "# launched by accel-run's fork server (launch.launcher: fork): accelerate's own launch code on these"
         )
         lines.append("# arguments, forked from a process that had imported torch; the command below is the same launch")
     lines.append("# to rerun by hand:")
-    lines.append(shlex.join(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
+    lines.append(join_line(["env", *[f"{k}={v}" for k, v in plan.env_set.items()], *plan.argv]))
     return "\n".join(lines) + "\n"

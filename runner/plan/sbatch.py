@@ -10,15 +10,17 @@ Three traps of running Accelerate under SLURM by hand are compiled away:
 - the head node's address: the first host of the allocation (`scontrol show hostnames`), then that
   node's address (`NodeAddr`), since node names need not resolve.
 - port clashes: the rendezvous port is derived from the job id, so two jobs sharing a node differ.
-Every value is quoted with shlex: a setting can never inject shell syntax into the script.
+Every value is quoted and kept on one line (runner.plan.quoting), and validation refuses control
+characters in every spec value that reaches the script (runner.spec.control_chars): a setting can
+never end an `#SBATCH` line or inject shell syntax. engine.setup's lines are shell by design.
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import replace
 
 from runner.plan.compile import LaunchPlan
+from runner.plan.quoting import join_line, quote_line
 from runner.spec.models import SlurmEngineSection
 from runner.vocab import COMMAND_FILE, LAUNCH_T0_VAR, STDERR_LOG, STDOUT_LOG
 
@@ -41,7 +43,7 @@ def task_command(plan: LaunchPlan) -> list[str]:
     """
     launcher_words, rest = _split_launcher(plan.argv)
     per_node = f'--machine_rank "$SLURM_NODEID" --main_process_ip "${HEAD_ADDR_VAR}" --main_process_port "${PORT_VAR}"'
-    inner = f'exec {shlex.join(launcher_words)} {per_node} "$@"'
+    inner = f'exec {join_line(launcher_words)} {per_node} "$@"'
     return ["bash", "-c", inner, "accel-run-task", *rest]
 
 
@@ -88,7 +90,7 @@ def sbatch_script(
         f"# accel-run launch of run '{plan.run}' (repeat {plan.repeat}) from spec '{spec_name}', for SLURM.",
         f"# {declared.processes} process(es) on {engine.nodes} node(s), {declared.local_processes} per node; "
         "accel-run submits it with: sbatch --parsable " + SBATCH_FILE,
-        *[f"#SBATCH {shlex.quote(option)}" for option in options],
+        *[f"#SBATCH {quote_line(option)}" for option in options],
         "set -eo pipefail",
         f'export {LAUNCH_T0_VAR}="$(date +%s.%N)"  # the job started: start-up time counts from here',
     ]
@@ -97,7 +99,7 @@ def sbatch_script(
         lines += engine.setup
     lines.append("set -u  # only now: module and virtualenv scripts may read unset variables")
     lines.append("# environment set by accel-run (on top of the one sbatch exports from the submitting shell):")
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in plan.env_set.items()]
+    lines += [f"export {name}={quote_line(value)}" for name, value in plan.env_set.items()]
     lines += [
         "# the head node (machine rank 0) is the allocation's first host; its address is the node's NodeAddr",
         'head_node="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
@@ -105,7 +107,7 @@ def sbatch_script(
         f'export {HEAD_ADDR_VAR}="${{head_addr:-$head_node}}"',
         f"export {PORT_VAR}={port}  # rendezvous port, {port_note}",
         "# one task per node; each node's own shell expands $SLURM_NODEID into its machine rank",
-        shlex.join(srun),
+        join_line(srun),
     ]
     return "\n".join(lines) + "\n"
 
@@ -122,7 +124,7 @@ def compile_for_slurm(
             f"# rendezvous port: {pinned_port if pinned_port else 'derived from the job id (see ' + SBATCH_FILE + ')'}",
             f"# threads per process: {plan.declared.threads_per_process} (--num_cpu_threads_per_process)",
             "# to resubmit by hand (the environment it needs is exported in the script):",
-            shlex.join(["sbatch", str(plan.directory / SBATCH_FILE)]),
+            join_line(["sbatch", str(plan.directory / SBATCH_FILE)]),
         ]
     )
     files = {**plan.files, SBATCH_FILE: script, COMMAND_FILE: command + "\n"}

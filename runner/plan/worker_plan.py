@@ -81,6 +81,7 @@ class WorkerPlan:
     declared: Declared
     outputs: Outputs
     workload: dict[str, Any] = field(default_factory=dict)  # for a reader of plan.json; the worker recomputes it
+    machine: dict[str, Any] = field(default_factory=dict)  # the host it was compiled on, for a rebuilt summary
 
     @property
     def builtin(self) -> RunConfig:
@@ -101,6 +102,7 @@ class WorkerPlan:
             "workload": self.workload,
             "declared": self.declared.as_json(),
             "outputs": asdict(self.outputs),
+            "machine": self.machine,
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -117,6 +119,7 @@ class WorkerPlan:
             declared=Declared.from_json(data["declared"]),
             outputs=Outputs(**data["outputs"]),
             workload=data.get("workload", {}),
+            machine=data.get("machine", {}),
         )
 
 

@@ -13,6 +13,7 @@ are built without pyplot (no global state, faster) and written with the Agg back
 
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.jsonio import write_bytes_atomic
 from runner.results.entries import shown, shown_ratio, unfit_repeats
 from runner.verdicts.why import step_parts, step_seconds  # the Why's own split, so picture and sentences agree
 from runner.vocab import precision_name
@@ -648,6 +650,8 @@ def write_plots(summary: dict[str, Any], result_dir: Path) -> tuple[list[str], s
         return [], PLOTS_HINT
     written = []
     for name, fig in figures(summary).items():
-        fig.savefig(result_dir / name, dpi=DPI)
+        image = io.BytesIO()  # saved by rename, never written through a link at its name
+        fig.savefig(image, format="png", dpi=DPI)
+        write_bytes_atomic(result_dir / name, image.getvalue())
         written.append(name)
     return written, None

@@ -180,16 +180,23 @@ def repeats_line(verdict: dict[str, Any]) -> str:
 
 
 def environment_line(summary: dict[str, Any]) -> str:
-    """Where it ran, in one line."""
+    """Where it ran, in one line; what no file recorded says "unknown" (a rebuilt summary of old run folders)."""
     env = summary.get("environment", {})
-    versions = env.get("versions", {})
-    gpus = env.get("cuda_devices") or []
-    device = f"{len(gpus)} GPU(s): {', '.join(sorted(set(gpus)))}" if gpus else "no GPU"
-    return (
-        f"{env.get('hostname', '?')}: {env.get('cpu_count', '?')} CPU cores, {device}; "
-        f"torch {versions.get('torch', '?')}, accelerate {versions.get('accelerate', '?')}, "
-        f"Python {versions.get('python', '?')}"
-    )
+    versions = env.get("versions") or {}
+    if not (env.get("hostname") or env.get("cpu_count") or versions):
+        rebuilt = " (the run folders this summary was rebuilt from do not record it)" if env.get("rebuilt_from") else ""
+        return "unknown" + rebuilt
+    gpus = env.get("cuda_devices")
+    if gpus is None:
+        device = "GPUs unknown"
+    else:
+        device = f"{len(gpus)} GPU(s): {', '.join(sorted(set(gpus)))}" if gpus else "no GPU"
+    cores = f"{env['cpu_count']} CPU cores" if env.get("cpu_count") else "CPU cores unknown"
+    tools = ", ".join(f"{name} {versions.get(key) or 'unknown'}" for name, key in _TOOLS)
+    return f"{env.get('hostname') or 'unknown host'}: {cores}, {device}; {tools}"
+
+
+_TOOLS = (("torch", "torch"), ("accelerate", "accelerate"), ("Python", "python"))
 
 
 def cluster_lines(summary: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ResultError
-from runner.vocab import SUMMARY_FILE
+from runner.vocab import DONE_PREFIX, METRICS_FILE, SUMMARY_FILE
 
 LATEST = "latest"
 _RESULT_NAME = re.compile(r"(\d{8}T\d{6}Z)(?:-(\d+))?")
@@ -62,6 +62,12 @@ def new_result_dir(output: str | Path, spec_name: str) -> Path:
 def launch_dir(result_dir: Path, run: str, repeat: int) -> Path:
     """Where launch `repeat` of `run` writes its files."""
     return result_dir / run if repeat == 1 else result_dir / run / f"repeat-{repeat}"
+
+
+def work_finished(directory: Path, ranks: int) -> bool:
+    """Whether a launch folder holds finished work: metrics.json, and `ranks` ranks' done markers (each rank
+    writes its marker once its work is durable; runner.worker.train)."""
+    return (directory / METRICS_FILE).exists() and len(list(directory.glob(f"{DONE_PREFIX}*"))) >= ranks
 
 
 def sha256_text(text: str) -> str:

@@ -8,12 +8,14 @@ kernel's.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
 
 from runner.errors import ResultError, machine_error
+from runner.results.nofollow import linked
 from runner.vocab import LOCK_FILE
 
 
@@ -26,8 +28,11 @@ class ResultLock:
 
     def __enter__(self) -> ResultLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_NOFOLLOW: a session.lock that is a link is never opened (and truncated) through
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise linked(self.path) from None
             raise machine_error(exc, "locking", self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

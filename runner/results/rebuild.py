@@ -9,12 +9,11 @@ the session's options and machine facts (the rebuilt summary says so).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from runner.errors import ResultError
-from runner.jsonio import read_json
+from runner.jsonio import read_json, write_bytes_atomic
 from runner.results.layout import launch_dir, sha256_text
 from runner.results.records import LaunchRecord, RunRecord
 from runner.results.summary import build_summary, now, save_summary
@@ -44,13 +43,17 @@ def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
             "runs": list(records),
         },
         options={"sets": sets} if sets else {},
-        environment={"rebuilt_at": now(), "rebuilt_from": "run folders (plan.json, metrics.json)"},
+        environment={
+            **_machine_of(folder, records),
+            "rebuilt_at": now(),
+            "rebuilt_from": "run folders (plan.json, metrics.json)",
+        },
         records=records,
         verdicts=check_expectations(spec, records),
     )
     damaged = folder / SUMMARY_FILE
     if damaged.exists():
-        shutil.copyfile(damaged, folder / f"{SUMMARY_FILE}.damaged")
+        write_bytes_atomic(folder / f"{SUMMARY_FILE}.damaged", damaged.read_bytes())
     save_summary(folder, summary)
     finished = sum(len(r.ok_launches()) for r in records.values())
     note = (
@@ -58,6 +61,26 @@ def rebuild_summary(folder: Path, damage: str) -> tuple[dict[str, Any], str]:
         f"(the damaged file is kept as {SUMMARY_FILE}.damaged)"
     )
     return summary, note
+
+
+def _machine_of(folder: Path, records: dict[str, RunRecord]) -> dict[str, Any]:
+    """The machine the launches ran on, for the Machine line: plan.json's (the host that compiled them), else
+    what metrics.json observed (versions, host name), else nothing (the report says "unknown")."""
+    launches = [launch for record in records.values() for launch in record.launches.values()]
+    for launch in launches:
+        try:
+            machine = read_json(folder / launch.directory / PLAN_FILE).get("machine")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(machine, dict) and machine:
+            return machine
+    for launch in launches:
+        observed, ranks = launch.observed, launch.ranks
+        if observed.get("torch"):
+            host = ranks[0].get("hostname", "") if ranks and isinstance(ranks[0], dict) else ""
+            versions = {key: observed.get(key) for key in ("torch", "accelerate", "python") if observed.get(key)}
+            return {"hostname": host, "versions": versions}
+    return {}
 
 
 def _sets_of(folder: Path) -> list[str]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from runner.errors import ExitCode, ResultError
 from runner.jsonio import read_json, write_json_atomic
-from runner.results.layout import sha256_text
+from runner.results.layout import sha256_text, work_finished
 from runner.results.lock import owner
 from runner.results.records import LaunchRecord, RunRecord
 from runner.verdicts.check import Verdict
@@ -58,6 +59,8 @@ def build_summary(
 
 def exit_code_of(summary: dict[str, Any]) -> ExitCode:
     """The exit code a result stands for (the same for the session and for --report)."""
+    if summary.get("fault"):  # the machine stopped the session (a full disk): exit 3, as the session did
+        return ExitCode.RUN_FAILED
     if summary.get("status") in ("interrupted", "abandoned"):
         return ExitCode.INTERRUPTED
     runs = summary.get("runs", {}).values()
@@ -209,17 +212,33 @@ def keep_finished(summary: dict[str, Any], records: dict[str, RunRecord]) -> tup
     return kept, dropped
 
 
-def submitted_jobs(summary: dict[str, Any], records: dict[str, RunRecord]) -> dict[tuple[str, int], str]:
-    """The SLURM jobs a killed session left submitted and uncollected: (run, repeat) -> job id.
+def submitted_jobs(
+    summary: dict[str, Any], records: dict[str, RunRecord], folder: Path | None = None
+) -> dict[tuple[str, int], str]:
+    """The SLURM jobs a session left uncollected: (run, repeat) -> job id.
 
-    Their launches stay in the records (pending, so summary.json keeps their ids until they are
-    collected) and their runs are planned to include them, so the session reaches them in order.
+    A job still submitted when its session was killed (pending, with its id); and a job whose launch
+    was recorded interrupted although its folder holds the finished work (metrics.json and every
+    rank's done marker: a job SLURM had not released when Ctrl-C ended the session), so the metrics
+    on disk are collected, not thrown away by a resubmission. Their launches stay in the records (so
+    summary.json keeps their ids until they are collected) and their runs are planned to include
+    them, so the session reaches them in order.
     """
     jobs = {}
-    for name, _, record in _saved_launches(summary, records):
-        pending = record.status is Status.PENDING and record.job_id
-        if pending and records[name].selected and record.repeat not in records[name].launches:
+    for name, run, record in _saved_launches(summary, records):
+        if not (record.job_id and records[name].selected and record.repeat not in records[name].launches):
+            continue
+        pending = record.status is Status.PENDING
+        processes = run.get("declared", {}).get("processes", 1)
+        finished = (
+            folder is not None
+            and record.status is Status.INTERRUPTED
+            and work_finished(folder / record.directory, int(processes))
+        )
+        if pending or finished:
             jobs[(name, record.repeat)] = record.job_id
+            if finished:  # still to do: collected by re-attaching to its job
+                record = replace(record, status=Status.PENDING, reason=f"SLURM job {record.job_id}: to be collected")
             records[name].launches[record.repeat] = record
             records[name].repeats = max(records[name].repeats, record.repeat)
     return jobs

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError, sorted_unique
-from runner.spec import advice
+from runner.spec import advice, control_chars
 from runner.spec.diagnose import did_you_mean, findings_from
 from runner.spec.load import Document, parse_spec, read_spec_text
 from runner.spec.matrix import expand_expectations
@@ -45,11 +45,11 @@ from runner.spec.models import (
 from runner.spec.resolved import ResolvedRun, ValidatedSpec
 from runner.spec.set_option import apply_sets
 from runner.spec.workload import human_bytes, workload_of
-from runner.vocab import LOCK_FILE, REPORT_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE
+from runner.vocab import LOCK_FILE, REPORT_FILE, RESERVE_FILE, SETS_FILE, SPEC_COPY, SUMMARY_FILE
 
 # a run's folder sits beside these in the result folder: a run must not take one's name
 RESULT_FOLDER_NAMES = frozenset(
-    {SUMMARY_FILE, SPEC_COPY, SETS_FILE, REPORT_FILE, LOCK_FILE}
+    {SUMMARY_FILE, SPEC_COPY, SETS_FILE, REPORT_FILE, LOCK_FILE, RESERVE_FILE}
     | {"verdicts.png", "why.png", "loss_curves.png", "throughput.png"}
 )
 RESULT_FOLDER_RULE = (
@@ -165,6 +165,7 @@ class _Checker:
         self.claimed: set[KeyPath] = set()  # paths already explained better than Pydantic would
         self.expectations: list[tuple[int, Any]] = []  # (index written at, expectation between named runs)
         self.check_absurd_sizes()
+        self.check_control_characters()
 
     @property
     def has_errors(self) -> bool:
@@ -225,6 +226,12 @@ class _Checker:
                     f"(limit {human_bytes(MEMORY_LIMIT_BYTES)})",
                 )
                 self.claimed.add((*path, "samples"))
+
+    def check_control_characters(self) -> None:
+        """No control character in any key or text (control_chars says why): located, and told once."""
+        for path, at_key, message in control_chars.findings(self.data):
+            self.report(path, message, at_key=at_key)
+            self.claimed.add(path)
 
     # -- the document and the runs ----------------------------------------------------------
 
