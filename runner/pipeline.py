@@ -20,17 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome
+from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome, close_engines, start_engines
 from runner.engines.diskfull import with_disk_cause
-from runner.engines.local import LocalEngine
-from runner.engines.slurm import SlurmEngine
+from runner.engines.kinds import DEFAULT_KIND
 from runner.errors import ExitCode, MachineError, PreflightError, machine_error
 from runner.jsonio import read_json, write_text_atomic
-from runner.plan.compile import LaunchPlan, compile_launch, declared_of, launcher_of, server_env
-from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
+from runner.plan.compile import compile_launch, declared_of
+from runner.plan.engine_plan import DryRunText, planning_of
+from runner.plan.launch import LaunchPlan
+from runner.plan.machine import Machine, probe_machine
 from runner.plan.preflight import preflight, skipped_runs
-from runner.plan.quoting import join_line
-from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
 from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
@@ -54,7 +53,6 @@ from runner.results.summary import (
     save_summary,
     submitted_jobs,
 )
-from runner.spec.models import SlurmEngineSection
 from runner.spec.resolved import ResolvedRun, ValidatedSpec, select_runs
 from runner.spec.validate import require_valid
 from runner.verdicts.check import Verdict, check_expectations
@@ -100,7 +98,7 @@ class Session:
     spec_sha256: str
     started_at: str
     verdicts: list[Verdict] = field(default_factory=list)
-    engines: dict[str, Engine] = field(default_factory=lambda: {"local": LocalEngine(), "slurm": SlurmEngine()})
+    engines: dict[str, Engine] = field(default_factory=dict)  # kind -> engine (engines.base.start_engines)
     wall_started: float = field(default_factory=time.monotonic)  # for the session's timed share
     budget_spent: bool = False  # measure.max_session_s stopped launches that were still planned
 
@@ -131,7 +129,7 @@ class Session:
     def engine_names(self) -> str:
         """The engines the selected runs use, for summary.json."""
         kinds = {self.validated.runs[n].config.engine.kind for n, r in self.records.items() if r.selected}
-        return ", ".join(sorted(kinds)) or "local"
+        return ", ".join(sorted(kinds)) or DEFAULT_KIND
 
     def require_folder(self) -> None:
         """The result folder must still exist: a session never recreates one deleted under it."""
@@ -225,11 +223,8 @@ def _check_machine(validated: ValidatedSpec, selected: list[str], machine: Machi
 
 
 def _engines(validated: ValidatedSpec, selected: list[str]) -> dict[str, Engine]:
-    """The session's engines; the fork server starts now when a run will use it, its imports beside ours."""
-    forked = any(launcher_of(validated.runs[name]) == "fork" for name in selected)
-    local = LocalEngine(server_env(os.environ) if forked else None)
-    local.warm_up()
-    return {"local": local, "slurm": SlurmEngine()}
+    """The session's engines, each started for the selected runs of its kind (the local one's fork server now)."""
+    return start_engines([validated.runs[name] for name in selected])
 
 
 def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> SessionResult:
@@ -239,8 +234,7 @@ def run_spec(validated: ValidatedSpec, *, options: RunOptions, err: TextIO) -> S
     try:
         return _run_spec(validated, selected, engines, options, err)
     finally:
-        for engine in engines.values():
-            engine.close()
+        close_engines(engines)
 
 
 def _run_spec(
@@ -281,22 +275,19 @@ def _prepare_launch(
     `attaching` to a job still running from an earlier session: its folder is left as it is.
     """
     run = validated.runs[name]
-    engine = run.config.engine
-    pinned = run.config.launch.main_process_port
+    planning = planning_of(run)
     directory = launch_dir(result_dir, name, repeat)
     plan = compile_launch(
         run,
         spec_name=validated.spec.name,
         machine=machine,
         directory=directory,
-        # on SLURM the port is derived from the job id inside the job
-        port=pinned or (0 if isinstance(engine, SlurmEngineSection) else free_port()),
+        port=run.config.launch.main_process_port or planning.port(),
         repeat=repeat,
         repeats=repeats,
         base_env=dict(os.environ),
     )
-    if isinstance(engine, SlurmEngineSection):
-        plan = compile_for_slurm(plan, engine, spec_name=validated.spec.name, pinned_port=pinned)
+    plan = planning.finish(plan, run, spec_name=validated.spec.name)
     if attaching:
         return plan
     make_folders(result_dir, directory)  # never through a symbolic link (results.nofollow)
@@ -320,7 +311,8 @@ class DryRunLaunch:
     env: dict[str, str]
     argv: tuple[str, ...]
     machines: int = 1
-    sbatch: str = ""  # the batch script of a SLURM run, submitted as `sbatch --parsable SCRIPT`
+    sbatch: str = ""  # a script the engine submits instead of running here (a SLURM batch script)
+    shown: DryRunText | None = field(default=None, repr=False, compare=False)  # its lines, from its engine
 
 
 @dataclass(frozen=True)
@@ -344,19 +336,18 @@ class DryRun:
             for name, why in self.skipped.items()
         ]
         for run in self.runs:
-            nodes = f" on {run.machines} SLURM node(s)" if run.sbatch else ""
-            what = f"{run.processes} process(es){nodes}, {run.device}, {run.precision}"
+            shown = run.shown or DryRunText("", ())
+            what = f"{run.processes} process(es){shown.where}, {run.device}, {run.precision}"
             lines.append(f"\n# run '{run.name}' ({what}); config: {run.config}")
-            if run.sbatch:
-                lines.append(f"# each node starts: {join_line(run.argv)} (with its machine rank; see the script)")
-                lines.append(join_line(["sbatch", "--parsable", run.sbatch]))
-            else:
-                lines.append(join_line(["env", *[f"{k}={v}" for k, v in run.env.items()], *run.argv]))
+            lines += shown.commands
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, Any]:
         """For --dry-run --format json."""
-        return asdict(self)
+        data = asdict(self)
+        for run in data["runs"]:
+            del run["shown"]  # the text's lines: the other fields say the same as data
+        return data
 
 
 def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
@@ -370,8 +361,10 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
     write_text_atomic(result_dir / SPEC_COPY, validated.document.text)
     launches = []
     for name in selected:
-        plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(validated.runs[name], options) or 1)
+        run = validated.runs[name]
+        plan = _prepare_launch(validated, machine, result_dir, name, 1, _repeats(run, options) or 1)
         declared = plan.declared
+        shown = planning_of(run).describe(plan, run)
         launches.append(
             DryRunLaunch(
                 name=name,
@@ -382,7 +375,8 @@ def dry_run(validated: ValidatedSpec, *, options: RunOptions) -> DryRun:
                 env=dict(plan.env_set),
                 argv=tuple(plan.argv),
                 machines=declared.machines,
-                sbatch=str(plan.directory / SBATCH_FILE) if SBATCH_FILE in plan.files else "",
+                sbatch=shown.script,
+                shown=shown,
             )
         )
     return DryRun(validated.path, str(result_dir), problems, warnings, launches, skipped)
@@ -439,8 +433,7 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: Spac
     try:
         return _run_session(session, ui)
     finally:
-        for engine in engines.values():
-            engine.close()
+        close_engines(engines)
 
 
 def write_report(summary: dict[str, Any], folder: Path) -> tuple[str, list[str]]:
@@ -653,14 +646,9 @@ def _launch(session: Session, name: str, repeat: int, interrupts: Interrupts, ui
     timeout = session.options.timeout_s or run.config.launch.timeout_s
     started_at = time.time()
     prepare_s = time.perf_counter() - begun
-    pinned = run.config.launch.main_process_port
-    local = run.config.engine.kind == "local"
-    if local and pinned is not None and not port_is_free(pinned):
-        # preflight checked it before the session; another process may have taken it since
-        reason = (
-            f"launch.main_process_port {pinned} is in use on this machine (taken since the session started); "
-            "pick another, or remove it to get a free port per launch"
-        )
+    # preflight checked a pinned port before the session; another process may have taken it since
+    reason = planning_of(run).port_taken(run)
+    if reason:
         outcome = LaunchOutcome(Status.FAILED, None, 0.0, reason)
     else:
         session.in_flight = (name, repeat)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from runner.plan.compile import LaunchPlan
+from runner.engines.kinds import engine_kind, kind_names, load
+from runner.plan.launch import LaunchPlan
+from runner.spec.resolved import ResolvedRun
 from runner.vocab import Status
 
 
@@ -93,3 +95,25 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release what the engine holds for the session (the local engine's fork server)."""
         ...
+
+
+EngineStart = Callable[[list[ResolvedRun]], Engine]  # a kind's `runner`: its engine, for the session's runs of it
+
+
+def start_engines(runs: list[ResolvedRun]) -> dict[str, Engine]:
+    """One engine per registered kind (runner.engines.kinds), each started for the given runs of its kind."""
+    engines: dict[str, Engine] = {}
+    try:
+        for kind in kind_names():
+            start = cast(EngineStart, load(engine_kind(kind).runner))
+            engines[kind] = start([run for run in runs if run.config.engine.kind == kind])
+    except BaseException:
+        close_engines(engines)
+        raise
+    return engines
+
+
+def close_engines(engines: dict[str, Engine]) -> None:
+    """Release what every engine holds (the local engine's fork server)."""
+    for engine in engines.values():
+        engine.close()

@@ -29,10 +29,11 @@ from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.local import failure_excerpt, report_progress
 from runner.engines.logcap import cap_file
 from runner.engines.logs import error_line
-from runner.plan.compile import LaunchPlan
-from runner.plan.sbatch import SBATCH_FILE
+from runner.plan.launch import LaunchPlan
+from runner.plan.sbatch import SBATCH_FILE, SLURM_TOOLS
 from runner.results.layout import work_finished
-from runner.vocab import METRICS_FILE, SLURM_TOOLS, STDERR_LOG, STDOUT_LOG, Status
+from runner.spec.resolved import ResolvedRun
+from runner.vocab import METRICS_FILE, STDERR_LOG, STDOUT_LOG, Status
 
 POLL_S = 1.0  # squeue once a second: cheap for the controller, prompt enough for a person
 COMMAND_TIMEOUT_S = 60.0  # a SLURM client that hangs this long means the controller is unreachable
@@ -221,6 +222,11 @@ def cancel(job_id: str, *, wait_s: float = CANCEL_WAIT_S) -> str:
         time.sleep(POLL_S / 2)
     held = f" by {node_states(state.nodes) or state.nodes}" if state is not None and state.nodes else ""
     return f"it is still {state.state if state else 'queued'} after {wait_s:g} s, held{held}"
+
+
+def start(runs: list[ResolvedRun]) -> SlurmEngine:
+    """The session's SLURM engine (nothing to start: each job is submitted on its own)."""
+    return SlurmEngine()
 
 
 class SlurmEngine:

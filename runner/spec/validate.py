@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 from pydantic import BaseModel, ValidationError
 
+from runner.engines.kinds import engine_kind, load
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError, sorted_unique
 from runner.spec import advice, control_chars
 from runner.spec.diagnose import did_you_mean, findings_from
@@ -35,7 +36,6 @@ from runner.spec.models import (
     RatioExpectation,
     RunConfig,
     ScriptRunConfig,
-    SlurmEngineSection,
     SpeedupExpectation,
     SyntheticTokens,
     TransformerModel,
@@ -319,8 +319,7 @@ class _Checker:
             if isinstance(run.config, ScriptRunConfig):  # its sizes are the script's: only the launch is checked
                 self.check_launch(run)
                 self.check_script_batch(run, run.config)
-                if isinstance(run.config.engine, SlurmEngineSection):
-                    self.check_slurm(run, run.config.engine)
+                self.check_engine(run)
             else:
                 self.check_run(run)
         names = list(runs)
@@ -386,8 +385,7 @@ class _Checker:
             return
         self.check_steps(run)
         self.check_launch(run)
-        if isinstance(run.config.engine, SlurmEngineSection):
-            self.check_slurm(run, run.config.engine)
+        self.check_engine(run)
 
     def check_model_fits_data(self, run: ResolvedRun) -> None:
         """The model takes the data: a transformer reads tokens, the others features; the sizes agree."""
@@ -476,63 +474,10 @@ class _Checker:
             )
         self._advise(run, advice.cuda_visible_devices(run))
 
-    def check_slurm(self, run: ResolvedRun, engine: SlurmEngineSection) -> None:
-        """A SLURM run: the engine decides machines and GPUs, so the launch section must not contradict it."""
-        launch = run.config.launch
-        if launch.gpu_ids is not None:
-            self._run_report(
-                run,
-                ("launch", "gpu_ids"),
-                "launch.gpu_ids is set, but SLURM assigns GPUs to a job: set engine.gpus_per_node instead",
-            )
-        if launch.processes % engine.nodes:
-            self._run_report(
-                run,
-                ("launch", "processes"),
-                f"processes ({launch.processes}) must be a multiple of engine.nodes ({engine.nodes}): "
-                "it counts processes on all nodes together",
-                also=(("engine", "nodes"),),
-            )
-            return
-        per_node = launch.processes // engine.nodes
-        gpus = engine.gpus_per_node or 0
-        if launch.device == "cuda" and gpus == 0:
-            self._run_report(
-                run,
-                ("launch", "device"),
-                "launch.device is cuda, but the SLURM job asks for no GPUs: set engine.gpus_per_node",
-                also=(("engine", "gpus_per_node"),),
-            )
-        elif launch.device != "cpu" and gpus and per_node > gpus:
-            self._run_report(
-                run,
-                ("engine", "gpus_per_node"),
-                f"{per_node} processes per node ({launch.processes} on {engine.nodes} node(s)) need "
-                f"{per_node} GPUs per node, but engine.gpus_per_node is {gpus}",
-                also=(("launch", "processes"),),
-            )
-        elif launch.device == "cpu" and gpus:
-            self._run_report(
-                run,
-                ("engine", "gpus_per_node"),
-                f"engine.gpus_per_node asks for {gpus} GPU(s) per node, but launch.device is cpu: they stay idle",
-                severity=Severity.WARNING,
-            )
-        cpus, threads = engine.cpus_per_node, launch.cpu_threads_per_process
-        if cpus is not None and cpus < per_node:
-            self._run_report(
-                run,
-                ("engine", "cpus_per_node"),
-                f"engine.cpus_per_node ({cpus}) is fewer than the {per_node} processes per node",
-            )
-        elif cpus is not None and threads is not None and threads * per_node > cpus:
-            self._run_report(
-                run,
-                ("launch", "cpu_threads_per_process"),
-                f"{per_node} processes per node x {threads} threads need {per_node * threads} CPUs, "
-                f"but engine.cpus_per_node is {cpus}",
-                also=(("engine", "cpus_per_node"),),
-            )
+    def check_engine(self, run: ResolvedRun) -> None:
+        """What the run's engine kind forbids in its other sections (its `rules`, runner.engines.kinds)."""
+        for found in engine_rules(run.config.engine.kind)(run):
+            self._advise(run, found)
 
     def check_expectation(self, index: int, expectation: Any, runs: dict[str, ResolvedRun]) -> None:
         path: KeyPath = ("expect", index)
@@ -588,3 +533,11 @@ class _Checker:
                 code="different-work",
                 acknowledged=acknowledged,
             )
+
+
+def engine_rules(kind: str) -> Callable[[ResolvedRun], list[advice.Advice]]:
+    """The spec rules of an engine kind (none: its section constrains nothing else)."""
+    where = engine_kind(kind).rules
+    if not where:
+        return lambda run: []
+    return cast("Callable[[ResolvedRun], list[advice.Advice]]", load(where))
