@@ -27,7 +27,7 @@ VALIDATION_STACK = {
     "runner.spec.set_option",
     "ruamel",
 }
-PROCESS_CONTROL = {"runner.engines.local", "psutil", "runner.pipeline"}
+PROCESS_CONTROL = {"runner.engines.local", "psutil", "runner.pipeline", "runner.session.run"}
 
 
 def test_a_worker_rank_does_not_import_the_compiler_or_the_validation_stack() -> None:
@@ -37,7 +37,13 @@ def test_a_worker_rank_does_not_import_the_compiler_or_the_validation_stack() ->
 
 @pytest.mark.parametrize(
     "module",
-    ["runner.verdicts.check", "runner.verdicts.rounds", "runner.report.text", "runner.results.summary"],
+    [
+        "runner.verdicts.check",
+        "runner.verdicts.rounds",
+        "runner.report.text",
+        "runner.results.summary",
+        "runner.session.summary",
+    ],
 )
 def test_verdicts_and_reports_do_not_import_process_control_or_torch(module: str) -> None:
     loaded = modules_after_import(module)
@@ -92,7 +98,7 @@ def test_the_vocabulary_is_a_leaf() -> None:
 
 def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
     packages = sorted(p.name for p in (ROOT / "runner").iterdir() if (p / "__init__.py").is_file())
-    assert packages == ["editor", "engines", "plan", "report", "results", "spec", "verdicts", "worker"]
+    assert packages == ["editor", "engines", "plan", "report", "results", "session", "spec", "verdicts", "worker"]
 
 
 def test_the_install_prints_no_setuptools_warning_wall() -> None:

@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import ResultError
-from runner.timing import Rules, block_problem
-from runner.verdicts.stats import spread
+from runner.timing import Rules, block_problem, spread
 from runner.vocab import Status
 
 if TYPE_CHECKING:
