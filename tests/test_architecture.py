@@ -281,6 +281,13 @@ def engine_names() -> dict[str, str]:
     return words
 
 
+def test_the_registry_and_the_spec_name_the_same_engine_kinds() -> None:
+    # a registered kind needs a section model to be written in a spec, and a section model a registered kind
+    from runner.engines.kinds import kind_names
+
+    assert sorted(kind_names()) == sorted(set(engine_names().values()))
+
+
 def modules_of_kind(kind: str) -> set[str]:
     """The registry's list for one kind: the modules of its parts, the registry, and the spec's vocabulary."""
     from runner.engines.kinds import engine_kind

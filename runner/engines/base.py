@@ -53,21 +53,27 @@ class LaunchOutcome:
 
 @dataclass(frozen=True)
 class JobUpdate:
-    """A cluster job changed state: SUBMITTED, ATTACHED, then SLURM's own (PENDING with a reason, RUNNING)."""
+    """A cluster job changed state: SUBMITTED, ATTACHED, then the scheduler's own (PENDING with a reason, RUNNING)."""
 
     job_id: str
     state: str
     reason: str = ""
     nodes: str = ""
-    note: str = ""  # a sentence to show instead (what a wait on SLURM waits for, a Ctrl-C being handled)
+    note: str = ""  # a sentence to show instead (what a wait on the scheduler waits for, a Ctrl-C being handled)
+    scheduler: str = "cluster"  # whose job it is, as the user knows it ("SLURM")
+
+    @property
+    def job(self) -> str:
+        """The job as the user knows it: "SLURM job 42"."""
+        return f"{self.scheduler} job {self.job_id}"
 
     def text(self) -> str:
         """One line for the terminal."""
         if self.note:
-            return f"SLURM job {self.job_id}: {self.note}"
+            return f"{self.job}: {self.note}"
         reason = f" ({self.reason})" if self.reason else ""
         nodes = f" on {self.nodes}" if self.nodes and self.state in ("RUNNING", "COMPLETING") else ""
-        return f"SLURM job {self.job_id}: {self.state.lower()}{reason}{nodes}"
+        return f"{self.job}: {self.state.lower()}{reason}{nodes}"
 
 
 class Engine(Protocol):

@@ -152,7 +152,7 @@ def _job_changed(
             repeat,
             Status.PENDING,
             str(plan.directory.relative_to(session.result_dir)),
-            f"submitted as SLURM job {update.job_id}",
+            f"submitted as {update.job}",
             command=plan.command_line,
             started_at=started_at,
             job_id=update.job_id,
