@@ -2,8 +2,8 @@
 kernels, TF32. Each is declared in the spec, compiled into the Accelerate config or the worker,
 checked as declared = observed, shown by --explain and in the report, and explained by the Why.
 
-FSDP is not here: Accelerate does not run it on a CPU, and the one GPU this project was lent cannot
-shard anything; it waits for a machine with several GPUs (see docs/specs.md).
+FSDP has its own tests (tests/test_fsdp.py here, tests/test_gpu_fsdp.py on a GPU): Accelerate runs no
+FSDP on a CPU.
 """
 
 from __future__ import annotations

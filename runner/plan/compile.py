@@ -23,8 +23,9 @@ from typing import Any
 import runner
 from runner.plan.machine import Machine
 from runner.plan.quoting import join_line, quote_line
+from runner.plan.strategies import strategy_of
 from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
-from runner.spec.models import ScriptRunConfig, SlurmEngineSection
+from runner.spec.models import RunConfig, ScriptRunConfig, SlurmEngineSection, TransformerModel
 from runner.spec.resolved import ResolvedRun
 from runner.vocab import (
     COMMAND_FILE,
@@ -43,7 +44,7 @@ PACKAGE_ROOT = str(Path(runner.__file__).resolve().parent.parent)
 
 _CONFIG_NOTES = {
     "compute_environment": "this machine (not SageMaker)",
-    "distributed_type": "NO = one process; MULTI_GPU = the multi-process launcher (gloo on CPU)",
+    "distributed_type": "NO = one process; MULTI_GPU = the multi-process launcher (gloo on CPU); FSDP = sharded",
     "num_processes": "processes on all machines together",
     "num_machines": "machines taking part",
     "machine_rank": "this machine's rank (0 = main)",
@@ -58,6 +59,7 @@ _CONFIG_NOTES = {
     "debug": "extra collective checks (slower)",
     "enable_cpu_affinity": "pin processes to cores (off: the OS schedules)",
     "dynamo_config": "torch.compile in Accelerator.prepare (launch.compile)",
+    "fsdp_config": "fully sharded data parallel (launch.fsdp)",
 }
 
 
@@ -115,15 +117,12 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
     """What a correct launch of `run` on `machine` looks like from inside the worker."""
     launch = run.config.launch
     device = resolve_device(run, machine)
-    if launch.processes == 1:
-        distributed = "NO"
-    else:
-        distributed = "MULTI_CPU" if device == "cpu" else "MULTI_GPU"
+    strategy = strategy_of(launch)
     return Declared(
         device=device,
         processes=launch.processes,
         local_processes=local_processes(run),
-        distributed_type=distributed,
+        distributed_type=strategy.distributed_type(launch.processes, device),
         mixed_precision=launch.mixed_precision,
         threads_per_process=threads_per_process(run, machine),
         gradient_accumulation_steps=declared_accumulation(run),
@@ -131,6 +130,9 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
         compile_backend=compile_backend(run),
         tf32=launch.tf32,
         optimizer_implementation=declared_optimizer(run),
+        strategy=strategy.name,
+        fsdp_version=launch.fsdp.version if launch.fsdp is not None else None,
+        fsdp_sharding=launch.fsdp.sharding if launch.fsdp is not None else None,
     )
 
 
@@ -185,9 +187,7 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
     launch = run.config.launch
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
-        # Several CPU processes need the multi-process launcher too; ACCELERATE_USE_CPU in the
-        # environment (see command.txt) turns them into a gloo MULTI_CPU group.
-        "distributed_type": "NO" if declared.processes == 1 else "MULTI_GPU",
+        "distributed_type": "NO",  # the strategy's (runner.plan.strategies), set below
         "num_processes": launch.processes,
         "num_machines": run.machines,
         "machine_rank": 0,
@@ -201,6 +201,8 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
         "debug": False,
         "enable_cpu_affinity": False,
     }
+    builtin_transformer = isinstance(run.config, RunConfig) and isinstance(run.config.model, TransformerModel)
+    config.update(strategy_of(launch).config_entries(launch, builtin_transformer=builtin_transformer))
     compiled = launch.compile
     if compiled is not None and compiled.backend != "no":
         config["dynamo_config"] = {

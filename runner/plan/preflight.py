@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from runner.plan.compile import local_processes, resolve_device, threads_per_process
 from runner.plan.machine import Machine, port_is_free
+from runner.plan.strategies import strategy_of
 from runner.spec.models import SlurmEngineSection
 from runner.spec.resolved import ResolvedRun
 from runner.spec.workload import human_bytes
@@ -52,6 +53,11 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
             "not on PATH here (run accel-run on the cluster's login node, or --engine local to run here)"
         )
     for run in runs:
+        refusal = strategy_of(run.config.launch).refusal(resolve_device(run, machine))
+        if refusal:
+            where = "on its SLURM nodes (engine.gpus_per_node is not set)" if run in cluster else "on this machine"
+            problems.append(f"run '{run.name}': launch.fsdp is set but the run would use the CPU {where}; {refusal}")
+            continue
         if run in cluster:
             continue  # the nodes are not this machine: SLURM and the job check what they have
         launch = run.config.launch

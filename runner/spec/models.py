@@ -508,6 +508,82 @@ class CompileSection(Strict):
     )
 
 
+FSDP_RULE_VERSION_1 = (
+    "sharding_strategy is FSDP version 1's; with version 2 set reshard_after_forward "
+    "(true shards as FULL_SHARD, false as SHARD_GRAD_OP)"
+)
+FSDP_RULE_VERSION_2 = "reshard_after_forward is FSDP version 2's; with version 1 set sharding_strategy"
+FSDP_RULE_LAYERS = "layer_classes names the layers auto_wrap: transformer wraps; set auto_wrap: transformer or drop it"
+FSDP_ON_CPU = (
+    "FSDP needs CUDA GPUs: Accelerate runs no FSDP on a CPU (with use_cpu each process trains alone, with "
+    "ACCELERATE_USE_CPU it becomes MULTI_CPU DDP), so its numbers would not be FSDP's"
+)
+
+
+class FsdpSection(Strict):
+    """Fully sharded data parallel (Accelerate's fsdp_config): each process keeps a shard of the parameters,
+    gradients and optimizer state, and gathers whole layers only while it computes them."""
+
+    version: Literal[1, 2] = Field(
+        default=2,
+        description="FSDP version (fsdp_config.fsdp_version): 2 is PyTorch's fully_shard (DTensor parameters), "
+        "1 the FullyShardedDataParallel wrapper.",
+    )
+    sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"] | None = Field(
+        default=None,
+        description="FSDP version 1 only (fsdp_sharding_strategy). FULL_SHARD shards parameters, gradients and "
+        "optimizer state; SHARD_GRAD_OP keeps parameters whole between forward and backward; NO_SHARD is DDP. "
+        "null = FULL_SHARD.",
+    )
+    reshard_after_forward: bool | None = Field(
+        default=None,
+        description="FSDP version 2 only (fsdp_reshard_after_forward): free the gathered parameters after "
+        "forward and gather them again for backward (true, like FULL_SHARD), or keep them (false, like "
+        "SHARD_GRAD_OP: less communication, more memory). null = true.",
+    )
+    auto_wrap: Literal["none", "size", "transformer"] = Field(
+        default="none",
+        description="What becomes its own FSDP unit (fsdp_auto_wrap_policy): none = the whole model is one unit; "
+        "size = every module of at least min_params parameters; transformer = each transformer layer "
+        "(the built-in transformer's Block, or layer_classes).",
+    )
+    min_params: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="With auto_wrap: size, the parameters a module needs to be wrapped (fsdp_min_num_params).",
+    )
+    layer_classes: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default=[],
+        description="With auto_wrap: transformer, the layer class names to wrap "
+        "(fsdp_transformer_layer_cls_to_wrap); empty = the built-in transformer's Block, or a Hugging Face "
+        "model's own _no_split_modules.",
+        examples=[["LlamaDecoderLayer"]],
+    )
+    state_dict_type: Literal["FULL_STATE_DICT", "SHARDED_STATE_DICT"] = Field(
+        default="SHARDED_STATE_DICT",
+        description="How a checkpoint is saved (fsdp_state_dict_type): whole on the main process, or a shard "
+        "per process.",
+    )
+
+    @model_validator(mode="after")
+    def _one_version(self) -> "FsdpSection":
+        if self.version == 2 and self.sharding_strategy is not None:
+            raise rule_broken(FSDP_RULE_VERSION_1, "sharding_strategy")
+        if self.version == 1 and self.reshard_after_forward is not None:
+            raise rule_broken(FSDP_RULE_VERSION_2, "reshard_after_forward")
+        if self.layer_classes and self.auto_wrap != "transformer":
+            raise rule_broken(FSDP_RULE_LAYERS, "layer_classes")
+        return self
+
+    @property
+    def sharding(self) -> str:
+        """The sharding in version 1's words, for both versions (version 2's reshard_after_forward: false
+        shards as SHARD_GRAD_OP does)."""
+        if self.version == 2:
+            return "SHARD_GRAD_OP" if self.reshard_after_forward is False else "FULL_SHARD"
+        return self.sharding_strategy or "FULL_SHARD"
+
+
 class LaunchSection(Strict):
     """How `accelerate launch` starts the run: processes, precision, device, GPUs."""
 
@@ -572,6 +648,12 @@ class LaunchSection(Strict):
         description="TF32 tensor cores for fp32 matmuls and convolutions on CUDA (torch.backends.cuda.matmul and "
         "cudnn allow_tf32). null = what PyTorch and Accelerate set by themselves: matmuls true fp32, except that "
         "Accelerate turns TF32 on with a dynamo backend and no mixed precision. No effect on CPU.",
+    )
+    fsdp: FsdpSection | None = Field(
+        default=None,
+        description="Train with FSDP instead of DDP (Accelerate's distributed_type FSDP and fsdp_config). Needs "
+        "CUDA GPUs: Accelerate runs no FSDP on a CPU. null = DDP when there are several processes.",
+        examples=[{"version": 2, "auto_wrap": "transformer"}],
     )
     launcher: Literal["fork", "accelerate"] | None = Field(
         default=None,

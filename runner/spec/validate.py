@@ -26,6 +26,7 @@ from runner.spec.matrix import expand_expectations
 from runner.spec.merge import merged_runs, source_of
 from runner.spec.models import (
     BUILTIN_SECTIONS,
+    FSDP_ON_CPU,
     RULE_ACCURACY_FRACTION,
     RULE_FP16_ON_CPU,
     BoundExpectation,
@@ -466,6 +467,8 @@ class _Checker:
                 RULE_FP16_ON_CPU,
                 also=(("launch", "device"),),
             )
+        if launch.fsdp is not None and launch.device == "cpu":
+            self._run_report(run, ("launch", "fsdp"), FSDP_ON_CPU, also=(("launch", "device"),))
         if launch.gpu_ids is not None and launch.device == "cpu":
             self._run_report(
                 run,
