@@ -291,8 +291,12 @@ def compile_launch(
     repeat: int = 1,
     repeats: int = 1,
     base_env: Mapping[str, str],
+    timing_judged: bool = True,
 ) -> LaunchPlan:
-    """One launch of one run: config, plan, argv and environment, nothing written yet."""
+    """One launch of one run: config, plan, argv and environment, nothing written yet.
+
+    `timing_judged`: whether an expectation that will be checked reads the run's timing (WorkerPlan).
+    """
     declared = declared_of(run, machine)
     launch = run.config.launch
     env, dropped = hermetic_env(base_env, launch.pass_env)
@@ -330,6 +334,7 @@ def compile_launch(
         ),
         workload=dict(run.workload.__dict__),
         machine=machine.as_json(),  # a summary rebuilt from the run folders has its Machine line from here
+        timing_judged=timing_judged,
     )
     result = LaunchPlan(
         run=run.name,

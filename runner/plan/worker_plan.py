@@ -85,6 +85,9 @@ class WorkerPlan:
     outputs: Outputs
     workload: dict[str, Any] = field(default_factory=dict)  # for a reader of plan.json; the worker recomputes it
     machine: dict[str, Any] = field(default_factory=dict)  # the host it was compiled on, for a rebuilt summary
+    # whether an expectation that will be checked reads this run's timing: when none does, the worker adds
+    # timing-only steps only up to measure.min_blocks, never to tighten an interval nobody judges
+    timing_judged: bool = True
 
     @property
     def builtin(self) -> RunConfig:
@@ -106,6 +109,7 @@ class WorkerPlan:
             "declared": self.declared.as_json(),
             "outputs": asdict(self.outputs),
             "machine": self.machine,
+            "timing_judged": self.timing_judged,
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -123,6 +127,7 @@ class WorkerPlan:
             outputs=Outputs(**data["outputs"]),
             workload=data.get("workload", {}),
             machine=data.get("machine", {}),
+            timing_judged=data.get("timing_judged", True),
         )
 
 
