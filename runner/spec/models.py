@@ -86,7 +86,7 @@ class Strict(BaseModel):
     float (`samples: 1e4`) is still a whole number (see `whole_numbers`).
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True)
 
 
 def whole_numbers(node: Any) -> Any:
@@ -1077,7 +1077,7 @@ class RunOverride(Strict):
 class MatrixSection(BaseModel):
     """A grid of runs, as in a CI matrix: every combination of the listed values is a run (a cell)."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True, title="Matrix")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True, title="Matrix", defer_build=True)
     __pydantic_extra__: dict[
         str, Annotated[list[Any], Field(min_length=1, max_length=MAX_CELLS, title="Values of a setting")]
     ] = Field(init=False)
