@@ -24,6 +24,8 @@ VALIDATION_STACK = {
     "runner.spec.diagnose",
     "runner.spec.merge",
     "runner.spec.matrix",
+    "runner.spec.expectations",
+    "runner.spec.settings",
     "runner.spec.set_option",
     "ruamel",
 }

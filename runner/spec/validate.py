@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 from runner.errors import Diagnostic, KeyPath, Severity, SpecError, sorted_unique
 from runner.spec import advice, control_chars
 from runner.spec.diagnose import did_you_mean, findings_from
+from runner.spec.expectations import expand_expectations
 from runner.spec.load import Document, parse_spec, read_spec_text
-from runner.spec.matrix import expand_expectations
 from runner.spec.merge import merged_runs, source_of
 from runner.spec.models import (
     BUILTIN_SECTIONS,
