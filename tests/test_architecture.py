@@ -26,6 +26,7 @@ VALIDATION_STACK = {
     "runner.spec.matrix",
     "runner.spec.expectations",
     "runner.spec.settings",
+    "runner.spec.rules",
     "runner.spec.set_option",
     "ruamel",
 }
