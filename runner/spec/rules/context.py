@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from runner.spec.resolved import ResolvedRun
 
 
-def child(node: Any, key: str) -> Any:
+def _child(node: Any, key: str) -> Any:
     """`node[key]` when `node` is a mapping, else None."""
     return node.get(key) if isinstance(node, dict) else None
 
 
-def names(value: Any) -> list[str]:
+def _warning_names(value: Any) -> list[str]:
     """The warning names of an `acknowledge:` list as written (an invalid one is Pydantic's to report)."""
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
@@ -55,7 +55,7 @@ class Checker:
         if doc_path in self.claimed:
             return
         if code is not None:
-            if code in acknowledged or code in names(self.data.get("acknowledge")):
+            if code in acknowledged or code in _warning_names(self.data.get("acknowledge")):
                 return
             message = f"{message} [acknowledge: {code}]"
         option = self.doc.origin(doc_path)
@@ -97,7 +97,7 @@ class Checker:
 
     def acknowledged_by(self, run: ResolvedRun) -> list[str]:
         """The warnings a run acknowledges (`acknowledge:` in its own entry under runs)."""
-        return names(child(child(self.data.get("runs"), run.name), "acknowledge"))
+        return _warning_names(_child(_child(self.data.get("runs"), run.name), "acknowledge"))
 
     def advise(self, run: ResolvedRun, found: advice.Advice | None) -> None:
         """Report a piece of advice (advice.py) inside a run, when there is one."""
