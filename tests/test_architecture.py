@@ -24,6 +24,9 @@ VALIDATION_STACK = {
     "runner.spec.diagnose",
     "runner.spec.merge",
     "runner.spec.matrix",
+    "runner.spec.expectations",
+    "runner.spec.settings",
+    "runner.spec.rules",
     "runner.spec.set_option",
     "ruamel",
 }
@@ -57,18 +60,28 @@ def test_the_language_server_imports_neither_torch_nor_accelerate(module: str) -
     assert not loaded & {"torch", "accelerate", "psutil"}
 
 
-def test_validate_leaves_the_language_server_library_unimported() -> None:
+def modules_after_validating(spec: str) -> set[str]:
+    """The top-level packages loaded by `accel-run --validate SPEC` (which must be valid) in a fresh interpreter."""
     code = (
         "import contextlib, io, json, sys\n"
         "from runner.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    code = main(['--validate', 'specs/day6.yaml'])\n"
+        f"    code = main(['--validate', {spec!r}])\n"
         "print(json.dumps([code, sorted(sys.modules)]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     code, loaded = json.loads(done.stdout)
     assert code == 0
-    assert not {m.split(".")[0] for m in loaded} & {"pygls", "lsprotocol", "cattrs", "torch", "accelerate"}
+    return {m.split(".")[0] for m in loaded}
+
+
+def test_validate_leaves_the_language_server_library_unimported() -> None:
+    assert not modules_after_validating("specs/day6.yaml") & {"pygls", "lsprotocol", "cattrs", "torch", "accelerate"}
+
+
+def test_a_valid_spec_is_checked_without_jsonschema_or_the_did_you_mean_matcher() -> None:
+    # the editor's schema is generated from the models, never read back; difflib only words a mistake
+    assert not modules_after_validating("specs/day6.yaml") & {"jsonschema", "difflib"}
 
 
 def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> None:

@@ -39,7 +39,7 @@ from runner.spec.models import (
     SLURM_TIME_RULE,
     rule_script_excludes,
 )
-from runner.spec.validate import RESULT_FOLDER_NAMES, RESULT_FOLDER_RULE
+from runner.spec.rules.names import RESULT_FOLDER_NAMES, RESULT_FOLDER_RULE
 from runner.vocab import SUMMARY_FILE
 
 Schema = dict[str, Any]

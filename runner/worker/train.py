@@ -331,8 +331,8 @@ class Trainer:
         has cost so far, because another launch would cost all of it again; and never less than
         the blocks measure.min_blocks asks for, because a launch short of them decides nothing
         (with extend_share 0, none at all). A run whose timing no checked expectation reads gets only
-        those (its Samples/s is still shown, from at least min_blocks blocks). Every rank runs the same steps (they hold collectives),
-        so the count is agreed.
+        those (its Samples/s is still shown, from at least min_blocks blocks). Every rank runs the same
+        steps (they hold collectives), so the count is agreed.
         """
         measure, clock = self.plan.config.measure, timing.clock
         if measure.extend_share <= 0:
