@@ -190,101 +190,86 @@ def test_declared_equals_observed_checks_the_distributed_type_and_that_parameter
     )
 
 
-def _rank(rank: int, world: int, port: int, results: Any) -> None:
+def _on_two_ranks(probe: Any) -> list[tuple[Any, ...]]:
+    """Run `probe(rank)` on each rank of a real 2-process gloo group (spawned); their results, by rank."""
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    port = free_port()
+    processes = [context.Process(target=_rank, args=(probe, rank, 2, port, results)) for rank in range(2)]
+    for process in processes:
+        process.start()
+    seen = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return seen
+
+
+def _rank(probe: Any, rank: int, world: int, port: int, results: Any) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from torch.distributed.fsdp import fully_shard
-
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
-        elements = sum(p.numel() for p in model.parameters())
-        whole_hash = parameter_hash(model)
-        before = sharding.fsdp_version(model)
-        fully_shard(model)
-        model(torch.randn(8, 16)).sum().backward()  # a real step through the shards
-        results.put(
-            (
-                rank,
-                before,
-                sharding.fsdp_version(model),
-                sharding.local_parameter_share(model, elements),
-                whole_hash,
-                parameter_hash(model),  # gathers the shards: the same on every rank
-            )
-        )
+        results.put((rank, *probe()))
     finally:
         dist.destroy_process_group()
+
+
+def _sharding_facts() -> tuple[Any, ...]:
+    from torch.distributed.fsdp import fully_shard
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    elements = sum(p.numel() for p in model.parameters())
+    whole_hash = parameter_hash(model)
+    before = sharding.fsdp_version(model)
+    fully_shard(model)
+    model(torch.randn(8, 16)).sum().backward()  # a real step through the shards
+    share = sharding.local_parameter_share(model, elements)
+    return before, sharding.fsdp_version(model), share, whole_hash, parameter_hash(model)
 
 
 @pytest.mark.slow
 def test_sharded_parameters_are_observed_on_a_real_two_process_group() -> None:
-    context = mp.get_context("spawn")
-    results = context.Queue()
-    port = free_port()
-    processes = [context.Process(target=_rank, args=(rank, 2, port, results)) for rank in range(2)]
-    for process in processes:
-        process.start()
-    seen = sorted(results.get(timeout=120) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
-    for _rank_index, before, after, share, whole_hash, sharded_hash in seen:
+    for _rank_index, before, after, share, whole_hash, sharded_hash in _on_two_ranks(_sharding_facts):
         assert (before, after) == (None, 2)
         assert share == pytest.approx(0.5, abs=0.01)
-        assert sharded_hash == whole_hash  # no step was taken by an optimizer: gathered = the model's own
+        # parameter_hash gathers the shards: the same on every rank, and no optimizer step changed them
+        assert sharded_hash == whole_hash
 
 
-def _memory_rank(rank: int, world: int, port: int, results: Any) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        from torch.distributed.fsdp import fully_shard
+def _memory_parts() -> tuple[Any, ...]:
+    from torch.distributed.fsdp import fully_shard
 
-        from runner.worker.memory import step_peak_bytes, training_memory
+    from runner.worker.memory import step_peak_bytes, training_memory
 
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 4))
-        whole = sum(p.numel() * 4 for p in model.parameters())
-        fully_shard(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        inputs = torch.randn(8, 64)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 4))
+    whole = sum(p.numel() * 4 for p in model.parameters())
+    fully_shard(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = torch.randn(8, 64)
 
-        def step() -> None:
-            model(inputs).sum().backward()
-            optimizer.step()
-            optimizer.zero_grad()
+    def step() -> None:
+        model(inputs).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
 
-        step()  # the optimizer state exists from the first step on
-        state = [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
-        parts = training_memory(
-            step,
-            parameters=model.parameters(),
-            optimizer_state=state,
-            data=[inputs],
-            optimizer=optimizer,
-            step_peak=step_peak_bytes,
-        )
-        results.put((rank, whole, parts.parameters, parts.gradients, parts.optimizer_state))
-    finally:
-        dist.destroy_process_group()
+    step()  # the optimizer state exists from the first step on
+    state = [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+    parts = training_memory(
+        step,
+        parameters=model.parameters(),
+        optimizer_state=state,
+        data=[inputs],
+        optimizer=optimizer,
+        step_peak=step_peak_bytes,
+    )
+    return whole, parts.parameters, parts.gradients, parts.optimizer_state
 
 
 @pytest.mark.slow
 def test_training_memory_counts_the_shard_each_process_holds() -> None:
-    context = mp.get_context("spawn")
-    results = context.Queue()
-    port = free_port()
-    processes = [context.Process(target=_memory_rank, args=(rank, 2, port, results)) for rank in range(2)]
-    for process in processes:
-        process.start()
-    seen = sorted(results.get(timeout=120) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
-    for _rank_index, whole, parameters, gradients, optimizer_state in seen:
+    for _rank_index, whole, parameters, gradients, optimizer_state in _on_two_ranks(_memory_parts):
         # each process holds half of the parameters, their gradients, and AdamW's two moments of them
         assert parameters == pytest.approx(whole / 2, rel=0.05)
         assert gradients == pytest.approx(whole / 2, rel=0.05)
