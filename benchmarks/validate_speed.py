@@ -7,12 +7,22 @@ Measures, interleaved (A B A B ...) so machine noise hits both alike, the median
 and prints medians and ratios. On a shared machine wall time waits for other processes too, so the
 CPU time each process used (user + system) is printed beside it: it is what the targets mean
 on an idle machine, less the time spent waiting for the disk. Targets: one file under 0.2 s, 100 files under 0.5 s, the
-256-cell matrix under 0.3 s. Run: python benchmarks/validate_speed.py [--rounds 15]
+256-cell matrix under 0.3 s, and at most 1.3x the plain script for one file and for 256 cells.
+
+--against REV adds accel-run as it was at a git revision (its runner/ exported to a temporary folder), interleaved
+with today's, so a before/after comparison is one run on one machine. runner/'s bytecode is compiled first, as an
+install does: under PYTHONDONTWRITEBYTECODE every run would otherwise compile runner/ from source, which the
+20-line plain script does not. The floor printed last is Python importing Pydantic and building one model: no
+validator that keeps Pydantic models as its source of truth starts faster. The load average (every process on
+the machine) is printed before and after.
+Run: python benchmarks/validate_speed.py [--rounds 15] [--against main]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import os
 import resource
 import shutil
 import statistics
@@ -48,15 +58,18 @@ expect:
 """
 
 
-def wall(argv: list[str]) -> float:
-    return timed(argv)[0]
+FLOOR = "from pydantic import BaseModel\nclass M(BaseModel):\n    x: int\nM(x=1)\n"
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
+def wall(argv: list[str], env: dict[str, str] | None = None) -> float:
+    return timed(argv, env)[0]
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds: user + system) of one whole process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -65,8 +78,20 @@ def timed(argv: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--against", metavar="REV", help="also time accel-run as it was at this git revision")
     args = parser.parse_args()
+    compileall.compile_dir(ROOT / "runner", quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
+        then: dict[str, str] | None = None
+        if args.against:
+            old = Path(tmp) / "then"
+            old.mkdir()
+            archive = subprocess.run(
+                ["git", "archive", args.against, "runner"], cwd=ROOT, capture_output=True, check=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            compileall.compile_dir(old / "runner", quiet=1)
+            then = {**os.environ, "PYTHONPATH": str(old)}
         many = []
         for index in range(100):
             copy = Path(tmp) / f"spec{index:03}.yaml"
@@ -75,31 +100,45 @@ def main() -> None:
         one = [str(ROOT / "specs" / "day6.yaml")]
         grid = Path(tmp) / "matrix256.yaml"
         grid.write_text(MATRIX_256)
-        ours = [sys.executable, "-m", "runner", "--validate"]
+        # -P: the current folder is not put on sys.path, so PYTHONPATH decides which runner/ is imported
+        ours = [sys.executable, "-P", "-m", "runner", "--validate"]
         plain = [sys.executable, str(ROOT / "benchmarks" / "plain_validate.py")]
         cases = {
             "1 file": (ours + one, plain + one),
             "100 files": (ours + many, plain + many),
             "256 cells": (ours + [str(grid)], plain + [str(grid)]),
         }
-        print(
-            f"{'case':<10} {'accel-run':>12} {'plain script':>13} {'ratio':>7}   {'CPU time: accel-run':>20} "
-            f"{'plain':>8}   (medians of {args.rounds} rounds)"
-        )
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+        header = f"{'case':<10} {'accel-run':>12} {'plain script':>13} {'ratio':>7}"
+        if then is not None:
+            header += f"   {'at ' + args.against:>12} {'ratio':>7}"
+        print(f"{header}   {'CPU time: accel-run':>20} {'plain':>8}   (medians of {args.rounds} rounds)")
         for name, (a, b) in cases.items():
             wall(a), wall(b)  # warm the file cache
-            times_a, times_b = [], []
+            times_a, times_b, times_then = [], [], []
             for _ in range(args.rounds):
                 times_a.append(timed(a))
                 times_b.append(timed(b))
+                if then is not None:
+                    times_then.append(timed(a, then))
             ma, mb = (statistics.median(t[0] for t in times) for times in (times_a, times_b))
             ca, cb = (statistics.median(t[1] for t in times) for times in (times_a, times_b))
-            print(
-                f"{name:<10} {ma * 1000:>10.0f} ms {mb * 1000:>10.0f} ms {ma / mb:>7.2f}x   "
-                f"{ca * 1000:>17.0f} ms {cb * 1000:>5.0f} ms"
-            )
-        bare = statistics.median(wall([sys.executable, "-c", "pass"]) for _ in range(args.rounds))
-        print(f"(python start-up alone: {bare * 1000:.0f} ms)")
+            line = f"{name:<10} {ma * 1000:>10.0f} ms {mb * 1000:>10.0f} ms {ma / mb:>7.2f}x"
+            if then is not None:
+                mt = statistics.median(t[0] for t in times_then)
+                line += f"   {mt * 1000:>9.0f} ms {mt / mb:>7.2f}x"
+            print(f"{line}   {ca * 1000:>17.0f} ms {cb * 1000:>5.0f} ms")
+        bare, floor, reference = [], [], []
+        for _ in range(args.rounds):  # interleaved too: the floor is a ratio to the plain script
+            bare.append(wall([sys.executable, "-c", "pass"]))
+            floor.append(wall([sys.executable, "-c", FLOOR]))
+            reference.append(wall(plain + one))
+        mf, mr = statistics.median(floor), statistics.median(reference)
+        print(
+            f"(python start-up alone: {statistics.median(bare) * 1000:.0f} ms; python + pydantic + one model: "
+            f"{mf * 1000:.0f} ms, {mf / mr:.2f}x the plain script on 1 file)"
+        )
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Everything a short visit to a GPU machine should do, in one go (about 5 minutes on one H200), most
+# Everything a short visit to a GPU machine should do, in one go (about 6 minutes on one H200), most
 # important first, each step with its own time limit:
 #   1. specs/day6.yaml as a user types it (runs that need more GPUs than the machine has are skipped);
-#   2. the GPU tests (`make gpu-check`: Day 6 at full size on 1 and all GPUs, fp32 and bf16, decided;
+#   2. FSDP through accelerate launch's own path (tests/test_gpu_fsdp.py: sharded parameters observed);
+#   3. examples/compile.yaml: eager, compiled and compiled with a fused AdamW, on the GPU;
+#   4. the GPU tests (`make gpu-check`: Day 6 at full size on 1 and all GPUs, fp32 and bf16, decided;
 #      the attribution probe and the second clock on real kernels);
-#   3. the time to the first CUDA kernel with both launchers (benchmarks/first_kernel.py);
-#   4. the transformer example's single-process runs;
-#   5. the result folders (results.tar.gz, refreshed after each step), the log and the reports,
+#   5. the transformer example's single-process runs;
+#   6. the time to the first CUDA kernel with both launchers (benchmarks/first_kernel.py), where
+#      GPU_CHECK_FIRST_KERNEL=1;
+#   7. the result folders (results.tar.gz, refreshed after each step), the log and the reports,
 #      collected into $OUT (or gpu-check-out/ where OUT is unset).
 #
 # It runs from the repository as it is copied to such a machine, with no install of the project and
@@ -56,22 +59,33 @@ collect() { tar -czf "$out/results.tar.gz" -C "$results" . 2>/dev/null; }
 
 day6=${GPU_CHECK_DAY6:-specs/day6.yaml}
 step "1. $day6, as a user types it (runs that need more GPUs than this machine has are skipped)"
-timeout 240 "$py" -m runner "$day6" --output "$results" --no-progress
+timeout "${GPU_CHECK_DAY6_S:-110}" "$py" -m runner "$day6" --output "$results" --no-progress
 echo "exit code: $? (0: every expectation held; 1: a measured result, some did not; 2 or more: an error)"
 collect
 
-step "2. the GPU tests (make gpu-check, and the second clock on real kernels)"
-timeout 200 "$py" -m pytest -m gpu -s -ra -p no:cacheprovider tests/test_gpu.py tests/test_gpu_clock.py || status=1
+step "2. FSDP through accelerate launch (tests/test_gpu_fsdp.py)"
+timeout 100 "$py" -m pytest -m gpu -s -ra -p no:cacheprovider tests/test_gpu_fsdp.py || status=1
 
-step "3. time to the first CUDA kernel, fork server against accelerate launch"
-timeout 120 "$py" benchmarks/first_kernel.py --repeats 2 || status=1
+step "3. examples/compile.yaml on the GPU"
+timeout 120 "$py" -m runner examples/compile.yaml --output "$results" --no-progress
+echo "exit code: $?"
+collect
 
-step "4. examples/transformer.yaml (single-process runs)"
-timeout 120 "$py" -m runner examples/transformer.yaml --only single,accum-2,single-bf16 --output "$results" \
+step "4. the GPU tests (make gpu-check, and the second clock on real kernels)"
+timeout 130 "$py" -m pytest -m gpu -s -ra -p no:cacheprovider tests/test_gpu.py tests/test_gpu_clock.py || status=1
+
+step "5. examples/transformer.yaml (single-process runs)"
+timeout 100 "$py" -m runner examples/transformer.yaml --only single,accum-2,single-bf16 --output "$results" \
   --no-progress
 echo "exit code: $?"
+collect
 
-step "5. collect"
+if [ "${GPU_CHECK_FIRST_KERNEL:-0}" = 1 ]; then
+  step "6. time to the first CUDA kernel, fork server against accelerate launch"
+  timeout 120 "$py" benchmarks/first_kernel.py --repeats 2 || status=1
+fi
+
+step "7. collect"
 collect
 find "$results" -name report.md | head -3 | while read -r report; do
   cp "$report" "$out/$(basename "$(dirname "$(dirname "$report")")")-report.md"

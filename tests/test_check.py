@@ -295,7 +295,7 @@ def test_a_launch_with_too_few_blocks_cannot_time_and_says_how_to_get_more() -> 
 def test_an_expectation_kind_no_check_handles_is_an_error_not_a_close_check() -> None:
     from typing import Literal
 
-    from runner.spec.models import _Expectation
+    from runner.spec.models.expect import _Expectation
 
     class Median(_Expectation):  # a kind added to the models and to no check
         kind: Literal["median"] = "median"

@@ -32,8 +32,9 @@ from runner.spec.models import (
     SLURM_TIME_PATTERN,
     rule_script_excludes,
 )
+from runner.spec.rules.names import RESULT_FOLDER_RULE
 from runner.spec.schema_rules import PATTERN_MESSAGES
-from runner.spec.validate import RESULT_FOLDER_RULE, validate_text
+from runner.spec.validate import validate_text
 
 # The server's launcher; ACCEL_RUN_YAML_LS names another (the test of the missing-server failure uses it).
 SERVER = Path(

@@ -2,8 +2,8 @@
 kernels, TF32. Each is declared in the spec, compiled into the Accelerate config or the worker,
 checked as declared = observed, shown by --explain and in the report, and explained by the Why.
 
-FSDP is not here: Accelerate does not run it on a CPU, and the one GPU this project was lent cannot
-shard anything; it waits for a machine with several GPUs (see docs/specs.md).
+FSDP has its own tests (tests/test_fsdp.py here, tests/test_gpu_fsdp.py on a GPU): Accelerate runs no
+FSDP on a CPU.
 """
 
 from __future__ import annotations
@@ -176,9 +176,9 @@ def test_the_compile_why_gives_the_compile_cost_and_its_break_even_from_a_real_c
     assert why["sentences"][:4] == [
         "a step of 'compiled' took 6.23 ms against 6.7 ms for 'eager' (1.08x)",
         "'compiled' runs compiled by torch.compile (inductor), 'eager' runs eagerly",
-        "compiling made the first step of 'compiled' take 2.35 s against 0.0205 s eagerly: 2.33 s paid once per "
-        "launch, as warm-up (never in the timed part)",
-        "it saves 0.469 ms a step, so it repays itself after about 4,968 steps",
+        "compiling cost 3.92 s once per launch, never in the timed part: 1.59 s more setup than eager "
+        "(Accelerator.prepare, loading the compiler) and a first step of 2.35 s against 0.0205 s",
+        "it saves 0.469 ms a step, so it repays itself after about 8,369 steps",
     ]
     fused = explain(summary["expectations"][1], summary["runs"], summary["environment"])
     assert fused is not None
@@ -240,3 +240,20 @@ def test_a_run_whose_config_lost_its_compile_fails_declared_equals_observed(tmp_
         "what ran differs from the spec: launch.compile says the model compiles with inductor, but the prepared "
         "model was not compiled (Accelerate's dynamo backend: NO)"
     )
+
+
+def test_the_compile_why_on_a_gpu_counts_loading_the_compiler_and_names_accelerates_tf32() -> None:
+    """A real H200 result (scripts/gpu-check.sh): inductor and Triton load at prepare, in the setup, so the
+    cost is the setup's excess plus the first step's; and Accelerate turned TF32 on for the compiled fp32
+    run only, a second difference the Why must name."""
+    summary = json.loads((ROOT / "tests" / "cases" / "summaries" / "compile-h200" / "summary.json").read_text())
+    why = explain(summary["expectations"][0], summary["runs"], summary["environment"])
+    assert why is not None
+    sentences = why["sentences"]
+    assert sentences[2] == (
+        "compiling cost 4.00 s once per launch, never in the timed part: 3.71 s more setup than eager "
+        "(Accelerator.prepare, loading the compiler) and a first step of 0.61 s against 0.324 s"
+    )
+    assert sentences[3] == "it saves 0.0418 ms a step, so it repays itself after about 95,721 steps"
+    assert any(s.startswith("fp32 matmuls ran with TF32 in 'compiled' and in true fp32 in 'eager'") for s in sentences)
+    assert summary["runs"]["compiled"]["observed"]["compiled"] is True

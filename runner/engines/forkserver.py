@@ -121,8 +121,31 @@ def run_entry(argv: list[str]) -> int:
     return 0
 
 
+# Asking CUDA whether it is there, the way torch does without this variable (cuInit), poisons every later
+# fork: a forked rank then cannot use CUDA ("Cannot re-initialize CUDA in forked subprocess"). Torch
+# elastic asks in the launcher (LaunchConfig checks torch.cuda.is_available() before the ranks exist),
+# so the launcher asks NVML instead, and each rank gets back the environment its launch declared.
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+_nvml_check_added = False
+
+
+def _ask_nvml_until_the_ranks_start() -> None:
+    global _nvml_check_added
+    _nvml_check_added = NVML_CHECK not in os.environ
+    os.environ.setdefault(NVML_CHECK, "1")
+
+
+def _rank_environment(env: dict[str, str]) -> dict[str, str]:
+    """A rank's environment as the launch declared it: without the launcher's own NVML check."""
+    if _nvml_check_added:
+        env.pop(NVML_CHECK, None)
+    return env
+
+
 def rank_main(*argv: str) -> None:
     """One rank of a multi-process launch, forked by torch elastic: `python -u -m MODULE ARGS` as a function."""
+    if _nvml_check_added:
+        os.environ.pop(NVML_CHECK, None)
     code = run_entry(list(argv))
     if code:
         raise SystemExit(code)
@@ -134,7 +157,7 @@ def _simple_launcher(args: Any) -> None:
 
     cmd, env = prepare_simple_launcher_cmd_env(args)
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(_rank_environment(env))
     code = run_entry(cmd[1:])  # cmd[0] is the interpreter
     if code:
         raise SystemExit(code)
@@ -183,6 +206,7 @@ def _child(request: dict[str, Any], set_by_imports: dict[str, str]) -> None:
         os.environ.update(request["env"])
         for name, value in set_by_imports.items():
             os.environ.setdefault(name, value)  # as the imports would have set it in a new process
+        _ask_nvml_until_the_ranks_start()
         code = launch_in_process(request["argv"])
     except BaseException:
         traceback.print_exc()

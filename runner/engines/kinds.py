@@ -81,6 +81,6 @@ register(
         "submit to a SLURM cluster",
         planning="runner.plan.sbatch:PLANNING",
         runner="runner.engines.slurm:start",
-        rules="runner.spec.slurm_rules:slurm_rules",
+        rules="runner.spec.rules.slurm:slurm_rules",
     )
 )

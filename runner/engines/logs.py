@@ -43,6 +43,7 @@ CONSEQUENCES = (
 )
 _ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
 _ROOT_FACTS = re.compile(r"^\s*(?:rank|exitcode)\s*:")
+_BOX_TRACEBACK = re.compile(r"^\s*traceback\s*:\s*Traceback \(most recent call last\):")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def error_line(excerpt: str) -> str:
 def first_error(text: str, lines: int = 20) -> str:
     """The failing rank's first real error in a launch's stderr (at most `lines` lines), else its last lines."""
     parsed = [_parse(line) for line in text.splitlines()]
-    summary, root_rank, root_facts = _elastic_summary(parsed)
+    summary, root_rank, root_facts, root_traceback = _elastic_summary(parsed)
     blocks = _blocks(parsed, skip=summary)
     real = [b for b in blocks if not b.consequence]
     chosen = next((b for b in real if root_rank is not None and b.rank == root_rank), None) or (
@@ -85,6 +86,8 @@ def first_error(text: str, lines: int = 20) -> str:
     )
     if chosen is not None:
         return _bounded([parsed[i].text for i in chosen.indices], lines)
+    if root_traceback:
+        return _bounded(root_traceback, lines)
     noise = summary | {i for b in blocks for i in b.indices} | {i for i, line in enumerate(parsed) if _is_log(line)}
     rest = [line.text for i, line in enumerate(parsed) if i not in noise and line.body.strip()]
     if root_facts:
@@ -107,10 +110,13 @@ def _is_log(line: _Line) -> bool:
     return bool(_GLOG.match(line.body))
 
 
-def _elastic_summary(parsed: list[_Line]) -> tuple[set[int], int | None, list[str]]:
-    """torchrun's failure box: its line indices, the root-cause rank, and that rank's rank/exit code lines."""
+def _elastic_summary(parsed: list[_Line]) -> tuple[set[int], int | None, list[str], list[str]]:
+    """torchrun's failure box: its line indices, the root-cause rank, that rank's rank/exit code lines, and
+    the traceback the box holds (a forked rank's error is only there: its own stderr printed none)."""
     summary: set[int] = set()
-    root_rank, root_facts = None, []
+    root_rank: int | None = None
+    root_facts: list[str] = []
+    root_traceback: list[str] = []
     index = 0
     while index < len(parsed):
         is_rule = re.fullmatch(r"=+", parsed[index].body.strip()) is not None
@@ -120,11 +126,16 @@ def _elastic_summary(parsed: list[_Line]) -> tuple[set[int], int | None, list[st
                 end += 1
             box = range(index, min(end + 1, len(parsed)))
             summary.update(box)
-            in_root = False
+            in_root = in_traceback = False
             for i in box:
                 body = parsed[i].body
+                traceback_at = _BOX_TRACEBACK.match(body)
                 if body.startswith("Root Cause"):
                     in_root, root_facts = True, [body.rstrip()]
+                elif in_root and traceback_at and not root_traceback:
+                    in_traceback, root_traceback = True, [_TRACEBACK]
+                elif in_traceback and body.strip() and not re.fullmatch(r"=+", body.strip()):
+                    root_traceback.append(body.rstrip())
                 elif in_root and _ROOT_FACTS.match(body):
                     root_facts.append(body.rstrip())
                     match = _ROOT_RANK.match(body)
@@ -132,7 +143,15 @@ def _elastic_summary(parsed: list[_Line]) -> tuple[set[int], int | None, list[st
                         root_rank = int(match[1])
             index = end
         index += 1
-    return summary, root_rank, root_facts
+    return summary, root_rank, root_facts, _dedented(root_traceback)
+
+
+def _dedented(lines: list[str]) -> list[str]:
+    """The box's traceback lines without the box's indentation (the header line stays as it is)."""
+    if len(lines) < 2:
+        return []
+    indent = min(len(line) - len(line.lstrip()) for line in lines[1:])
+    return [lines[0], *(line[indent:] for line in lines[1:])]
 
 
 def _blocks(parsed: list[_Line], skip: set[int]) -> list[_Block]:

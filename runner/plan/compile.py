@@ -25,8 +25,9 @@ from runner.plan.engine_plan import planning_of
 from runner.plan.launch import LaunchPlan
 from runner.plan.machine import Machine
 from runner.plan.quoting import join_line, quote_line
+from runner.plan.strategies import strategy_of
 from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
-from runner.spec.models import ScriptRunConfig
+from runner.spec.models import RunConfig, ScriptRunConfig, TransformerModel
 from runner.spec.resolved import ResolvedRun
 from runner.vocab import (
     COMMAND_FILE,
@@ -45,7 +46,7 @@ PACKAGE_ROOT = str(Path(runner.__file__).resolve().parent.parent)
 
 _CONFIG_NOTES = {
     "compute_environment": "this machine (not SageMaker)",
-    "distributed_type": "NO = one process; MULTI_GPU = the multi-process launcher (gloo on CPU)",
+    "distributed_type": "NO = one process; MULTI_GPU = the multi-process launcher (gloo on CPU); FSDP = sharded",
     "num_processes": "processes on all machines together",
     "num_machines": "machines taking part",
     "machine_rank": "this machine's rank (0 = main)",
@@ -60,6 +61,7 @@ _CONFIG_NOTES = {
     "debug": "extra collective checks (slower)",
     "enable_cpu_affinity": "pin processes to cores (off: the OS schedules)",
     "dynamo_config": "torch.compile in Accelerator.prepare (launch.compile)",
+    "fsdp_config": "fully sharded data parallel (launch.fsdp)",
 }
 
 
@@ -91,15 +93,12 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
     """What a correct launch of `run` on `machine` looks like from inside the worker."""
     launch = run.config.launch
     device = resolve_device(run, machine)
-    if launch.processes == 1:
-        distributed = "NO"
-    else:
-        distributed = "MULTI_CPU" if device == "cpu" else "MULTI_GPU"
+    strategy = strategy_of(launch)
     return Declared(
         device=device,
         processes=launch.processes,
         local_processes=local_processes(run),
-        distributed_type=distributed,
+        distributed_type=strategy.distributed_type(launch.processes, device),
         mixed_precision=launch.mixed_precision,
         threads_per_process=threads_per_process(run, machine),
         gradient_accumulation_steps=declared_accumulation(run),
@@ -107,6 +106,9 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
         compile_backend=compile_backend(run),
         tf32=launch.tf32,
         optimizer_implementation=declared_optimizer(run),
+        strategy=strategy.name,
+        fsdp_version=launch.fsdp.version if launch.fsdp is not None else None,
+        fsdp_sharding=launch.fsdp.sharding if launch.fsdp is not None else None,
     )
 
 
@@ -161,9 +163,7 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
     launch = run.config.launch
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
-        # Several CPU processes need the multi-process launcher too; ACCELERATE_USE_CPU in the
-        # environment (see command.txt) turns them into a gloo MULTI_CPU group.
-        "distributed_type": "NO" if declared.processes == 1 else "MULTI_GPU",
+        "distributed_type": "NO",  # the strategy's (runner.plan.strategies), set below
         "num_processes": launch.processes,
         "num_machines": machines_of(run),
         "machine_rank": 0,
@@ -177,6 +177,8 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
         "debug": False,
         "enable_cpu_affinity": False,
     }
+    builtin_transformer = isinstance(run.config, RunConfig) and isinstance(run.config.model, TransformerModel)
+    config.update(strategy_of(launch).config_entries(launch, builtin_transformer=builtin_transformer))
     compiled = launch.compile
     if compiled is not None and compiled.backend != "no":
         config["dynamo_config"] = {
@@ -263,8 +265,12 @@ def compile_launch(
     repeat: int = 1,
     repeats: int = 1,
     base_env: Mapping[str, str],
+    timing_judged: bool = True,
 ) -> LaunchPlan:
-    """One launch of one run: config, plan, argv and environment, nothing written yet."""
+    """One launch of one run: config, plan, argv and environment, nothing written yet.
+
+    `timing_judged`: whether an expectation that will be checked reads the run's timing (WorkerPlan).
+    """
     declared = declared_of(run, machine)
     launch = run.config.launch
     env, dropped = hermetic_env(base_env, launch.pass_env)
@@ -302,6 +308,7 @@ def compile_launch(
         ),
         workload=dict(run.workload.__dict__),
         machine=machine.as_json(),  # a summary rebuilt from the run folders has its Machine line from here
+        timing_judged=timing_judged,
     )
     result = LaunchPlan(
         run=run.name,

@@ -51,6 +51,10 @@ class EnginePlanning(Protocol):
         """Why this machine is too small for the run ('' when it is not): the run is skipped, not refused."""
         ...
 
+    def cpu_where(self, run: ResolvedRun) -> str:
+        """Where a run that uses the CPU runs, for preflight's sentence: "on this machine"."""
+        ...
+
     def preflight(self, runs: list[ResolvedRun], machine: Machine) -> list[str]:
         """Problems of this kind's runs together (its tools missing here), before any run's own."""
         ...

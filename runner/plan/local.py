@@ -52,6 +52,10 @@ class LocalPlanning:
             return f"needs GPU {beyond[0]} (launch.gpu_ids); this machine has {visible} (GPUs 0-{visible - 1})"
         return ""
 
+    def cpu_where(self, run: ResolvedRun) -> str:
+        """This machine."""
+        return "on this machine"
+
     def preflight(self, runs: list[ResolvedRun], machine: Machine) -> list[str]:
         """Nothing to check for the local runs together."""
         return []

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from runner.plan.compile import resolve_device
 from runner.plan.engine_plan import planning_of
 from runner.plan.machine import Machine
+from runner.plan.strategies import strategy_of
 from runner.spec.resolved import ResolvedRun
 
 
@@ -41,7 +43,13 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
     for same_kind in by_kind.values():
         problems += planning_of(same_kind[0]).preflight(same_kind, machine)
     for run in runs:
-        refused, warned = planning_of(run).preflight_run(run, machine)
+        planning = planning_of(run)
+        refusal = strategy_of(run.config.launch).refusal(resolve_device(run, machine))
+        if refusal:
+            where = planning.cpu_where(run)
+            problems.append(f"run '{run.name}': launch.fsdp is set but the run would use the CPU {where}; {refusal}")
+            continue
+        refused, warned = planning.preflight_run(run, machine)
         problems += refused
         warnings += warned
     return problems, warnings

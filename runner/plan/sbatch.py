@@ -176,6 +176,10 @@ class SlurmPlanning:
         """Never: SLURM and the job check what the nodes have."""
         return ""
 
+    def cpu_where(self, run: ResolvedRun) -> str:
+        """The job's nodes, which use the CPU when the job asks for no GPUs."""
+        return "on its SLURM nodes (engine.gpus_per_node is not set)"
+
     def preflight(self, runs: list[ResolvedRun], machine: Machine) -> list[str]:
         """The SLURM client commands must be here."""
         missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]

@@ -27,7 +27,7 @@ class Declared:
     device: str  # "cpu" or "cuda"
     processes: int  # world size over all machines
     local_processes: int
-    distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU
+    distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU, FSDP
     mixed_precision: str  # Accelerate's value: no, fp16, bf16
     threads_per_process: int
     gradient_accumulation_steps: int | None  # None: a user script keeps its own (not checked)
@@ -35,6 +35,9 @@ class Declared:
     compile_backend: str = "no"  # the dynamo backend Accelerator.prepare compiles with (launch.compile)
     tf32: bool | None = None  # TF32 for fp32 matmuls on CUDA (launch.tf32); None: PyTorch's and Accelerate's own
     optimizer_implementation: str | None = None  # fused, foreach or for-loop; None: auto (or a script's own)
+    strategy: str = "ddp"  # how several processes share the training: ddp or fsdp (runner.plan.strategies)
+    fsdp_version: int | None = None  # launch.fsdp.version; None without FSDP
+    fsdp_sharding: str | None = None  # FULL_SHARD, SHARD_GRAD_OP, NO_SHARD or HYBRID_SHARD (FsdpSection.sharding)
 
     def as_json(self) -> dict[str, Any]:
         """For plan.json and summary.json."""
@@ -82,6 +85,9 @@ class WorkerPlan:
     outputs: Outputs
     workload: dict[str, Any] = field(default_factory=dict)  # for a reader of plan.json; the worker recomputes it
     machine: dict[str, Any] = field(default_factory=dict)  # the host it was compiled on, for a rebuilt summary
+    # whether an expectation that will be checked reads this run's timing: when none does, the worker adds
+    # timing-only steps only up to measure.min_blocks, never to tighten an interval nobody judges
+    timing_judged: bool = True
 
     @property
     def builtin(self) -> RunConfig:
@@ -103,6 +109,7 @@ class WorkerPlan:
             "declared": self.declared.as_json(),
             "outputs": asdict(self.outputs),
             "machine": self.machine,
+            "timing_judged": self.timing_judged,
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -120,6 +127,7 @@ class WorkerPlan:
             outputs=Outputs(**data["outputs"]),
             workload=data.get("workload", {}),
             machine=data.get("machine", {}),
+            timing_judged=data.get("timing_judged", True),
         )
 
 
@@ -148,6 +156,10 @@ class Observed:
     optimizer_implementation: str | None = None
     compiled: bool | None = None  # the prepared model is an OptimizedModule (torch.compile)
     dynamo_backend: str | None = None  # Accelerate's dynamo plugin backend, as the worker's Accelerator has it
+    # FSDP: the version Accelerate's plugin ran, and the share of the parameters' elements the main rank
+    # holds (1/world when everything is sharded evenly; 1.0 on one process or without sharding)
+    fsdp_version: int | None = None
+    local_parameter_share: float | None = None
     param_hashes: list[str] = field(default_factory=list)
     # where the ranks ran: each rank's machine rank (torchrun's GROUP_RANK) and its node's name
     # (SLURM's SLURMD_NODENAME, else the host name), in rank order

@@ -74,7 +74,23 @@ def compute_lines(run: ResolvedRun) -> list[str]:
             else optimizer.implementation
         )
         lines.append(f"optimizer: {optimizer.kind}, {how}")
+    if launch.processes > 1 or launch.fsdp is not None:
+        lines.append(strategy_line(run))
     return lines
+
+
+def strategy_line(run: ResolvedRun) -> str:
+    """How several processes share the training, and what they exchange per optimizer step."""
+    launch = run.config.launch
+    fsdp = launch.fsdp
+    if fsdp is None:
+        return "processes share the training as DDP: each holds the whole model and all-reduces the gradients"
+    wrap = {"none": "the whole model as one unit", "size": f"modules of {fsdp.min_params:,}+ parameters"}
+    units = wrap.get(fsdp.auto_wrap, "each transformer layer (" + ", ".join(fsdp.layer_classes or ["Block"]) + ")")
+    return (
+        f"processes share the training as FSDP version {fsdp.version}, {fsdp.sharding} (launch.fsdp): each holds "
+        f"1/{launch.processes} of the parameters, gradients and optimizer state and gathers {units} to compute it"
+    )
 
 
 def figures(run: ResolvedRun) -> dict[str, int | float]:

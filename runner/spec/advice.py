@@ -135,7 +135,7 @@ _BATCH_KEYS = (
     "script.gradient_accumulation_steps",
 )
 # Settings compared as one (a model or an optimizer is one choice, however many keys it has).
-_WHOLE = ("model", "data", "train.optimizer", "engine", "launch.compile")
+_WHOLE = ("model", "data", "train.optimizer", "engine", "launch.compile", "launch.fsdp")
 
 
 def _settings(run: ResolvedRun) -> dict[str, Any]:
@@ -159,8 +159,12 @@ def _without_nodes(engine: Any) -> Any:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, dict):  # a whole choice: named by its kind (a compile section by its backend)
+    if isinstance(value, dict):  # a whole choice: named by its kind (compile by its backend, FSDP by its version)
+        if "version" in value and "auto_wrap" in value:
+            return f"FSDP version {value['version']}"
         return str(value.get("kind", value.get("backend", "...")))
+    if value is None:
+        return "none"
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):

@@ -7,7 +7,6 @@ the actual data to find the key the user wrote, and phrase each error type for a
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import types
@@ -23,6 +22,8 @@ from runner.errors import KeyPath
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    import difflib  # only a spec with a mistake needs it: a valid one is checked without
+
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     if not close and isinstance(word, str):
         lowered = {str(c).lower(): str(c) for c in choices}
@@ -177,6 +178,8 @@ _FULL_PRECISION = ("fp32", "float32", "32", "full", "none", "off", "float", "tf3
 
 def _not_a_mapping(field: str, value: Any, tags: Sequence[str]) -> str:
     """A scalar or list where a section belongs; `optimizer: adamw` is a kind written without its mapping."""
+    import difflib  # an error's message: a valid spec never imports it
+
     message = f"{field} must be a mapping of keys to values, not {_describe(value)}"
     key = field.rsplit(".", 1)[-1]
     if isinstance(value, str) and tags:

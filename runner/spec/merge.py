@@ -15,7 +15,7 @@ from runner.errors import KeyPath
 from runner.spec.diagnose import did_you_mean
 
 if TYPE_CHECKING:
-    from runner.spec.matrix import Report
+    from runner.spec.settings import Report
 
 # Where the value at a path inside a run was written in the document.
 SourceOf = Callable[[KeyPath], KeyPath]

@@ -23,6 +23,7 @@ from typing import Any
 from runner.spec.diagnose import quoted_list
 from runner.spec.models import (
     BUILTIN_SECTIONS,
+    FSDP_ON_CPU,
     GPU_IDS_PATTERN,
     NAME_PATTERN,
     NAME_RULE,
@@ -38,7 +39,7 @@ from runner.spec.models import (
     SLURM_TIME_RULE,
     rule_script_excludes,
 )
-from runner.spec.validate import RESULT_FOLDER_NAMES, RESULT_FOLDER_RULE
+from runner.spec.rules.names import RESULT_FOLDER_NAMES, RESULT_FOLDER_RULE
 from runner.vocab import SUMMARY_FILE
 
 Schema = dict[str, Any]
@@ -89,6 +90,16 @@ def _fp16_on_cpu() -> Schema:
             "properties": {"mixed_precision": {"const": "fp16"}, "device": {"const": "cpu"}},
         },
         "then": {"properties": {"mixed_precision": {"enum": ["no", "bf16"], "errorMessage": RULE_FP16_ON_CPU}}},
+    }
+
+
+def _fsdp_on_cpu() -> Schema:
+    return {
+        "if": {
+            "required": ["fsdp", "device"],
+            "properties": {"fsdp": {"type": "object"}, "device": {"const": "cpu"}},
+        },
+        "then": {"properties": {"fsdp": {"type": "null", "errorMessage": FSDP_ON_CPU}}},
     }
 
 
@@ -165,7 +176,7 @@ _EVAL_BOTH = when_both("eval_samples", "integer", "eval_split", "number", RULE_E
 # The cross-field rules the models' validators enforce, by definition name: in the full sections...
 CROSS_FIELD_RULES: dict[str, list[Schema]] = {
     "TrainSection": [_LENGTH_BOTH, when_neither("epochs", "max_steps", "integer", RULE_LENGTH_NEITHER), _EVAL_BOTH],
-    "LaunchSection": [_fp16_on_cpu(), _visible_devices_beside_gpu_ids()],
+    "LaunchSection": [_fp16_on_cpu(), _fsdp_on_cpu(), _visible_devices_beside_gpu_ids()],
     "SpeedupExpectation": _BOUNDED,
     "BoundExpectation": [*_BOUNDED, _accuracy_is_a_fraction()],
     "RatioExpectation": _BOUNDED,
@@ -174,7 +185,7 @@ CROSS_FIELD_RULES: dict[str, list[Schema]] = {
 # ... and inside one run override, where both keys written there end up in the merged run.
 OVERRIDE_RULES: dict[str, list[Schema]] = {
     "TrainSectionOverride": [_LENGTH_BOTH, _EVAL_BOTH],
-    "LaunchSectionOverride": [_fp16_on_cpu(), _visible_devices_beside_gpu_ids()],
+    "LaunchSectionOverride": [_fp16_on_cpu(), _fsdp_on_cpu(), _visible_devices_beside_gpu_ids()],
     "RunOverride": [_script_excludes(section) for section in BUILTIN_SECTIONS],
 }
 TOP_LEVEL_RULES: list[Schema] = [_script_excludes(section) for section in BUILTIN_SECTIONS]

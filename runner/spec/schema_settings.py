@@ -16,8 +16,8 @@ import json
 import re
 from typing import Any
 
-from runner.spec.matrix import setting_path
 from runner.spec.models import MAX_CELLS
+from runner.spec.settings import setting_path
 
 Schema = dict[str, Any]
 _HOVER_KEYS = ("title", "description", "examples", "default")

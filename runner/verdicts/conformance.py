@@ -71,6 +71,24 @@ def mismatches(declared: Declared, observed: Observed) -> list[str]:
                 f"launch.tf32 is {str(declared.tf32).lower()}, but fp32 matmuls ran with TF32 "
                 f"{'on' if observed.cuda_matmul_allow_tf32 else 'off'}"
             )
+    if declared.fsdp_version is not None and observed.distributed_type == "FSDP":
+        if observed.fsdp_version is None:
+            problems.append(
+                "launch.fsdp declares FSDP, but the prepared model's parameters were not sharded "
+                "(no DTensor parameter and no FullyShardedDataParallel wrapper)"
+            )
+        elif observed.fsdp_version != declared.fsdp_version:
+            problems.append(
+                f"launch.fsdp.version is {declared.fsdp_version}, "
+                f"but Accelerate ran FSDP version {observed.fsdp_version}"
+            )
+    share = observed.local_parameter_share
+    # version 2 always shards (version 1's NO_SHARD keeps every parameter whole, by design)
+    if declared.fsdp_version == 2 and declared.processes > 1 and share is not None and share >= 0.999:
+        problems.append(
+            f"launch.fsdp shards the parameters over {declared.processes} processes, but the main process "
+            "held all of them (a share of 1.0)"
+        )
     wanted = declared.optimizer_implementation
     if wanted is not None and observed.optimizer_implementation not in (None, wanted):
         problems.append(

@@ -38,6 +38,7 @@ from typing import Any
 
 from runner.results.entries import with_unfit
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
+from runner.verdicts.why_comm import communication_sentence
 from runner.verdicts.why_settings import differs as settings_differ
 from runner.verdicts.why_settings import explain_compute_settings
 from runner.vocab import Outcome, precision_name
@@ -154,8 +155,7 @@ def explain_processes(
     sentences = [
         f"speedup {speedup:.2f}x of an ideal {ideal:.0f}x: scaling efficiency {speedup / ideal:.0%}",
         _split_sentence(run.get("name", "run"), t_run, parts),
-        f"gradient synchronisation takes {comm / t_run:.0%} of each step ({comm * 1000:.3g} ms per all-reduce "
-        f"of the gradients)",
+        communication_sentence(run, comm, t_run),
     ]
     compute_cap = None
     if slowdown is not None and slowdown > 1.15:

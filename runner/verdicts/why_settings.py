@@ -63,6 +63,15 @@ def explain_compute_settings(run: dict[str, Any], base: dict[str, Any]) -> dict[
                 f"{theirs * 1000:.3g} ms {base_observed} (probed after training): it {change} "
                 f"{abs(theirs - mine) * 1000:.3g} ms of each step"
             )
+    tf32 = [(r.get("observed") or {}).get("cuda_matmul_allow_tf32") for r in (run, base)]
+    if None not in tf32 and tf32[0] != tf32[1]:
+        on, off = (run, base) if tf32[0] else (base, run)
+        by_accelerate = _declared(on, "tf32") is None and _declared(on, "compile_backend") != "no"
+        sentences.append(
+            f"fp32 matmuls ran with TF32 in '{on['name']}' and in true fp32 in '{off['name']}'"
+            + (" (Accelerate turns TF32 on by itself with a dynamo backend and fp32)" if by_accelerate else "")
+            + ": part of the difference is TF32's; set launch.tf32 on both runs to compare one change"
+        )
     if _declared(run, "tf32") != _declared(base, "tf32") and (run.get("declared") or {}).get("device") == "cpu":
         sentences.append("launch.tf32 differs, but it has no effect on a CPU: the two runs compute alike")
     return {"sentences": sentences, "figures": figures}
@@ -77,14 +86,25 @@ def _compile_sentences(
     t_compiled, t_eager = (t_run, t_base) if compiled is run else (t_base, t_run)
     first = _number((compiled.get("phases") or {}).get("first_step_s"))
     first_eager = _number((eager.get("phases") or {}).get("first_step_s"))
+    setup = _number((compiled.get("phases") or {}).get("setup_s"))
+    setup_eager = _number((eager.get("phases") or {}).get("setup_s"))
     sentences = [f"'{name}' runs {_compiled(run)}, '{base_name}' runs {_compiled(base)}"]
     if first is not None and first_eager is not None:
         cost = first - first_eager
-        figures["compile_s"] = cost
+        # Loading the compiler (inductor, and Triton on a GPU) can fall in the setup, at prepare: it is
+        # paid once per launch all the same, so it counts when it is clearly more than the eager setup.
+        loading = setup - setup_eager if setup is not None and setup_eager is not None else 0.0
+        loading = loading if loading > max(0.25, 0.5 * (setup_eager or 0.0)) else 0.0
+        figures["compile_s"] = cost + loading
         sentences.append(
             f"compiling made the first step of '{compiled['name']}' take {first:.2f} s against {first_eager:.3g} s "
             f"eagerly: {cost:.2f} s paid once per launch, as warm-up (never in the timed part)"
+            if not loading
+            else f"compiling cost {cost + loading:.2f} s once per launch, never in the timed part: "
+            f"{loading:.2f} s more setup than eager (Accelerator.prepare, loading the compiler) and a first step "
+            f"of {first:.2f} s against {first_eager:.3g} s"
         )
+        cost += loading
         saved = t_eager - t_compiled
         if saved > 0:
             figures["break_even_steps"] = cost / saved

@@ -36,10 +36,14 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct storages behind `tensors` (shared storages counted once).
 
     A view or slice counts its whole storage, once however many views share it; storages with no
-    memory behind them (empty or meta tensors) count nothing.
+    memory behind them (empty or meta tensors) count nothing. A sharded tensor (FSDP2's DTensor)
+    counts the shard this process holds.
     """
     sizes: dict[tuple[str, int], int] = {}
     for tensor in tensors:
+        to_local = getattr(tensor, "to_local", None)  # a DTensor (FSDP2): this process holds its local shard
+        if callable(to_local):
+            tensor = to_local()
         if tensor.device.type == "meta":
             continue
         storage = tensor.untyped_storage()

@@ -15,6 +15,7 @@ import torch
 
 from runner.jsonio import write_json_atomic
 from runner.vocab import RUNNER_PID_VAR
+from runner.worker.sharding import whole_parameters
 
 HEARTBEAT_INTERVAL_S = 1.0
 
@@ -98,10 +99,14 @@ def current_rss_mb() -> float:
 
 
 def parameter_hash(model: torch.nn.Module) -> str:
-    """A digest of every parameter's bytes: equal on all ranks exactly when gradients were synchronised."""
+    """A digest of every parameter's bytes: equal on all ranks exactly when gradients were synchronised.
+
+    Under FSDP each rank holds a shard: the shards are gathered first (every rank calls this).
+    """
     digest = hashlib.sha256()
-    for param in model.parameters():
-        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    with whole_parameters(model) as params:
+        for param in params:
+            digest.update(param.float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

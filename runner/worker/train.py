@@ -31,7 +31,7 @@ from runner.spec.models import RunConfig, SyntheticTokens
 from runner.spec.workload import workload_of
 from runner.timing import Estimate, Rules, estimate, steps_per_block
 from runner.vocab import LAUNCH_T0_VAR
-from runner.worker import disturbance
+from runner.worker import disturbance, sharding
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
 from runner.worker.failpoint import Failpoint
@@ -212,6 +212,7 @@ class Trainer:
         scheduler = build_schedule(
             optimizer, self.train_config, total_steps=self.work.optimizer_steps, processes=self.world
         )
+        self.param_elements = sum(p.numel() for p in model.parameters())  # before FSDP shards them
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.inputs, self.labels = self.inputs.to(self.device), self.labels.to(self.device)
         if self.device.type == "cuda":
@@ -329,8 +330,9 @@ class Trainer:
         EXTEND_TARGET) and how many the budget allows: measure.extend_share of what this launch
         has cost so far, because another launch would cost all of it again; and never less than
         the blocks measure.min_blocks asks for, because a launch short of them decides nothing
-        (with extend_share 0, none at all). Every rank runs the same steps (they hold collectives),
-        so the count is agreed.
+        (with extend_share 0, none at all). A run whose timing no checked expectation reads gets only
+        those (its Samples/s is still shown, from at least min_blocks blocks). Every rank runs the same
+        steps (they hold collectives), so the count is agreed.
         """
         measure, clock = self.plan.config.measure, timing.clock
         if measure.extend_share <= 0:
@@ -349,6 +351,8 @@ class Trainer:
                 short = max(0, rules.min_blocks - (found.blocks if found else 0))
                 per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
                 affordable = min(_blocks_wanted(found, rules), int((budget - spent) / per_block))
+                if not self.plan.timing_judged:
+                    affordable = 0  # no checked expectation reads this run's timing: no interval to tighten
                 # the blocks measure.min_blocks asks for come whatever they cost: short of them, nothing is decided
                 wanted = max(affordable, short + EXTEND_MARGIN if short else 0) * clock.per_block
             # the main rank's count reaches every rank (the others add 0)
@@ -381,7 +385,9 @@ class Trainer:
 
     def _measure_after(self, timing: Timing) -> tuple[dict[str, Any], dict[str, Any]]:
         """After training, on every rank: this rank's facts and the attribution probe (same collectives on all)."""
-        rank_report = rank_facts(self.device, self.accelerator.unwrap_model(self.model))
+        # under FSDP1 the wrapper gathers the shards; unwrapped, only this rank's views would be hashed
+        sharded = self.plan.declared.strategy == "fsdp"
+        rank_report = rank_facts(self.device, self.model if sharded else self.accelerator.unwrap_model(self.model))
         rank_report["rss_at_start_mb"] = round(self.rss_at_start, 1)
         rank_report["timed_cpu_s"] = round(disturbance.own_cpu_s(timing.cpu_at_start, timing.cpu_at_end), 6)
         probe: dict[str, Any] = {}
@@ -522,6 +528,7 @@ class Trainer:
             optimizer_implementation=self.optimizer_impl,
             compiled=is_compiled_module(self.model),
             dynamo_backend=str(getattr(accelerator.state.dynamo_plugin.backend, "value", "")) or None,
+            **self._sharding_facts(),
             param_hashes=[r["param_hash"] for r in ranks],
             machine_ranks=[r["machine_rank"] for r in ranks],
             nodes=[r["node"] for r in ranks],
@@ -530,6 +537,14 @@ class Trainer:
             accelerate=_accelerate_version(),
             python=sys.version.split()[0],
         )
+
+    def _sharding_facts(self) -> dict[str, Any]:
+        """FSDP's version and this rank's share of the parameters; nothing when the model is not sharded."""
+        version = sharding.fsdp_version(self.model)
+        if version is None:
+            return {}
+        share = sharding.local_parameter_share(self.model, self.param_elements)
+        return {"fsdp_version": version, "local_parameter_share": round(share, 6)}
 
     def _disturbance(self, timing: Timing, ranks: list[dict[str, Any]], host: str) -> dict[str, Any]:
         """What other work took of this machine while the run was timed (the ranks on it count as the run)."""
