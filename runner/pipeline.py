@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from runner.contract import Observed
 from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.diskfull import with_disk_cause
 from runner.engines.local import LocalEngine
@@ -31,7 +32,6 @@ from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight, skipped_runs
 from runner.plan.quoting import join_line
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
-from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
 from runner.report.text import render

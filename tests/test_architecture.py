@@ -90,6 +90,13 @@ def test_the_vocabulary_is_a_leaf() -> None:
     assert {m for m in modules_after_import("runner.vocab") if m.startswith("runner")} == {"runner", "runner.vocab"}
 
 
+def test_the_launch_contract_is_standard_library_only() -> None:
+    # every worker rank, every user script's process and --validate import it
+    loaded = modules_after_import("runner.contract")
+    assert {m for m in loaded if m.startswith("runner")} == {"runner", "runner.contract"}
+    assert {m.split(".")[0] for m in loaded - modules_after_import("json")} <= set(sys.stdlib_module_names) | {"runner"}
+
+
 def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
     packages = sorted(p.name for p in (ROOT / "runner").iterdir() if (p / "__init__.py").is_file())
     assert packages == ["editor", "engines", "plan", "report", "results", "spec", "verdicts", "worker"]

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import runner
+from runner.contract import Declared
 from runner.plan.machine import Machine
 from runner.plan.quoting import join_line, quote_line
-from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
+from runner.plan.worker_plan import Outputs, WorkerPlan
 from runner.spec.models import ScriptRunConfig, SlurmEngineSection
 from runner.spec.resolved import ResolvedRun
 from runner.vocab import (

@@ -10,6 +10,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from runner.contract import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
 from runner.errors import ResultError
 from runner.timing import Rules, block_problem
 from runner.verdicts.stats import spread
@@ -18,16 +19,9 @@ from runner.vocab import Status
 if TYPE_CHECKING:
     from runner.spec.models import MeasureSection
 
-# Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
-TIMING_METRICS = frozenset(
-    {"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "tokens_per_s", "step_time_ms"}
-)
-# Measured quantities that vary from launch to launch; the rest are fixed by seeds and sizes.
-NOISY_METRICS = TIMING_METRICS | {"peak_memory_mb"}
-# Timings measured by a launch's blocks of steps: each launch carries the interval of its median block
-# rate (rate_ci_low/high, as factors), which a time per step or per window inverts.
-BLOCK_RATES = frozenset({"samples_per_s", "tokens_per_s"})
-BLOCK_TIMES = frozenset({"step_time_ms"})
+# Which metrics are timings, noisy, or timed by blocks of steps: runner.contract's METRICS table. A timing
+# timed by blocks carries the interval of its launch's median block rate (rate_ci_low/high, as factors),
+# which a time per step inverts.
 # A timed step this many times longer than the same step probed after training was not the step alone.
 STEP_PROBE_FACTOR = 3.0
 # A launch without blocks (a user script, or a result of an older accel-run) is timed as one window,

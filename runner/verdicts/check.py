@@ -13,7 +13,8 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any, assert_never
 
-from runner.results.records import NOISY_METRICS, TIMING_METRICS, LaunchRecord, RunRecord
+from runner.contract import NOISY_METRICS, TIMING_METRICS
+from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.models import (
     AnyExpectation,
     BoundExpectation,

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from runner.contract import Observed
 from runner.jsonio import write_json_atomic
-from runner.plan.worker_plan import Observed, WorkerPlan
+from runner.plan.worker_plan import WorkerPlan
 from runner.spec.models import RunConfig, SyntheticTokens
 from runner.spec.workload import workload_of
 from runner.timing import Estimate, Rules, estimate, steps_per_block

@@ -1,0 +1,95 @@
+"""The launch contract: one metrics table every stage reads, and metrics.json read back as it was written."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+from runner.contract import (
+    METRICS,
+    NOISY_METRICS,
+    SCRIPT_OBSERVED,
+    TIMING_METRICS,
+    MetricsRecord,
+    Observed,
+    metric_doc,
+)
+from runner.spec.models import METRIC_DOC, Metric
+
+
+def test_an_expectation_may_name_exactly_the_metrics_the_table_marks_expectable() -> None:
+    assert list(typing.get_args(Metric)) == [m.name for m in METRICS.values() if m.expectable]
+    assert METRIC_DOC == metric_doc()
+    assert all(METRICS[name].help for name in typing.get_args(Metric))
+
+
+def test_the_schema_names_each_metric_with_its_help() -> None:
+    assert metric_doc().startswith("train_time_s: training wall time; startup_s: launch to first step; ")
+    assert "; eval_loss and accuracy: on the held-out eval set; " in metric_doc()
+
+
+def test_timings_are_noisy_and_the_peak_memory_is_the_one_noisy_measurement_that_is_not_a_timing() -> None:
+    assert TIMING_METRICS == {
+        "train_time_s",
+        "timed_time_s",
+        "startup_s",
+        "samples_per_s",
+        "tokens_per_s",
+        "step_time_ms",
+    }
+    assert NOISY_METRICS - TIMING_METRICS == {"peak_memory_mb"}
+
+
+BUILTIN = {
+    "format": 1,
+    "run": "single",
+    "repeat": 2,
+    "metrics": {"train_time_s": 1.5, "samples_per_s": 100.0, "peak_memory_source": "training_peak"},
+    "blocks": {"steps": [4, 4], "seconds": [0.1, 0.1]},
+    "phases": {"setup_s": 0.2, "written_at": 1.0},
+    "loss_curve": [[1, 2.3]],
+    "observed": {**Observed(world_size=1, device="cpu").as_json(), "from_a_newer_version": 1},
+    "ranks": [{"pid": 1}],
+    "attribution": {"step_s": 0.01},
+    "disturbance": {"others_share": 0.0},
+}
+SCRIPT = {
+    "format": 1,
+    "run": "mine",
+    "repeat": 1,
+    "workload": "script",
+    "metrics": {"train_time_s": 1.5, "tokens_per_s": None},
+    "loss_curve": [],
+    "observed": {name: None for name in SCRIPT_OBSERVED},
+    "ranks": [{"pid": 1}],
+    "attribution": {},
+    "disturbance": {},
+}
+
+
+def test_metrics_json_reads_back_into_the_record_and_writes_the_same_keys_in_the_same_order() -> None:
+    for data in (BUILTIN, SCRIPT):
+        written = MetricsRecord.from_json(json.loads(json.dumps(data))).as_json()
+        expected = {**data, "observed": {k: v for k, v in data["observed"].items() if k != "from_a_newer_version"}}
+        assert json.dumps(written) == json.dumps(expected)
+
+
+def test_a_script_observes_less_and_its_record_says_only_what_it_observed() -> None:
+    observed = Observed(world_size=2, device="cpu", recorded=SCRIPT_OBSERVED)
+    assert list(observed.as_json()) == list(SCRIPT_OBSERVED)
+    assert Observed.from_json(observed.as_json()) == observed
+    assert Observed.nothing().as_json() == {} and not Observed.nothing() and Observed()
+
+
+def test_a_file_that_is_not_a_launch_record_is_refused_with_what_it_lacks() -> None:
+    for data, message in (
+        ([], "metrics.json does not hold a JSON object"),
+        ({k: v for k, v in BUILTIN.items() if k != "observed"}, "metrics.json has no 'observed'"),
+        ({**BUILTIN, "metrics": [1]}, "metrics.json's 'metrics' is not a JSON object"),
+    ):
+        try:
+            MetricsRecord.from_json(data)
+        except ValueError as exc:
+            assert str(exc) == message
+        else:
+            raise AssertionError(f"accepted {data!r}")
