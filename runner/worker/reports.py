@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from runner.jsonio import write_json_atomic
 from runner.vocab import LAUNCH_T0_VAR, PLAN_VAR
+from runner.worker.device import peak_memory_mb, sync, watch_compute_dtype
 from runner.worker.report_checks import Seen, contradiction
 
 API_NAME = "runner.track"
@@ -102,7 +102,7 @@ def setup(accelerator: Any, model: Any = None) -> None:
     if model is not None:
         inner = accelerator.unwrap_model(model)
         report.params = sum(p.numel() for p in inner.parameters())
-        _watch_compute_dtype(inner, report.seen_dtype)
+        watch_compute_dtype(inner, report.seen_dtype)
     if report.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(report.device)
     report.begin()
@@ -127,9 +127,7 @@ def step(samples: int, *, loss: Any = None, tokens: int | None = None, steps: in
     cuda = report.device is not None and report.device.type == "cuda"
     crossing = len(report.times) < report.warmup <= len(report.times) + steps
     if cuda and crossing:  # the timed window starts with the device idle, as the built-in worker's does
-        import torch
-
-        torch.cuda.synchronize(report.device)
+        sync(report.device)
         now = time.perf_counter()
     for _ in range(steps - 1):  # steps reported at once (a tracker logging every few steps) end together
         report.times.append(now)
@@ -295,21 +293,6 @@ def _batch_of(args: Any, kwargs: Any) -> int:
     return 0
 
 
-def _watch_compute_dtype(model: Any, seen: list[str]) -> None:
-    """Record the dtype the first Linear layer computes in, once (autocast shows here), then unhook."""
-    import torch
-
-    first = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
-    if first is None:
-        return
-
-    def observe(_module: Any, _inputs: Any, output: Any) -> None:
-        seen.append(str(output.dtype))
-        hook.remove()
-
-    hook = first.register_forward_hook(observe)
-
-
 def _cuda_mark(report: _Report, name: str) -> None:
     import torch
 
@@ -380,7 +363,7 @@ def _record(report: _Report) -> dict[str, Any]:
     for start in range(0, len(losses), LOSS_WINDOW):
         window = losses[start : start + LOSS_WINDOW]
         curve.append([report.loss_steps[start + len(window) - 1], round(sum(window) / len(window), 6)])
-    peak, source = _peak_memory_mb(report.device)
+    peak, source = peak_memory_mb(report.device)
     launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
     start_wall = report.start_wall if report.start_wall is not None else time.time()
     final_loss = sum(tail) / len(tail) if tail else None
@@ -431,12 +414,3 @@ def _record(report: _Report) -> dict[str, Any]:
         "attribution": {},
         "disturbance": {},
     }
-
-
-def _peak_memory_mb(device: Any) -> tuple[float, str]:
-    """CUDA allocator peak on a GPU; the main process's peak RSS on CPU (runtime and libraries included)."""
-    if device is not None and device.type == "cuda":
-        import torch
-
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator_peak"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"

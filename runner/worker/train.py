@@ -35,6 +35,7 @@ from runner.vocab import LAUNCH_T0_VAR
 from runner.worker import disturbance
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
+from runner.worker.device import sync, watch_compute_dtype
 from runner.worker.failpoint import Failpoint
 from runner.worker.memory import step_peak_of, training_memory
 from runner.worker.observe import Progress, current_rss_mb, process_start_time, rank_facts, start_heartbeat
@@ -44,11 +45,6 @@ EVAL_LOGITS = 1 << 22  # logits per eval batch of token data (16 MB in fp32)
 EXTEND_ROUNDS = 5  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
 EXTEND_TARGET = 0.02  # a launch's interval of its median block rate within +-2%: tight enough to stop extending
 EXTEND_MARGIN = 2  # blocks asked beyond measure.min_blocks, so one stalled block does not leave it short
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class BlockClock:
@@ -85,7 +81,7 @@ class BlockClock:
             if first and self.events and self.events[-1] is not None:
                 self.events.append(None)  # a gap: the next block's device time starts here, not at the last edge
             self.events.append(event)
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter()
 
     def step(self, step: int) -> None:
@@ -125,7 +121,7 @@ class BlockClock:
         """Each block's time on the device's own timeline (CUDA events), where there is one."""
         if self.device.type != "cuda" or not self.events:
             return None
-        torch.cuda.synchronize(self.device)
+        sync(self.device)
         spans = [
             a.elapsed_time(b) / 1000
             for a, b in zip(self.events, self.events[1:], strict=False)
@@ -217,24 +213,11 @@ class Trainer:
         self.inputs, self.labels = self.inputs.to(self.device), self.labels.to(self.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.compute_dtype = self._observe_compute_dtype()
+        self.compute_dtype: list[str] = []  # the dtype the first layer really computes in, seen once
+        watch_compute_dtype(self.accelerator.unwrap_model(self.model), self.compute_dtype)
         self.losses = torch.zeros(self.work.optimizer_steps * self.work.accumulation, device=self.device)
-        _sync(self.device)
+        sync(self.device)
         marks["setup"] = time.time()
-
-    def _observe_compute_dtype(self) -> list[str]:
-        """The dtype the first layer really computes in (autocast or not), seen once by a hook."""
-        seen: list[str] = []
-        first_linear = next(
-            m for m in self.accelerator.unwrap_model(self.model).modules() if isinstance(m, torch.nn.Linear)
-        )
-
-        def observe(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            seen.append(str(output.dtype))
-            hook.remove()  # once is enough; nothing stays on the hot path
-
-        hook = first_linear.register_forward_hook(observe)
-        return seen
 
     def micro_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One micro-batch of the training step (the attribution probe times this same code)."""
@@ -258,7 +241,7 @@ class Trainer:
     def _boundary(self) -> float:
         """A timing boundary: every rank here and the device idle, then the clock."""
         self.accelerator.wait_for_everyone()
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter()
 
     def micro_batches(self, first_epoch: int = 0) -> Iterator[torch.Tensor]:
@@ -301,10 +284,10 @@ class Trainer:
             if self.accelerator.sync_gradients:
                 step += 1
                 if step == 1:  # the first step holds what happens once: compiling, autotuning, allocating
-                    _sync(self.device)
+                    sync(self.device)
                     timing.mark("first_step")
                 if step == warmup:
-                    _sync(self.device)
+                    sync(self.device)
                     timing.mark("warmup")
                     timing.cpu_at_start = disturbance.sample()
                     clock.begin()
