@@ -254,8 +254,9 @@ class Observed:
 
 
 _OBSERVED_FIELDS = tuple(f.name for f in fields(Observed) if f.name != "recorded")
-# What a user script's reports observe (runner.worker.reports), in the order its metrics.json writes them.
-SCRIPT_OBSERVED = (
+# What a user script's reports observe (runner.worker.reports), in the order its metrics.json writes them:
+# the Accelerator's state, then what its training showed.
+SCRIPT_STATE = (
     "world_size",
     "distributed_type",
     "backend",
@@ -268,10 +269,9 @@ SCRIPT_OBSERVED = (
     "torch",
     "accelerate",
     "python",
-    "compute_dtype",
-    "device_names",
-    "diverged",
 )
+SCRIPT_TRAINING = ("compute_dtype", "device_names", "diverged")
+SCRIPT_OBSERVED = SCRIPT_STATE + SCRIPT_TRAINING
 
 
 def _copy(value: Any) -> Any:

@@ -80,6 +80,7 @@ def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> N
         "runner.worker.reports",
         "runner.worker.report_checks",
         "runner.worker.device",
+        "runner.contract",
         "runner.jsonio",
         "runner.errors",
         "runner.vocab",

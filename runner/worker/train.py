@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from runner.contract import Observed
+from runner.contract import MEMORY_PART_METRICS, MetricsRecord, MetricValue, Observed
 from runner.jsonio import write_json_atomic
 from runner.plan.worker_plan import WorkerPlan
 from runner.spec.models import RunConfig, SyntheticTokens
@@ -425,7 +425,7 @@ class Trainer:
         timing.mark("probes")
         if not accelerator.is_main_process:
             return
-        metrics = {
+        metrics: dict[str, MetricValue] = {
             "train_time_s": round(timing.train_end - timing.train_start, 6),
             **self._timing_metrics(timing, extra_steps),
             "optimizer_steps": timing.steps,
@@ -439,27 +439,28 @@ class Trainer:
             "params": self.work.params,
         }
         clock = timing.clock
-        record = {
-            "format": 1,
-            "run": self.plan.run,
-            "repeat": self.plan.repeat,
-            "metrics": metrics,
-            "blocks": {
-                "steps": clock.steps,
-                "seconds": [round(s, 7) for s in clock.seconds],
-                "device_seconds": clock.device_seconds(),
-                "extra_from": clock.extra_from,
-                "steps_per_block": clock.per_block,
-            },
-            "phases": _phases(timing),
-            "loss_curve": loss_curve,
-            "observed": self._observed(ranks, final_loss).as_json(),
-            "ranks": ranks,
-            "attribution": probe,
-            "disturbance": self._disturbance(timing, ranks, rank_report["hostname"]),
+        blocks = {
+            "steps": clock.steps,
+            "seconds": [round(s, 7) for s in clock.seconds],
+            "device_seconds": clock.device_seconds(),
+            "extra_from": clock.extra_from,
+            "steps_per_block": clock.per_block,
         }
-        record["phases"]["written_at"] = round(time.time(), 6)
-        write_json_atomic(self.plan.outputs.metrics, record)
+        phases, observed = _phases(timing), self._observed(ranks, final_loss)
+        shares = self._disturbance(timing, ranks, rank_report["hostname"])
+        record = MetricsRecord(
+            run=self.plan.run,
+            repeat=self.plan.repeat,
+            metrics=metrics,
+            blocks=blocks,
+            phases={**phases, "written_at": round(time.time(), 6)},
+            loss_curve=loss_curve,
+            observed=observed,
+            ranks=ranks,
+            attribution=probe,
+            disturbance=shares,
+        )
+        write_json_atomic(self.plan.outputs.metrics, record.as_json())
         self.progress.update(timing.steps, "done", force=True)
 
     def _timing_metrics(self, timing: Timing, extra_steps: int) -> dict[str, Any]:
@@ -589,15 +590,7 @@ def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-MEMORY_KEYS = (
-    "peak_memory_mb",
-    "peak_memory_source",
-    "memory_parameters_mb",
-    "memory_gradients_mb",
-    "memory_optimizer_mb",
-    "memory_activations_mb",
-    "memory_data_mb",
-)
+MEMORY_KEYS = ("peak_memory_mb", "peak_memory_source", *MEMORY_PART_METRICS)
 
 
 def _memory_of(ranks: list[dict[str, Any]]) -> dict[str, Any]:
