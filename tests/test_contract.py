@@ -93,3 +93,17 @@ def test_a_file_that_is_not_a_launch_record_is_refused_with_what_it_lacks() -> N
             assert str(exc) == message
         else:
             raise AssertionError(f"accepted {data!r}")
+
+
+def test_a_recorded_launchs_observation_is_written_back_as_it_was_read() -> None:
+    # summary.json's repeats from older accel-runs: --resume reads them and writes them again
+    from conftest import ROOT
+    from runner.results.records import LaunchRecord
+
+    for path in sorted((ROOT / "tests" / "cases").glob("**/summary.json")):
+        for run in json.loads(path.read_text())["runs"].values():
+            for repeat in run["repeats"]:
+                if "directory" not in repeat:
+                    continue  # a hand-trimmed case, not a launch record
+                written = LaunchRecord.from_json(repeat).as_json()["observed"]
+                assert json.dumps(written) == json.dumps(repeat.get("observed", {})), path

@@ -10,7 +10,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from runner.contract import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
+from runner.contract import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS, Declared, Observed
 from runner.errors import ResultError
 from runner.timing import Rules, block_problem
 from runner.verdicts.stats import spread
@@ -51,8 +51,8 @@ class LaunchRecord:
     directory: str  # relative to the result folder
     reason: str = ""
     wall_s: float = 0.0
-    metrics: dict[str, Any] = field(default_factory=dict)
-    observed: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json's, keyed by runner.contract's METRICS
+    observed: Observed = field(default_factory=Observed.nothing)
     attribution: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[list[float]] = field(default_factory=list)
     ranks: list[dict[str, Any]] = field(default_factory=list)
@@ -135,6 +135,7 @@ class LaunchRecord:
         """As summary.json stores it."""
         data = asdict(self)
         data["status"] = str(self.status)
+        data["observed"] = self.observed.as_json()
         return data
 
     @staticmethod
@@ -142,8 +143,9 @@ class LaunchRecord:
         """Back from summary.json (for --resume); unknown keys (a newer accel-run) are ignored."""
         known = {f.name for f in fields(LaunchRecord)}
         try:
-            return LaunchRecord(**{k: v for k, v in data.items() if k in known} | {"status": Status(data["status"])})
-        except (KeyError, TypeError, ValueError) as exc:
+            typed = {"status": Status(data["status"]), "observed": Observed.from_json(data.get("observed") or {})}
+            return LaunchRecord(**{k: v for k, v in data.items() if k in known} | typed)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultError(f"summary.json holds a launch record accel-run cannot read: {exc}") from None
 
 
@@ -154,7 +156,7 @@ class RunRecord:
     name: str
     description: str
     repeats: int  # launches planned so far (with measure.repeats: auto, rounds add to it)
-    declared: dict[str, Any]
+    declared: Declared | None  # None: not known (a rebuilt run without a launch folder)
     noise_floor: float
     selected: bool = True
     skip_reason: str = ""  # why a run was left out by this machine (too few GPUs), where it was
@@ -214,7 +216,7 @@ class RunRecord:
         name: str,
         description: str,
         repeats: int,
-        declared: dict[str, Any],
+        declared: Declared | None,
         selected: bool,
         auto: bool,
         skip_reason: str = "",
@@ -301,8 +303,8 @@ class RunRecord:
             "description": self.description,
             "workload": self.workload,
             "directory": self.name,
-            "declared": self.declared,
-            "observed": first.observed if first else {},
+            "declared": self.declared.as_json() if self.declared else {},
+            "observed": first.observed.as_json() if first else {},
             "metrics": metrics,
             "unfit_metrics": unfit,
             "spread": spreads,
