@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import typing
 
@@ -107,3 +108,39 @@ def test_a_recorded_launchs_observation_is_written_back_as_it_was_read() -> None
                     continue  # a hand-trimmed case, not a launch record
                 written = LaunchRecord.from_json(repeat).as_json()["observed"]
                 assert json.dumps(written) == json.dumps(repeat.get("observed", {})), path
+
+
+# functions that take a metric's name (the report's entries, the records, the table)
+_TAKES_A_METRIC = {"shown", "shown_ratio", "_with_spread", "values", "by_repeat", "unit_of", "interval_factors"}
+
+
+def _metric_names_read(tree: ast.AST) -> set[str]:
+    """Every string the code looks up in a metrics mapping, or hands to a function that takes a metric."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            literals = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if called == "get" and isinstance(func, ast.Attribute) and literals[:1]:
+                source = ast.unparse(func.value)
+                if ("metrics" in source or source == "m") and not source.endswith("spread"):
+                    names.add(literals[0])
+            elif called in _TAKES_A_METRIC:
+                names.update(literals[:1] if called == "_with_spread" else literals)
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            source = ast.unparse(node.value)
+            if isinstance(node.slice.value, str) and ("metrics" in source or source == "m"):
+                names.add(node.slice.value)
+    return names - {"metrics", "unfit_metrics"}
+
+
+def test_every_metric_name_the_code_reads_is_in_the_table() -> None:
+    from conftest import ROOT
+
+    read = {}
+    for path in sorted((ROOT / "runner").rglob("*.py")):
+        for name in _metric_names_read(ast.parse(path.read_text(encoding="utf-8"))):
+            read.setdefault(name, path.name)
+    assert {"samples_per_s", "peak_memory_mb", "train_time_s", "rate_ci_low"} <= set(read)  # the guard sees them
+    assert {name: where for name, where in read.items() if name not in METRICS} == {}
