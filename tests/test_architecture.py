@@ -92,10 +92,11 @@ def test_the_vocabulary_is_a_leaf() -> None:
     assert {m for m in modules_after_import("runner.vocab") if m.startswith("runner")} == {"runner", "runner.vocab"}
 
 
-def test_the_launch_contract_is_standard_library_only() -> None:
-    # every worker rank, every user script's process and --validate import it
-    loaded = modules_after_import("runner.contract")
-    assert {m for m in loaded if m.startswith("runner")} == {"runner", "runner.contract"}
+@pytest.mark.parametrize("module", ["runner.contract", "runner.metrics"])
+def test_the_launch_contract_and_the_metrics_table_are_standard_library_leaves(module: str) -> None:
+    # every worker rank and every user script's process import the contract; --validate, the table
+    loaded = modules_after_import(module)
+    assert {m for m in loaded if m.startswith("runner")} == {"runner", module}
     assert {m.split(".")[0] for m in loaded - modules_after_import("json")} <= set(sys.stdlib_module_names) | {"runner"}
 
 

@@ -1,4 +1,4 @@
-"""The launch contract: one metrics table every stage reads, and metrics.json read back as it was written."""
+"""The launch contract and the metrics table: one table every stage reads, metrics.json read back as written."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import ast
 import json
 import typing
 
-from runner.contract import (
-    METRICS,
-    NOISY_METRICS,
-    SCRIPT_OBSERVED,
-    TIMING_METRICS,
-    MetricsRecord,
-    Observed,
-    metric_doc,
-)
+from runner.contract import SCRIPT_OBSERVED, MetricsRecord, Observed
+from runner.metrics import METRICS, NOISY_METRICS, TIMING_METRICS, metric_doc
 from runner.spec.models import METRIC_DOC, Metric
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.contract import unit_of
 from runner.jsonio import write_bytes_atomic
+from runner.metrics import unit_of
 from runner.results.entries import shown, shown_ratio, unfit_repeats
 from runner.verdicts.why import step_parts, step_seconds  # the Why's own split, so picture and sentences agree
 from runner.vocab import precision_name

@@ -10,8 +10,9 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from runner.contract import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS, Declared, Observed
+from runner.contract import Declared, Observed
 from runner.errors import ResultError
+from runner.metrics import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
 from runner.timing import Rules, block_problem
 from runner.verdicts.stats import spread
 from runner.vocab import Status
@@ -19,7 +20,7 @@ from runner.vocab import Status
 if TYPE_CHECKING:
     from runner.spec.models import MeasureSection
 
-# Which metrics are timings, noisy, or timed by blocks of steps: runner.contract's METRICS table. A timing
+# Which metrics are timings, noisy, or timed by blocks of steps: runner.metrics' table. A timing
 # timed by blocks carries the interval of its launch's median block rate (rate_ci_low/high, as factors),
 # which a time per step inverts.
 # A timed step this many times longer than the same step probed after training was not the step alone.
@@ -51,7 +52,7 @@ class LaunchRecord:
     directory: str  # relative to the result folder
     reason: str = ""
     wall_s: float = 0.0
-    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json's, keyed by runner.contract's METRICS
+    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json's, keyed by runner.metrics' names
     observed: Observed = field(default_factory=Observed.nothing)
     attribution: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[list[float]] = field(default_factory=list)

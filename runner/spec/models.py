@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from runner.contract import metric_doc
+from runner.metrics import metric_doc
 
 FORMAT_VERSION: Literal[1] = 1
 # '.', ',', '=' and '+' are allowed for matrix cells (`processes=2,mixed_precision=bf16`, `lr=0.001`):
@@ -889,7 +889,7 @@ Metric = Literal[
     "peak_memory_mb",
     "optimizer_steps",
 ]
-METRIC_DOC = metric_doc()  # each metric's help, from runner.contract's table (tests pin Metric to its names)
+METRIC_DOC = metric_doc()  # each metric's help, from runner.metrics' table (tests pin Metric to its names)
 
 
 # Warnings a spec can acknowledge where they are intended, so `--strict` stays usable: each

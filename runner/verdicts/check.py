@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any, assert_never
 
-from runner.contract import NOISY_METRICS, TIMING_METRICS
+from runner.metrics import NOISY_METRICS, TIMING_METRICS
 from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.models import (
     AnyExpectation,

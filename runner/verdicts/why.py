@@ -36,7 +36,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from runner.contract import MEMORY_METRICS, MEMORY_PART_METRICS, SPEED_METRICS
+from runner.metrics import MEMORY_METRICS, MEMORY_PART_METRICS, SPEED_METRICS
 from runner.results.entries import with_unfit
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
 from runner.verdicts.why_settings import differs as settings_differ
@@ -56,7 +56,7 @@ _SOURCES = {
     "training_peak": "training memory at the peak of one training step (parameters, gradients, optimizer state and "
     "activations, measured by part; the data set kept in memory is not counted)",
 }
-# metrics.json's memory parts (runner.contract's MEMORY_PART_METRICS) but the data, in the order the Why names them
+# metrics.json's memory parts (runner.metrics' MEMORY_PART_METRICS) but the data, in the order the Why names them
 MEMORY_PARTS = (
     ("memory_parameters_mb", "parameters"),
     ("memory_gradients_mb", "gradients"),

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from runner.contract import MEMORY_PART_METRICS, MetricsRecord, MetricValue, Observed
+from runner.contract import MetricsRecord, MetricValue, Observed
 from runner.jsonio import write_json_atomic
+from runner.metrics import MEMORY_PART_METRICS
 from runner.plan.worker_plan import WorkerPlan
 from runner.spec.models import RunConfig, SyntheticTokens
 from runner.spec.workload import workload_of
