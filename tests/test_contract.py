@@ -108,7 +108,8 @@ _TAKES_A_METRIC = {"shown", "shown_ratio", "_with_spread", "values", "by_repeat"
 
 
 def _metric_names_read(tree: ast.AST) -> set[str]:
-    """Every string the code looks up in a metrics mapping, or hands to a function that takes a metric."""
+    """Every string the code looks up in a metrics mapping, compares with a metric, or hands to a function that
+    takes a metric."""
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -121,6 +122,10 @@ def _metric_names_read(tree: ast.AST) -> set[str]:
                     names.add(literals[0])
             elif called in _TAKES_A_METRIC:
                 names.update(literals[:1] if called == "_with_spread" else literals)
+        elif isinstance(node, ast.Compare) and ast.unparse(node.left).endswith("metric"):
+            for right in node.comparators:  # metric == "name", metric in ("a", "b")
+                items = right.elts if isinstance(right, ast.Tuple | ast.List | ast.Set) else [right]
+                names.update(i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str))
         elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
             source = ast.unparse(node.value)
             if isinstance(node.slice.value, str) and ("metrics" in source or source == "m"):
@@ -135,5 +140,42 @@ def test_every_metric_name_the_code_reads_is_in_the_table() -> None:
     for path in sorted((ROOT / "runner").rglob("*.py")):
         for name in _metric_names_read(ast.parse(path.read_text(encoding="utf-8"))):
             read.setdefault(name, path.name)
-    assert {"samples_per_s", "peak_memory_mb", "train_time_s", "rate_ci_low"} <= set(read)  # the guard sees them
+    assert {"samples_per_s", "peak_memory_mb", "train_time_s", "rate_ci_low", "tokens_per_s"} <= set(read)
     assert {name: where for name, where in read.items() if name not in METRICS} == {}
+
+
+def _metric_names_written(tree: ast.AST) -> set[str]:
+    """The keys of every dict literal a writer builds as metrics: assigned to `metrics`, or in a function
+    whose name says it makes metrics (the worker's _timing_metrics, the timing and memory as_metrics), and the
+    keys stored into them."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        dicts: list[ast.AST] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "metrics" in node.name:
+            dicts = [d for d in ast.walk(node) if isinstance(d, ast.Dict)]
+            stored = [s for s in ast.walk(node) if isinstance(s, ast.Subscript) and isinstance(s.ctx, ast.Store)]
+            names.update(s.slice.value for s in stored if isinstance(s.slice, ast.Constant))
+        elif (
+            isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and isinstance(node.slice, ast.Constant)
+        ):
+            if ast.unparse(node.value) == "metrics":
+                names.add(node.slice.value)
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "metrics" for t in targets):
+                dicts = [node.value]
+        for found in dicts:
+            assert isinstance(found, ast.Dict)
+            names.update(k.value for k in found.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    return names
+
+
+def test_every_metric_the_writers_put_in_metrics_json_is_in_the_table() -> None:
+    from conftest import ROOT
+
+    written = {}
+    for path in sorted((ROOT / "runner").rglob("*.py")):
+        for name in _metric_names_written(ast.parse(path.read_text(encoding="utf-8"))):
+            written.setdefault(name, path.name)
+    assert {"train_time_s", "first_step_at", "timed_blocks", "memory_data_mb", "tokens_per_s"} <= set(written)
+    assert {name: where for name, where in written.items() if name not in METRICS} == {}

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any, assert_never
 
-from runner.metrics import NOISY_METRICS, TIMING_METRICS
+from runner.metrics import MEMORY_METRICS, NOISY_METRICS, TIMING_METRICS
 from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.models import (
     AnyExpectation,
@@ -219,7 +219,7 @@ def _check(expectation: AnyExpectation, runs: dict[str, RunRecord]) -> Verdict:
             unfit = _unfit(runs[name], metric)
             if unfit is not None:
                 return verdict(Outcome.INCONCLUSIVE, unfit[0], unfit[1], "unfit", unfit[2])
-    if metric == "peak_memory_mb" and len(names) == 2:
+    if metric in MEMORY_METRICS and len(names) == 2:
         rss = [n for n in names if _memory_source(runs[n]) == "peak_rss"]
         if rss:
             return verdict(Outcome.INCONCLUSIVE, _RSS_SENTENCE.format(run=rss[0]), cause="rss")
