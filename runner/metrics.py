@@ -29,7 +29,7 @@ class Metric(NamedTuple):
     name: str
     unit: str  # "" where it has none (a loss, a fraction, a count of things)
     kind: MetricKind
-    help: str = ""  # the schema's hover text, for a metric an expectation may name
+    help: str = ""  # what it means; for a metric an expectation may name, the schema's hover text
     timing: bool = False  # varies with the machine's load; a busy machine or a short window spoils it
     noisy: bool = False  # varies from launch to launch (timings, and the peak memory); the rest is fixed by seeds
     higher_is_better: bool = False
@@ -99,27 +99,39 @@ METRICS: dict[str, Metric] = {
             comparable=True,
         ),
         Metric("optimizer_steps", "steps", "count", "optimizer updates done", expectable=True, comparable=True),
-        Metric("first_step_at", "s", "setting"),  # wall clock: submit-to-first-step on a cluster
-        _timing("timed_time_s", "s", comparable=True),
-        Metric("timed_steps", "steps", "count"),
-        Metric("extra_steps", "steps", "count"),
-        Metric("extra_time_s", "s", "blocks"),
-        Metric("timed_blocks", "blocks", "blocks"),
-        Metric("warmup_blocks", "blocks", "blocks"),
-        Metric("block_spread", "", "blocks"),
-        Metric("block_drift", "", "blocks"),
-        Metric("rate_ci_low", "", "blocks"),
-        Metric("rate_ci_high", "", "blocks"),
-        Metric("peak_memory_source", "", "setting"),
-        Metric("memory_parameters_mb", "MiB", "memory_part"),
-        Metric("memory_gradients_mb", "MiB", "memory_part"),
-        Metric("memory_optimizer_mb", "MiB", "memory_part"),
-        Metric("memory_activations_mb", "MiB", "memory_part"),
-        Metric("memory_data_mb", "MiB", "memory_part"),
-        Metric("processes", "", "setting"),
-        Metric("mixed_precision", "", "setting"),
-        Metric("global_batch_size", "samples", "setting"),
-        Metric("params", "", "setting"),
+        Metric(
+            "first_step_at",
+            "s",
+            "setting",
+            "wall clock (epoch seconds) of the first step: submit to first step on a cluster",
+        ),
+        _timing("timed_time_s", "s", "seconds of the blocks of steps kept to time the launch", comparable=True),
+        Metric("timed_steps", "steps", "count", "optimizer steps in those blocks"),
+        Metric(
+            "extra_steps", "steps", "count", "timing-only steps after training, run while the blocks could not decide"
+        ),
+        Metric("extra_time_s", "s", "blocks", "seconds of those timing-only blocks"),
+        Metric("timed_blocks", "blocks", "blocks", "blocks of steps kept to time the launch"),
+        Metric("warmup_blocks", "blocks", "blocks", "leading blocks left out: the speed was not yet stationary"),
+        Metric("block_spread", "", "blocks", "interquartile range of the block rates over their median"),
+        Metric(
+            "block_drift",
+            "",
+            "blocks",
+            "how far the medians of the first and second half of the blocks part, over the median",
+        ),
+        Metric("rate_ci_low", "", "blocks", "low end of the median block rate's interval, as a factor of it"),
+        Metric("rate_ci_high", "", "blocks", "high end of that interval, as a factor of it"),
+        Metric("peak_memory_source", "", "setting", "how peak_memory_mb was measured (training_peak, peak_rss, ...)"),
+        Metric("memory_parameters_mb", "MiB", "memory_part", "parameters, in the peak"),
+        Metric("memory_gradients_mb", "MiB", "memory_part", "gradients, in the peak"),
+        Metric("memory_optimizer_mb", "MiB", "memory_part", "optimizer state, in the peak"),
+        Metric("memory_activations_mb", "MiB", "memory_part", "activations, in the peak"),
+        Metric("memory_data_mb", "MiB", "memory_part", "the data set kept in memory (not in the peak)"),
+        Metric("processes", "", "setting", "processes the launch ran (its world size)"),
+        Metric("mixed_precision", "", "setting", "the precision Accelerate ran: no (fp32), fp16 or bf16"),
+        Metric("global_batch_size", "samples", "setting", "samples per optimizer step over all processes"),
+        Metric("params", "", "setting", "parameters of the model"),
     )
 }
 

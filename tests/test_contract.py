@@ -14,7 +14,7 @@ from runner.spec.models import METRIC_DOC, Metric
 def test_an_expectation_may_name_exactly_the_metrics_the_table_marks_expectable() -> None:
     assert list(typing.get_args(Metric)) == [m.name for m in METRICS.values() if m.expectable]
     assert METRIC_DOC == metric_doc()
-    assert all(METRICS[name].help for name in typing.get_args(Metric))
+    assert [name for name, metric in METRICS.items() if not metric.help] == []  # the table documents metrics.json
 
 
 def test_the_schema_names_each_metric_with_its_help() -> None:
