@@ -80,6 +80,11 @@ class Observed:
     # back, an observation holds what was recorded, so summary.json keeps metrics.json's keys.
     recorded: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.recorded or () if name not in _OBSERVED_FIELDS]
+        if unknown:
+            raise ValueError(f"Observed has no field(s) {', '.join(unknown)} to record")
+
     def as_json(self) -> dict[str, Any]:
         """For metrics.json and summary.json: the fields recorded."""
         names = self.recorded if self.recorded is not None else _OBSERVED_FIELDS

@@ -6,6 +6,8 @@ import ast
 import json
 import typing
 
+import pytest
+
 from runner.contract import SCRIPT_OBSERVED, MetricsRecord, Observed
 from runner.metrics import METRICS, NOISY_METRICS, TIMING_METRICS, metric_doc
 from runner.spec.models import METRIC_DOC, Metric
@@ -73,6 +75,8 @@ def test_a_script_observes_less_and_its_record_says_only_what_it_observed() -> N
     assert list(observed.as_json()) == list(SCRIPT_OBSERVED)
     assert Observed.from_json(observed.as_json()) == observed
     assert Observed.nothing().as_json() == {} and not Observed.nothing() and Observed()
+    with pytest.raises(ValueError, match="Observed has no field"):
+        Observed(recorded=("world_size", "wrold_size"))
 
 
 def test_a_file_that_is_not_a_launch_record_is_refused_with_what_it_lacks() -> None:
