@@ -10,7 +10,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from runner.contract import Declared, Observed
+from runner.contract import Declared, MetricValue, Observed
 from runner.errors import ResultError
 from runner.metrics import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
 from runner.timing import Rules, block_problem
@@ -52,7 +52,7 @@ class LaunchRecord:
     directory: str  # relative to the result folder
     reason: str = ""
     wall_s: float = 0.0
-    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json's, keyed by runner.metrics' names
+    metrics: dict[str, MetricValue] = field(default_factory=dict)  # metrics.json's, keyed by runner.metrics' names
     observed: Observed = field(default_factory=Observed.nothing)
     attribution: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[list[float]] = field(default_factory=list)
@@ -282,7 +282,7 @@ class RunRecord:
         spreads: dict[str, Any] = {}
         unfit: dict[str, float] = {}
         if launches:
-            for key, first in launches[0].metrics.items():
+            for key, value in launches[0].metrics.items():
                 values = self.values(key)  # timings: the repeats fit to time only
                 if values:
                     median = statistics.median(values)
@@ -294,7 +294,7 @@ class RunRecord:
                     # no repeat fit to time: kept apart, never where a measurement is read (the verdicts say why)
                     unfit[key] = statistics.median(self.values(key, fit_only=False))
                 else:
-                    metrics[key] = first
+                    metrics[key] = value
         first = launches[0] if launches else None
         shares = [launch.disturbance.get("others_share") for launch in launches]
         measured = [share for share in shares if isinstance(share, int | float)]
