@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from runner.contract import MetricsRecord
 from runner.engines.base import Engine, Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.diskfull import with_disk_cause
 from runner.engines.local import LocalEngine
@@ -31,7 +32,6 @@ from runner.plan.machine import Machine, free_port, port_is_free, probe_machine
 from runner.plan.preflight import preflight, skipped_runs
 from runner.plan.quoting import join_line
 from runner.plan.sbatch import SBATCH_FILE, compile_for_slurm
-from runner.plan.worker_plan import Observed
 from runner.report.plots import write_plots
 from runner.report.progress import ProgressUI
 from runner.report.text import render
@@ -204,7 +204,7 @@ def _new_records(
             name=name,
             description=run.description,
             repeats=fixed or 1,
-            declared=declared_of(run, machine).as_json(),
+            declared=declared_of(run, machine),
             selected=name in selected,
             auto=fixed is None,
             skip_reason=skips.get(name, ""),
@@ -766,12 +766,12 @@ def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | Non
     The port recorded is the one the process group really used (Accelerate moves to another one,
     silently, when the planned port is taken); a pinned port that was not used fails the launch.
     """
-    data = read_json(plan.directory / METRICS_FILE)
-    launch.metrics, launch.observed = data["metrics"], data["observed"]
-    launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
-    launch.disturbance = data.get("disturbance") or {}
-    launch.phases = phases_of(data.get("phases") or {}, launch.started_at + launch.wall_s)
-    observed = Observed.from_json(launch.observed)
+    measured = MetricsRecord.from_json(read_json(plan.directory / METRICS_FILE))
+    launch.metrics, launch.observed = measured.metrics, measured.observed
+    launch.attribution, launch.loss_curve, launch.ranks = measured.attribution, measured.loss_curve, measured.ranks
+    launch.disturbance = measured.disturbance
+    launch.phases = phases_of(measured.phases, launch.started_at + launch.wall_s)
+    observed = measured.observed
     problems = mismatches(plan.declared, observed)
     if observed.main_process_port is not None:
         launch.port = observed.main_process_port
@@ -783,6 +783,6 @@ def _read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | Non
     if problems:
         launch.status = Status.FAILED
         launch.reason = "what ran differs from the spec: " + "; ".join(problems)
-    elif launch.observed.get("diverged"):
+    elif observed.diverged:
         launch.status = Status.FAILED
         launch.reason = "training diverged: the training loss is not finite (lower train.optimizer.lr?)"
