@@ -101,6 +101,8 @@ def test_the_reporting_api_a_user_script_imports_is_standard_library_only() -> N
         "runner.worker",
         "runner.worker.reports",
         "runner.worker.report_checks",
+        "runner.worker.device",
+        "runner.contract",
         "runner.jsonio",
         "runner.errors",
         "runner.vocab",
@@ -117,6 +119,14 @@ def test_the_engine_registry_is_standard_library_only() -> None:
     loaded = modules_after_import("runner.engines.kinds")
     assert {m for m in loaded if m.startswith("runner")} == {"runner", "runner.engines", "runner.engines.kinds"}
     assert not loaded & {"pydantic", "torch", "psutil", "ruamel"}
+
+
+@pytest.mark.parametrize("module", ["runner.contract", "runner.metrics"])
+def test_the_launch_contract_and_the_metrics_table_are_standard_library_leaves(module: str) -> None:
+    # every worker rank and every user script's process import the contract; --validate, the table
+    loaded = modules_after_import(module)
+    assert {m for m in loaded if m.startswith("runner")} == {"runner", module}
+    assert {m.split(".")[0] for m in loaded - modules_after_import("json")} <= set(sys.stdlib_module_names) | {"runner"}
 
 
 def test_a_newcomer_finds_each_stage_by_its_folder() -> None:
@@ -155,6 +165,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "runner.yamlout",
             "runner.timing",
             "runner.contract",
+            "runner.metrics",
             "runner.engines.kinds",
         ),
     ),

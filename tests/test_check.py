@@ -23,7 +23,7 @@ runs:
 
 
 def record(name: str, per_repeat: list[dict[str, Any]], status: Status = Status.OK) -> RunRecord:
-    run = RunRecord(name, "", len(per_repeat), {}, noise_floor=0.03)
+    run = RunRecord(name, "", len(per_repeat), None, noise_floor=0.03)
     for index, metrics in enumerate(per_repeat, start=1):
         run.launches[index] = LaunchRecord(index, status, name, metrics=metrics)
     return run
@@ -105,7 +105,7 @@ def launch(repeat: int, metrics: dict[str, Any], **extra: Any) -> LaunchRecord:
 
 def test_a_timed_window_under_min_duration_is_inconclusive_and_not_repeated() -> None:
     runs = {"a": record("a", [{"samples_per_s": 1000.0, "timed_time_s": 5.0}])}
-    runs["b"] = RunRecord("b", "", 1, {}, noise_floor=0.03)
+    runs["b"] = RunRecord("b", "", 1, None, noise_floor=0.03)
     runs["b"].launches[1] = launch(1, {"samples_per_s": 100.0, "timed_time_s": 0.3})
     (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.8}\n", runs)
     assert verdict.verdict == "inconclusive"
@@ -118,7 +118,7 @@ def test_a_timed_window_under_min_duration_is_inconclusive_and_not_repeated() ->
 
 def test_a_disturbed_repeat_is_inconclusive_and_asks_for_another() -> None:
     runs = {"a": record("a", [{"samples_per_s": 1000.0}])}
-    runs["b"] = RunRecord("b", "", 1, {}, noise_floor=0.03)
+    runs["b"] = RunRecord("b", "", 1, None, noise_floor=0.03)
     runs["b"].launches[1] = launch(1, {"samples_per_s": 77000.0}, disturbance={"others_share": 0.34})
     (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.8}\n", runs)
     assert verdict.verdict == "inconclusive"
@@ -131,7 +131,7 @@ def test_a_disturbed_repeat_is_inconclusive_and_asks_for_another() -> None:
 
 def test_disturbed_repeats_are_left_out_not_averaged_in() -> None:
     runs = {"a": record("a", [{"samples_per_s": 1000.0}] * 4)}
-    runs["b"] = RunRecord("b", "", 4, {}, noise_floor=0.03)
+    runs["b"] = RunRecord("b", "", 4, None, noise_floor=0.03)
     for repeat, rate in enumerate((500.0, 510.0, 40000.0, 505.0), start=1):
         share = 0.5 if rate > 1000 else 0.01
         runs["b"].launches[repeat] = launch(repeat, {"samples_per_s": rate}, disturbance={"others_share": share})
@@ -143,7 +143,7 @@ def test_disturbed_repeats_are_left_out_not_averaged_in() -> None:
 
 def test_a_step_far_longer_than_its_probed_step_is_inconclusive() -> None:
     runs = {"a": record("a", [{"samples_per_s": 1000.0}])}
-    runs["b"] = RunRecord("b", "", 1, {}, noise_floor=0.03)
+    runs["b"] = RunRecord("b", "", 1, None, noise_floor=0.03)
     runs["b"].launches[1] = launch(1, {"samples_per_s": 100.0, "step_time_ms": 138.0}, attribution={"step_s": 0.0044})
     (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.8}\n", runs)
     assert verdict.message == (
@@ -220,7 +220,7 @@ def test_a_ratio_of_peak_rss_is_inconclusive_not_a_confident_fail() -> None:
 
 def test_deterministic_metrics_ignore_disturbance() -> None:
     runs = {"a": record("a", [{"final_loss": 0.50}])}
-    runs["b"] = RunRecord("b", "", 1, {}, noise_floor=0.03)
+    runs["b"] = RunRecord("b", "", 1, None, noise_floor=0.03)
     runs["b"].launches[1] = launch(1, {"final_loss": 0.51, "timed_time_s": 0.1}, disturbance={"others_share": 0.9})
     (verdict,) = verdicts("  - {kind: close, run: b, baseline: a, metric: final_loss, rel_tol: 0.05}\n", runs)
     assert verdict.verdict == "pass"
@@ -229,7 +229,7 @@ def test_deterministic_metrics_ignore_disturbance() -> None:
 def test_runs_fit_to_time_only_in_different_repeats_are_not_paired() -> None:
     runs = {}
     for name, disturbed in (("a", 2), ("b", 1)):
-        runs[name] = RunRecord(name, "", 2, {}, noise_floor=0.03)
+        runs[name] = RunRecord(name, "", 2, None, noise_floor=0.03)
         for repeat in (1, 2):
             share = 0.5 if repeat == disturbed else 0.0
             runs[name].launches[repeat] = launch(repeat, {"samples_per_s": 100.0}, disturbance={"others_share": share})
@@ -240,7 +240,7 @@ def test_runs_fit_to_time_only_in_different_repeats_are_not_paired() -> None:
 
 def test_max_disturbance_1_accepts_any_load() -> None:
     runs = {"a": record("a", [{"samples_per_s": 1000.0}])}
-    runs["b"] = RunRecord("b", "", 1, {}, noise_floor=0.03, max_disturbance=1.0)
+    runs["b"] = RunRecord("b", "", 1, None, noise_floor=0.03, max_disturbance=1.0)
     metrics = {"samples_per_s": 100.0, "step_time_ms": 138.0}
     runs["b"].launches[1] = launch(1, metrics, attribution={"step_s": 0.0044}, disturbance={"others_share": 0.9})
     (verdict,) = verdicts("  - {kind: speedup, run: b, baseline: a, at_least: 1.8}\n", runs)

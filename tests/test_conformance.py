@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.plan.worker_plan import Declared, Observed
+from runner.contract import Declared, Observed
 from runner.verdicts.conformance import mismatches as check
 
 

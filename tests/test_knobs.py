@@ -16,10 +16,10 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
 from conftest import ROOT, run_cli
+from runner.contract import Declared, Observed
 from runner.plan.compile import compile_launch, declared_of
 from runner.plan.machine import Machine
 from runner.plan.preflight import preflight
-from runner.plan.worker_plan import Declared, Observed
 from runner.report.explain import compute_lines
 from runner.report.text import render, settings_table
 from runner.spec.advice import confounded

@@ -357,7 +357,7 @@ def test_an_expectation_over_cells_becomes_one_per_pair() -> None:
 
 
 def _record(name: str, metrics: dict[str, float]) -> RunRecord:
-    run = RunRecord(name, "", 3, {}, noise_floor=0.03)
+    run = RunRecord(name, "", 3, None, noise_floor=0.03)
     for index in range(1, 4):
         run.launches[index] = LaunchRecord(index, Status.OK, name, metrics=metrics)
     return run

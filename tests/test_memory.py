@@ -367,3 +367,22 @@ def test_launches_measure_each_part_and_leave_the_data_set_out_of_the_peak(tmp_p
             metrics["accum-4"]["memory_activations_mb"] / metrics["fp32"]["memory_activations_mb"]
         )
     )
+
+
+def test_both_reporters_see_the_compute_dtype_once_and_unhook() -> None:
+    from runner.worker.device import peak_memory_mb, sync, watch_compute_dtype
+
+    model, seen = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), []
+    watch_compute_dtype(model, seen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.zeros(3, 4))
+    model(torch.zeros(3, 4))
+    assert seen == ["torch.bfloat16"]  # the first forward's, then the hook is gone
+    unwatched: list[str] = []
+    relu = nn.ReLU()
+    watch_compute_dtype(relu, unwatched)  # no Linear layer: not known, not guessed
+    relu(torch.zeros(1))
+    assert unwatched == []
+    sync(torch.device("cpu"))  # nothing queued on a CPU
+    peak, source = peak_memory_mb(None)
+    assert peak > 0 and source == "peak_rss"

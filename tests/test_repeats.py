@@ -32,7 +32,7 @@ def spec() -> Any:
 
 
 def auto(name: str, rates: list[float], shares: list[float] | None = None, **budget: Any) -> RunRecord:
-    record = RunRecord(name, "", len(rates), {}, noise_floor=0.03, auto=True, **budget)
+    record = RunRecord(name, "", len(rates), None, noise_floor=0.03, auto=True, **budget)
     for repeat, rate in enumerate(rates, start=1):
         share = shares[repeat - 1] if shares else 0.01
         record.launches[repeat] = LaunchRecord(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT
+from runner.contract import Declared
 from runner.report.plots import THROUGHPUT_PNG, VERDICTS_PNG, figures, model_groups, throughput_bars, verdict_rows
 from runner.report.text import RUN_HEADER, render, repeats_line, run_rows
 from runner.results.records import RunRecord
@@ -45,6 +46,15 @@ def recorded(folder: Path) -> dict[str, Any]:
     return data
 
 
+def with_declared_today(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with each run's declared part as today's accel-run writes it: a field added since the
+    session was recorded takes its default (what that accel-run ran), so --resume would keep its launches."""
+    for run in summary["runs"].values():
+        if run["declared"]:
+            run["declared"] = Declared.from_json(run["declared"]).as_json()
+    return summary
+
+
 def recomputed(folder: Path) -> dict[str, Any]:
     """The recorded session's summary as today's code builds it from the same finished repeats.
 
@@ -52,7 +62,7 @@ def recomputed(folder: Path) -> dict[str, Any]:
     launches kept as --resume keeps them, the records cut short when the session was interrupted,
     the verdicts checked and told why they stopped.
     """
-    old = recorded(folder)
+    old = with_declared_today(recorded(folder))
     validated = validate_file(str(folder / "spec.yaml")).spec
     assert validated is not None
     interrupted = old["status"] == "interrupted"
@@ -64,7 +74,7 @@ def recomputed(folder: Path) -> dict[str, Any]:
             name=name,
             description=run.description,
             repeats=1 if fixed == "auto" else int(fixed),
-            declared=old["runs"][name]["declared"],
+            declared=Declared.from_json(old["runs"][name]["declared"]) if old["runs"][name]["declared"] else None,
             selected=old["runs"][name]["status"] != "skipped",
             auto=fixed == "auto",
         )
@@ -226,14 +236,14 @@ def test_without_the_interruption_the_same_repeats_would_be_pending() -> None:
     """What the session's Ctrl-C changes: runs short of their planned repeats are not done, unless it ended."""
     validated = validate_file(str(INTERRUPTED / "spec.yaml")).spec
     assert validated is not None
-    summary = recorded(INTERRUPTED)
+    summary = with_declared_today(recorded(INTERRUPTED))
     records = {
         name: RunRecord.measured_by(
             run.config.measure,
             name=name,
             description="",
             repeats=4,
-            declared=summary["runs"][name]["declared"],
+            declared=Declared.from_json(summary["runs"][name]["declared"]),
             selected=True,
             auto=False,
         )

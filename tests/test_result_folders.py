@@ -123,12 +123,16 @@ def test_a_disk_that_fills_during_a_launch_is_its_reason_and_the_sessions(
 
 
 def test_the_result_folder_deleted_mid_run_stops_the_session_with_one_line(tmp_path: Path) -> None:
-    path = spec(tmp_path, "gone", "  long:\n    train: {max_steps: 400}\n  after: {}\n")
+    # the launch hangs at step 5 (a failpoint) so the folder is always deleted while it runs: a launch of
+    # a few hundred steps could end, with the session, before the deletion on an idle machine
+    long = "  long:\n    train: {max_steps: 400}\n    launch: {timeout_s: 600, env: {ACCEL_RUN_FAILPOINT: 'hang:5'}}\n"
+    path = spec(tmp_path, "gone", long + "  after: {}\n")
     output = tmp_path / "out"
     proc = start(str(path), "--output", str(output))
     wait_until(lambda: launch_started(output, "long"), 90, "the long launch")
     folder = result_dir(output)
     shutil.rmtree(folder)
+    # the running launch is stopped when its folder goes, not at its 600 s time limit
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 3
     assert err.splitlines()[-1] == (

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, run_cli
-from runner.plan.worker_plan import Declared, Observed
+from runner.contract import Declared, Observed
 from runner.spec.validate import validate_file
 from runner.verdicts.conformance import mismatches
 

@@ -179,6 +179,10 @@ def execute(
             polls += 1
             if polls % SLOW_POLL_EVERY == 1:  # the costlier checks twice a second: the workers need the cores
                 tree.refresh()
+                if not directory.is_dir():  # deleted under a running launch: nothing it measures can be kept
+                    status, reason = Status.FAILED, f"its run folder {directory} was deleted while it ran"
+                    tree.stop(TERM_GRACE_S)
+                    break
                 if after_work.check(_work_done(directory, plan), now):
                     tree.stop(TERM_GRACE_S)  # status stays None: judged below, as a launch that ended by itself
                     break

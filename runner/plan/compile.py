@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import runner
+from runner.contract import Declared
 from runner.plan.engine_plan import planning_of
 from runner.plan.launch import LaunchPlan
 from runner.plan.machine import Machine
 from runner.plan.quoting import join_line, quote_line
 from runner.plan.strategies import strategy_of
-from runner.plan.worker_plan import Declared, Outputs, WorkerPlan
+from runner.plan.worker_plan import Outputs, WorkerPlan
 from runner.spec.models import RunConfig, ScriptRunConfig, TransformerModel
 from runner.spec.resolved import ResolvedRun
 from runner.vocab import (

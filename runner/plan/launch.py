@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.contract import Declared
 from runner.plan.quoting import join_line
-from runner.plan.worker_plan import Declared
 
 
 @dataclass(frozen=True)

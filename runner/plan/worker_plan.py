@@ -1,52 +1,26 @@
-"""The contract between the runner and a worker: the plan it reads, what it must be, what it was.
+"""The plan a worker reads (plan.json): the resolved run, what it must be and where to write.
 
-plan.json is the JSON form of WorkerPlan (written by plan.compile, read by the worker); Declared
-is what a launch must be observed to be, Observed what the worker reports it was (in
-metrics.json). JSON stays at the file boundary: inside a process these are typed. Light on
-purpose (the spec models and the vocabulary only): every worker rank imports it.
+plan.json is the JSON form of WorkerPlan (written by plan.compile, read by the worker). What a
+launch must be observed to be (Declared) and what it was (Observed) are the launch contract's
+(runner.contract), imported from here too. JSON stays at the file boundary: inside a process these
+are typed. Light on purpose (the spec models and the contract only): every worker rank imports it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from runner.contract import Declared, Observed
 from runner.spec.models import RunConfig, ScriptRunConfig
 
+__all__ = ["PLAN_FORMAT", "Declared", "Observed", "Outputs", "WorkerPlan"]
+
 PLAN_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Declared:
-    """What a launch must be observed to be; the worker's observation is compared with this."""
-
-    device: str  # "cpu" or "cuda"
-    processes: int  # world size over all machines
-    local_processes: int
-    distributed_type: str  # as Accelerate names it: NO, MULTI_CPU, MULTI_GPU, FSDP
-    mixed_precision: str  # Accelerate's value: no, fp16, bf16
-    threads_per_process: int
-    gradient_accumulation_steps: int | None  # None: a user script keeps its own (not checked)
-    machines: int = 1  # machines (SLURM nodes) the processes span
-    compile_backend: str = "no"  # the dynamo backend Accelerator.prepare compiles with (launch.compile)
-    tf32: bool | None = None  # TF32 for fp32 matmuls on CUDA (launch.tf32); None: PyTorch's and Accelerate's own
-    optimizer_implementation: str | None = None  # fused, foreach or for-loop; None: auto (or a script's own)
-    strategy: str = "ddp"  # how several processes share the training: ddp or fsdp (runner.plan.strategies)
-    fsdp_version: int | None = None  # launch.fsdp.version; None without FSDP
-    fsdp_sharding: str | None = None  # FULL_SHARD, SHARD_GRAD_OP, NO_SHARD or HYBRID_SHARD (FsdpSection.sharding)
-
-    def as_json(self) -> dict[str, Any]:
-        """For plan.json and summary.json."""
-        return asdict(self)
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> Declared:
-        """From plan.json or summary.json (a field with a default may be missing from an older file)."""
-        return Declared(**{f.name: data[f.name] for f in fields(Declared) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -129,53 +103,3 @@ class WorkerPlan:
             machine=data.get("machine", {}),
             timing_judged=data.get("timing_judged", True),
         )
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the worker saw of its launch (the main rank reports it in metrics.json)."""
-
-    world_size: int | None = None
-    distributed_type: str | None = None
-    backend: str | None = None
-    mixed_precision: str | None = None  # what Accelerate ran (its value: no, fp16, bf16)
-    launcher_mixed_precision: str | None = None  # what `accelerate launch` passed to the process
-    compute_dtype: str | None = None  # what the first layer really computed in: the autocast dtype on a matmul output
-    param_dtype: str | None = None  # what the parameters are stored in (fp32 under autocast)
-    # how fp32 matmuls ran: torch.get_float32_matmul_precision() ("highest" is true fp32, "high" allows TF32)
-    # and the TF32 switches (off by default since PyTorch 1.12; Accelerate turns them on only with a dynamo
-    # backend); None where the worker did not record them (a user script, an older accel-run)
-    float32_matmul_precision: str | None = None
-    cuda_matmul_allow_tf32: bool | None = None
-    cudnn_allow_tf32: bool | None = None
-    device: str | None = None
-    main_process_port: int | None = None  # the rendezvous port the process group really used
-    device_names: list[str] = field(default_factory=list)
-    threads_per_process: list[int] = field(default_factory=list)
-    gradient_accumulation_steps: int | None = None
-    optimizer_implementation: str | None = None
-    compiled: bool | None = None  # the prepared model is an OptimizedModule (torch.compile)
-    dynamo_backend: str | None = None  # Accelerate's dynamo plugin backend, as the worker's Accelerator has it
-    # FSDP: the version Accelerate's plugin ran, and the share of the parameters' elements the main rank
-    # holds (1/world when everything is sharded evenly; 1.0 on one process or without sharding)
-    fsdp_version: int | None = None
-    local_parameter_share: float | None = None
-    param_hashes: list[str] = field(default_factory=list)
-    # where the ranks ran: each rank's machine rank (torchrun's GROUP_RANK) and its node's name
-    # (SLURM's SLURMD_NODENAME, else the host name), in rank order
-    machine_ranks: list[int] = field(default_factory=list)
-    nodes: list[str] = field(default_factory=list)
-    diverged: bool = False
-    torch: str | None = None
-    accelerate: str | None = None
-    python: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """For metrics.json and summary.json."""
-        return asdict(self)
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> Observed:
-        """From metrics.json; keys this version does not know are ignored."""
-        known = {f.name for f in fields(Observed)}
-        return Observed(**{k: v for k, v in data.items() if k in known})

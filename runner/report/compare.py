@@ -19,19 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ExitCode
-from runner.results.records import NOISY_METRICS, TIMING_METRICS
+from runner.metrics import COMPARABLE_METRICS, HIGHER_IS_BETTER, NOISY_METRICS, TIMING_METRICS
 from runner.results.summary import load_summary
 from runner.verdicts.stats import Interval, check_bounds, median_interval, timing_noise
 from runner.vocab import Outcome, Status
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_NOISE_FLOOR = 0.03  # measure.noise_floor's default, for a result whose plan.json cannot be read
-# What compare looks at by default, and which way is better.
+# What compare looks at by default, in this order; which way is better, and what --metrics accepts,
+# is runner.metrics' table.
 METRICS = ("samples_per_s", "tokens_per_s", "startup_s", "peak_memory_mb", "final_loss", "eval_loss", "accuracy")
-HIGHER_IS_BETTER = frozenset({"samples_per_s", "tokens_per_s", "accuracy"})
-COMPARABLE = frozenset(
-    {*METRICS, "step_time_ms", "train_time_s", "timed_time_s", "optimizer_steps"}
-)  # --metrics accepts these
+COMPARABLE = COMPARABLE_METRICS
 # The machine facts that change timings, as summary.json's environment holds them.
 MACHINE_FACTS = (
     ("cpu_model", ("cpu_model",)),

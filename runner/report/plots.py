@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.jsonio import write_bytes_atomic
+from runner.metrics import unit_of
 from runner.results.entries import shown, shown_ratio, unfit_repeats
 from runner.verdicts.why import step_parts, step_seconds  # the Why's own split, so picture and sentences agree
 from runner.vocab import precision_name
@@ -478,7 +479,7 @@ def draw_why(summary: dict[str, Any], panels: list[WhyPanel], left_out: int = 0)
         )
         ax.set_xlim(-0.6, 1.6)
         ax.set_ylim(0, top * 1.22)
-        ax.set_ylabel("ms per optimizer step")
+        ax.set_ylabel(f"{unit_of('step_time_ms')} per optimizer step")
         color = VERDICT_TEXT.get(panel.verdict, OTHER_VERDICT[0])
         ax.set_title(_wrap(f"{panel.verdict.upper()}: {panel.title}", 44), fontsize=9, color=color)
     handles = [Patch(color=c, label=p) for p, c in PART_COLORS.items()]
@@ -600,7 +601,7 @@ def draw_throughput(summary: dict[str, Any], groups: dict[str, list[str]]) -> Fi
         )
         ax.set_ylim(0, max(tops or [1.0]) * 1.25 or 1.0)
         ax.set_title(label, fontsize=10)
-        ax.set_ylabel("samples/s")
+        ax.set_ylabel(unit_of("samples_per_s"))
         _thousands(ax)
         ax.grid(axis="y", color="#eeeeee")
         ax.set_axisbelow(True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.results.records import TIMING_METRICS
+from runner.metrics import TIMING_METRICS
 
 
 def _number(value: Any) -> float | None:

@@ -10,23 +10,18 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from runner.contract import Declared, MetricValue, Observed
 from runner.errors import ResultError
+from runner.metrics import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
 from runner.timing import Rules, block_problem, spread
 from runner.vocab import Status
 
 if TYPE_CHECKING:
     from runner.spec.models import MeasureSection
 
-# Timings: they vary from launch to launch, and a busy machine or a short window spoils them.
-TIMING_METRICS = frozenset(
-    {"train_time_s", "timed_time_s", "startup_s", "samples_per_s", "tokens_per_s", "step_time_ms"}
-)
-# Measured quantities that vary from launch to launch; the rest are fixed by seeds and sizes.
-NOISY_METRICS = TIMING_METRICS | {"peak_memory_mb"}
-# Timings measured by a launch's blocks of steps: each launch carries the interval of its median block
-# rate (rate_ci_low/high, as factors), which a time per step or per window inverts.
-BLOCK_RATES = frozenset({"samples_per_s", "tokens_per_s"})
-BLOCK_TIMES = frozenset({"step_time_ms"})
+# Which metrics are timings, noisy, or timed by blocks of steps: runner.metrics' table. A timing
+# timed by blocks carries the interval of its launch's median block rate (rate_ci_low/high, as factors),
+# which a time per step inverts.
 # A timed step this many times longer than the same step probed after training was not the step alone.
 STEP_PROBE_FACTOR = 3.0
 # A launch without blocks (a user script, or a result of an older accel-run) is timed as one window,
@@ -56,8 +51,8 @@ class LaunchRecord:
     directory: str  # relative to the result folder
     reason: str = ""
     wall_s: float = 0.0
-    metrics: dict[str, Any] = field(default_factory=dict)
-    observed: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, MetricValue] = field(default_factory=dict)  # metrics.json's, keyed by runner.metrics' names
+    observed: Observed = field(default_factory=Observed.nothing)
     attribution: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[list[float]] = field(default_factory=list)
     ranks: list[dict[str, Any]] = field(default_factory=list)
@@ -140,6 +135,7 @@ class LaunchRecord:
         """As summary.json stores it."""
         data = asdict(self)
         data["status"] = str(self.status)
+        data["observed"] = self.observed.as_json()
         return data
 
     @staticmethod
@@ -147,8 +143,9 @@ class LaunchRecord:
         """Back from summary.json (for --resume); unknown keys (a newer accel-run) are ignored."""
         known = {f.name for f in fields(LaunchRecord)}
         try:
-            return LaunchRecord(**{k: v for k, v in data.items() if k in known} | {"status": Status(data["status"])})
-        except (KeyError, TypeError, ValueError) as exc:
+            typed = {"status": Status(data["status"]), "observed": Observed.from_json(data.get("observed") or {})}
+            return LaunchRecord(**{k: v for k, v in data.items() if k in known} | typed)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultError(f"summary.json holds a launch record accel-run cannot read: {exc}") from None
 
 
@@ -159,7 +156,7 @@ class RunRecord:
     name: str
     description: str
     repeats: int  # launches planned so far (with measure.repeats: auto, rounds add to it)
-    declared: dict[str, Any]
+    declared: Declared | None  # None: not known (a rebuilt run without a launch folder)
     noise_floor: float
     selected: bool = True
     skip_reason: str = ""  # why a run was left out by this machine (too few GPUs), where it was
@@ -219,7 +216,7 @@ class RunRecord:
         name: str,
         description: str,
         repeats: int,
-        declared: dict[str, Any],
+        declared: Declared | None,
         selected: bool,
         auto: bool,
         skip_reason: str = "",
@@ -284,7 +281,7 @@ class RunRecord:
         spreads: dict[str, Any] = {}
         unfit: dict[str, float] = {}
         if launches:
-            for key, first in launches[0].metrics.items():
+            for key, value in launches[0].metrics.items():
                 values = self.values(key)  # timings: the repeats fit to time only
                 if values:
                     median = statistics.median(values)
@@ -296,7 +293,7 @@ class RunRecord:
                     # no repeat fit to time: kept apart, never where a measurement is read (the verdicts say why)
                     unfit[key] = statistics.median(self.values(key, fit_only=False))
                 else:
-                    metrics[key] = first
+                    metrics[key] = value
         first = launches[0] if launches else None
         shares = [launch.disturbance.get("others_share") for launch in launches]
         measured = [share for share in shares if isinstance(share, int | float)]
@@ -306,8 +303,8 @@ class RunRecord:
             "description": self.description,
             "workload": self.workload,
             "directory": self.name,
-            "declared": self.declared,
-            "observed": first.observed if first else {},
+            "declared": self.declared.as_json() if self.declared else {},
+            "observed": first.observed.as_json() if first else {},
             "metrics": metrics,
             "unfit_metrics": unfit,
             "spread": spreads,

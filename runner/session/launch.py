@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from runner.contract import MetricsRecord
 from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.diskfull import with_disk_cause
 from runner.jsonio import read_json, write_text_atomic
@@ -15,7 +16,6 @@ from runner.plan.compile import compile_launch
 from runner.plan.engine_plan import planning_of
 from runner.plan.launch import LaunchPlan
 from runner.plan.machine import Machine
-from runner.plan.worker_plan import Observed
 from runner.report.progress import ProgressUI
 from runner.results.layout import launch_dir
 from runner.results.nofollow import make_folders
@@ -195,12 +195,12 @@ def read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | None
     The port recorded is the one the process group really used (Accelerate moves to another one,
     silently, when the planned port is taken); a pinned port that was not used fails the launch.
     """
-    data = read_json(plan.directory / METRICS_FILE)
-    launch.metrics, launch.observed = data["metrics"], data["observed"]
-    launch.attribution, launch.loss_curve, launch.ranks = data["attribution"], data["loss_curve"], data["ranks"]
-    launch.disturbance = data.get("disturbance") or {}
-    launch.phases = phases_of(data.get("phases") or {}, launch.started_at + launch.wall_s)
-    observed = Observed.from_json(launch.observed)
+    measured = MetricsRecord.from_json(read_json(plan.directory / METRICS_FILE))
+    launch.metrics, launch.observed = measured.metrics, measured.observed
+    launch.attribution, launch.loss_curve, launch.ranks = measured.attribution, measured.loss_curve, measured.ranks
+    launch.disturbance = measured.disturbance
+    launch.phases = phases_of(measured.phases, launch.started_at + launch.wall_s)
+    observed = measured.observed
     problems = mismatches(plan.declared, observed)
     if observed.main_process_port is not None:
         launch.port = observed.main_process_port
@@ -212,6 +212,6 @@ def read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | None
     if problems:
         launch.status = Status.FAILED
         launch.reason = "what ran differs from the spec: " + "; ".join(problems)
-    elif launch.observed.get("diverged"):
+    elif observed.diverged:
         launch.status = Status.FAILED
         launch.reason = "training diverged: the training loss is not finite (lower train.optimizer.lr?)"

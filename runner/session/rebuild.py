@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runner.contract import Declared, MetricsRecord
 from runner.errors import ResultError
 from runner.jsonio import read_json, write_bytes_atomic
 from runner.results.layout import launch_dir, sha256_text
@@ -77,9 +78,10 @@ def _machine_of(folder: Path, records: dict[str, RunRecord]) -> dict[str, Any]:
             return machine
     for launch in launches:
         observed, ranks = launch.observed, launch.ranks
-        if observed.get("torch"):
+        if observed.torch:
             host = ranks[0].get("hostname", "") if ranks and isinstance(ranks[0], dict) else ""
-            versions = {key: observed.get(key) for key in ("torch", "accelerate", "python") if observed.get(key)}
+            found = {"torch": observed.torch, "accelerate": observed.accelerate, "python": observed.python}
+            versions = {key: value for key, value in found.items() if value}
             return {"hostname": host, "versions": versions}
     return {}
 
@@ -111,7 +113,7 @@ def _record(folder: Path, validated: ValidatedSpec, name: str) -> RunRecord:
         name=name,
         description=run.description,
         repeats=0,
-        declared={},
+        declared=None,
         selected=False,
         auto=measure.repeats == "auto",
         workload="script" if run.script_file else "builtin",
@@ -119,16 +121,24 @@ def _record(folder: Path, validated: ValidatedSpec, name: str) -> RunRecord:
     repeat = 1
     while (launch_dir(folder, name, repeat) / PLAN_FILE).is_file():
         directory = launch_dir(folder, name, repeat)
-        record.declared = read_json(directory / PLAN_FILE).get("declared", {})
+        record.declared = _declared(read_json(directory / PLAN_FILE).get("declared"))
         record.launches[repeat] = _launch(directory, repeat, str(directory.relative_to(folder)))
         record.selected, record.repeats = True, repeat
         repeat += 1
     return record
 
 
+def _declared(data: Any) -> Declared | None:
+    """plan.json's declared part, or None where it cannot be read (the run's summary entry says {})."""
+    try:
+        return Declared.from_json(data)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def _launch(directory: Path, repeat: int, relative: str) -> LaunchRecord:
     try:
-        data = read_json(directory / METRICS_FILE)
+        measured = MetricsRecord.from_json(read_json(directory / METRICS_FILE))
     except (OSError, ValueError):
         reason = f"no readable {METRICS_FILE}: the launch did not finish (rebuilt from the run folder)"
         return LaunchRecord(repeat, Status.FAILED, relative, reason)
@@ -136,11 +146,11 @@ def _launch(directory: Path, repeat: int, relative: str) -> LaunchRecord:
         repeat,
         Status.OK,
         relative,
-        metrics=data.get("metrics", {}),
-        observed=data.get("observed", {}),
-        attribution=data.get("attribution", {}),
-        loss_curve=data.get("loss_curve", []),
-        ranks=data.get("ranks", []),
-        disturbance=data.get("disturbance") or {},
+        metrics=measured.metrics,
+        observed=measured.observed,
+        attribution=measured.attribution,
+        loss_curve=measured.loss_curve,
+        ranks=measured.ranks,
+        disturbance=measured.disturbance,
         notes=["rebuilt from metrics.json after summary.json was damaged"],
     )

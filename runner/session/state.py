@@ -153,7 +153,7 @@ def new_records(
             name=name,
             description=run.description,
             repeats=fixed or 1,
-            declared=declared_of(run, machine).as_json(),
+            declared=declared_of(run, machine),
             selected=name in selected,
             auto=fixed is None,
             skip_reason=skips.get(name, ""),

@@ -126,7 +126,8 @@ def keep_finished(summary: dict[str, Any], records: dict[str, RunRecord]) -> tup
     for name, run, record in _saved_launches(summary, records):
         if record.status is not Status.OK:
             continue
-        if run.get("declared") != records[name].declared:
+        declared = records[name].declared
+        if run.get("declared") != (declared.as_json() if declared else {}):
             dropped += 1
             continue
         records[name].launches[record.repeat] = record

@@ -13,7 +13,9 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any, assert_never
 
-from runner.results.records import NOISY_METRICS, TIMING_METRICS, LaunchRecord, RunRecord
+from runner.contract import MetricValue
+from runner.metrics import MEMORY_METRICS, NOISY_METRICS, TIMING_METRICS
+from runner.results.records import LaunchRecord, RunRecord
 from runner.spec.models import (
     AnyExpectation,
     BoundExpectation,
@@ -218,7 +220,7 @@ def _check(expectation: AnyExpectation, runs: dict[str, RunRecord]) -> Verdict:
             unfit = _unfit(runs[name], metric)
             if unfit is not None:
                 return verdict(Outcome.INCONCLUSIVE, unfit[0], unfit[1], "unfit", unfit[2])
-    if metric == "peak_memory_mb" and len(names) == 2:
+    if metric in MEMORY_METRICS and len(names) == 2:
         rss = [n for n in names if _memory_source(runs[n]) == "peak_rss"]
         if rss:
             return verdict(Outcome.INCONCLUSIVE, _RSS_SENTENCE.format(run=rss[0]), cause="rss")
@@ -331,8 +333,10 @@ def _ceiling(expectation: AnyExpectation, run: RunRecord, base: RunRecord) -> tu
     r, b = _first(run), _first(base)
     if r is None or b is None or r.metrics.get("params") != b.metrics.get("params"):
         return None
-    n_run, n_base = r.metrics.get("processes") or 1, b.metrics.get("processes") or 1
-    per_process = [m.metrics.get("global_batch_size", 0) / (m.metrics.get("processes") or 1) for m in (r, b)]
+    n_run, n_base = _count(r.metrics.get("processes"), 1), _count(b.metrics.get("processes"), 1)
+    per_process = [
+        _count(m.metrics.get("global_batch_size"), 0) / _count(m.metrics.get("processes"), 1) for m in (r, b)
+    ]
     same_precision = r.metrics.get("mixed_precision") == b.metrics.get("mixed_precision")
     if n_run != n_base and same_precision and per_process[0] == per_process[1]:
         return n_run / n_base, f"{n_run} processes can give over {n_base} at equal per-process work"
@@ -350,6 +354,11 @@ def _ceiling(expectation: AnyExpectation, run: RunRecord, base: RunRecord) -> tu
 def _first(record: RunRecord) -> LaunchRecord | None:
     launches = record.ok_launches()
     return launches[0] if launches else None
+
+
+def _count(value: MetricValue, missing: int) -> int | float:
+    """A metric that counts (processes, a batch): `missing` where it is absent, null or 0."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) and value else missing
 
 
 # Speedups and ratios share the pairing, the interval and the ceiling; splitting would pass them around.

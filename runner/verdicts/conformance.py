@@ -6,7 +6,7 @@ replicas diverged measured something else than the spec asked; its numbers must 
 
 from __future__ import annotations
 
-from runner.plan.worker_plan import Declared, Observed
+from runner.contract import Declared, Observed
 from runner.vocab import COMPUTE_DTYPES, precision_name
 
 

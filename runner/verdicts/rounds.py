@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from runner.results.records import TIMING_METRICS, RunRecord
+from runner.metrics import TIMING_METRICS
+from runner.results.records import RunRecord
 from runner.spec.models import ExperimentSpec
 from runner.verdicts.check import RunRepeats, Verdict, check_expectations
 from runner.vocab import Outcome, Status

@@ -36,6 +36,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
+from runner.metrics import MEMORY_METRICS, MEMORY_PART_METRICS, SPEED_METRICS
 from runner.results.entries import with_unfit
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
 from runner.verdicts.why_comm import communication_sentence
@@ -44,8 +45,6 @@ from runner.verdicts.why_settings import explain_compute_settings
 from runner.vocab import Outcome, precision_name
 
 MIB = 2**20
-TIME_METRICS = frozenset({"step_time_ms", "samples_per_s", "tokens_per_s", "train_time_s", "timed_time_s"})
-MEMORY_METRICS = frozenset({"peak_memory_mb"})
 # The /proc/cpuinfo flags that give a CPU native bf16 arithmetic (dot products), by architecture;
 # avx_ne_convert and amx_tile alone are conversions and tile registers, not bf16 matmuls.
 NATIVE_BF16 = {"x86": ("avx512_bf16", "amx_bf16"), "arm": ("bf16",)}
@@ -58,7 +57,7 @@ _SOURCES = {
     "training_peak": "training memory at the peak of one training step (parameters, gradients, optimizer state and "
     "activations, measured by part; the data set kept in memory is not counted)",
 }
-# metrics.json's memory parts, in the order the Why names them
+# metrics.json's memory parts (runner.metrics' MEMORY_PART_METRICS) but the data, in the order the Why names them
 MEMORY_PARTS = (
     ("memory_parameters_mb", "parameters"),
     ("memory_gradients_mb", "gradients"),
@@ -471,8 +470,7 @@ def explain_memory(
 def _memory_parts(run: dict[str, Any]) -> dict[str, float] | None:
     """The run's measured memory parts in MB (parameters, gradients, optimizer, activations, data), if recorded."""
     metrics = run.get("metrics", {})
-    keys = [key for key, _ in MEMORY_PARTS] + ["memory_data_mb"]
-    values = {key: _number(metrics.get(key)) for key in keys}
+    values = {key: _number(metrics.get(key)) for key in MEMORY_PART_METRICS}
     if any(value is None for value in values.values()):
         return None
     return {key.removeprefix("memory_").removesuffix("_mb"): float(value or 0.0) for key, value in values.items()}
@@ -610,7 +608,7 @@ def explain(
     cause = expectation.get("cause") or ""
     if cause not in ("", "unfit"):
         return None
-    if kind == "ratio" and metric not in TIME_METRICS | MEMORY_METRICS:
+    if kind == "ratio" and metric not in SPEED_METRICS | MEMORY_METRICS:
         return None
     name, base_name = expectation["runs"]
     run, base = runs.get(name), runs.get(base_name)

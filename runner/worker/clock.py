@@ -21,16 +21,12 @@ from typing import Any
 
 import torch
 
+from runner.worker.device import sync
 from runner.worker.kernels import ClockReading, DeviceWork, read_clock
 
 CLOCK_WINDOW_S = 0.5  # wall window; the profiled steps add about as much again
 MAX_WALL_STEPS = 50
 MAX_PROFILED_STEPS = 5  # a transformer issues thousands of ops a step: keep the trace small
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def window_steps(step_time_s: float) -> tuple[int, int]:
@@ -55,21 +51,21 @@ def device_clock(
     wall_steps, profiled_steps = window_steps(step_time_s)
     if barrier is not None:
         barrier()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(wall_steps):
         step()
-    _sync(device)
+    sync(device)
     wall = (time.perf_counter() - start) / wall_steps
     if barrier is not None:
         barrier()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(profiled_steps):
             step()
-        _sync(device)
+        sync(device)
         profiled_wall = (time.perf_counter() - start) / profiled_steps
     works = device_works(prof.events(), device.type)
     if not works:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import socket
 import threading
 import time
@@ -15,6 +14,7 @@ import torch
 
 from runner.jsonio import write_json_atomic
 from runner.vocab import RUNNER_PID_VAR
+from runner.worker.device import peak_memory_mb
 from runner.worker.sharding import whole_parameters
 
 HEARTBEAT_INTERVAL_S = 1.0
@@ -80,13 +80,6 @@ def process_start_time() -> float:
         return time.time() - age
     except (OSError, ValueError, IndexError, AttributeError):
         return time.time()
-
-
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """Peak memory of this process: CUDA allocator peak on a GPU, peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator_peak"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
 
 
 def current_rss_mb() -> float:

@@ -19,22 +19,18 @@ import torch
 import torch.nn.functional as F
 
 from runner.worker.clock import device_clock
+from runner.worker.device import sync
 
 PROBE_BUDGET_S = 4.0  # per phase; the probe adds a few seconds to a run, not minutes
 MATMUL_OPS = ("mm", "addmm", "bmm", "matmul", "linear", "_addmm_activation", "mkldnn_linear")
 CAST_OPS = ("to", "_to_copy", "copy_")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(device: torch.device, action: Callable[[], object]) -> float:
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     action()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -128,7 +124,7 @@ def _op_shares(
         for _ in range(steps):
             forward_backward()
             raw.zero_grad(set_to_none=True)
-        _sync(device)
+        sync(device)
     totals = {"matmul": 0.0, "cast": 0.0, "other": 0.0}
     for event in prof.key_averages():
         name = event.key.removeprefix("aten::")

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runner.contract import SCRIPT_STATE, SCRIPT_TRAINING, MetricsRecord, MetricValue, Observed
 from runner.jsonio import write_json_atomic
 from runner.vocab import LAUNCH_T0_VAR, PLAN_VAR
+from runner.worker.device import peak_memory_mb, sync, watch_compute_dtype
 from runner.worker.report_checks import Seen, contradiction
 
 API_NAME = "runner.track"
@@ -45,7 +46,7 @@ class _Report:
     loss_steps: list[int] = field(default_factory=list)  # the step each loss belongs to
     pending: list[Any] = field(default_factory=list)
     evaluation: dict[str, float] = field(default_factory=dict)
-    observed: dict[str, Any] = field(default_factory=dict)
+    observed: Observed = field(default_factory=Observed.nothing)  # the Accelerator's state, once set up
     params: int | None = None
     device: Any = None  # a torch.device once set up
     cuda_marks: dict[str, Any] = field(default_factory=dict)  # CUDA events at the timed window's edges
@@ -102,7 +103,7 @@ def setup(accelerator: Any, model: Any = None) -> None:
     if model is not None:
         inner = accelerator.unwrap_model(model)
         report.params = sum(p.numel() for p in inner.parameters())
-        _watch_compute_dtype(inner, report.seen_dtype)
+        watch_compute_dtype(inner, report.seen_dtype)
     if report.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(report.device)
     report.begin()
@@ -127,9 +128,7 @@ def step(samples: int, *, loss: Any = None, tokens: int | None = None, steps: in
     cuda = report.device is not None and report.device.type == "cuda"
     crossing = len(report.times) < report.warmup <= len(report.times) + steps
     if cuda and crossing:  # the timed window starts with the device idle, as the built-in worker's does
-        import torch
-
-        torch.cuda.synchronize(report.device)
+        sync(report.device)
         now = time.perf_counter()
     for _ in range(steps - 1):  # steps reported at once (a tracker logging every few steps) end together
         report.times.append(now)
@@ -176,7 +175,7 @@ def finish() -> None:
         observe_accelerate()
     if contradicted():
         return
-    write_json_atomic(report.plan["outputs"]["metrics"], _record(report))
+    write_json_atomic(report.plan["outputs"]["metrics"], _record(report).as_json())
 
 
 def contradicted() -> str:
@@ -204,7 +203,7 @@ def missing() -> str:
             f"(and {API_NAME}.setup(accelerator, model) before training), or pass "
             f"{API_NAME}.AccelRunTracker(samples_per_step=...) to Accelerator(log_with=...)"
         )
-    if not report.observed.get("world_size"):
+    if not report.observed.world_size:
         return (
             f"the script reported steps but no Accelerator: call {API_NAME}.setup(accelerator, model) after "
             "accelerator.prepare (accel-run checks the set-up it really has against the spec)"
@@ -215,26 +214,27 @@ def missing() -> str:
 # --- what is observed ------------------------------------------------------------------------
 
 
-def _observed_state(state: Any, accumulation: Any) -> dict[str, Any]:
-    """The set-up of an Accelerate state (an AcceleratorState), as Observed's fields."""
+def _observed_state(state: Any, accumulation: Any) -> Observed:
+    """The set-up of an Accelerate state (an AcceleratorState): what a script's Observed records first."""
     import accelerate
     import torch
 
     port = os.environ.get("MASTER_PORT", "")
-    return {
-        "world_size": state.num_processes,
-        "distributed_type": str(state.distributed_type).split(".")[-1],
-        "backend": getattr(state, "backend", None),
-        "mixed_precision": str(state.mixed_precision),
-        "launcher_mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION"),
-        "device": state.device.type,
-        "main_process_port": int(port) if port.isdigit() else None,
-        "threads_per_process": [torch.get_num_threads()],
-        "gradient_accumulation_steps": accumulation,
-        "torch": torch.__version__,
-        "accelerate": accelerate.__version__,
-        "python": sys.version.split()[0],
-    }
+    return Observed(
+        world_size=state.num_processes,
+        distributed_type=str(state.distributed_type).split(".")[-1],
+        backend=getattr(state, "backend", None),
+        mixed_precision=str(state.mixed_precision),
+        launcher_mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION"),
+        device=state.device.type,
+        main_process_port=int(port) if port.isdigit() else None,
+        threads_per_process=[torch.get_num_threads()],
+        gradient_accumulation_steps=accumulation,
+        torch=torch.__version__,
+        accelerate=accelerate.__version__,
+        python=sys.version.split()[0],
+        recorded=SCRIPT_STATE,
+    )
 
 
 def observe_accelerate() -> None:
@@ -259,8 +259,8 @@ def _watch_training(report: _Report, model: Any) -> None:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     seen = report.seen
-    seen.accumulation = int(report.observed.get("gradient_accumulation_steps") or 1)
-    seen.world = int(report.observed.get("world_size") or 1)
+    seen.accumulation = int(report.observed.gradient_accumulation_steps or 1)
+    seen.world = int(report.observed.world_size or 1)
     if not report.main:  # only the main process reports, so only its reports are checked
         return
     if not report.watching:
@@ -293,21 +293,6 @@ def _batch_of(args: Any, kwargs: Any) -> int:
         if shape is not None and len(shape) >= 1:
             return int(shape[0])
     return 0
-
-
-def _watch_compute_dtype(model: Any, seen: list[str]) -> None:
-    """Record the dtype the first Linear layer computes in, once (autocast shows here), then unhook."""
-    import torch
-
-    first = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
-    if first is None:
-        return
-
-    def observe(_module: Any, _inputs: Any, output: Any) -> None:
-        seen.append(str(output.dtype))
-        hook.remove()
-
-    hook = first.register_forward_hook(observe)
 
 
 def _cuda_mark(report: _Report, name: str) -> None:
@@ -367,11 +352,11 @@ def _timed(report: _Report) -> tuple[int, float, float]:
     return count - warmup, timed_s, train_s
 
 
-def _record(report: _Report) -> dict[str, Any]:
+def _record(report: _Report) -> MetricsRecord:
     import socket
 
     timed_steps, timed_s, train_s = _timed(report)
-    world = int(report.observed.get("world_size") or 1)
+    world = int(report.observed.world_size or 1)
     samples = sum(report.samples[-timed_steps:]) * world
     tokens = sum(report.tokens[-timed_steps:]) * world
     losses = _loss_values(report)
@@ -380,11 +365,11 @@ def _record(report: _Report) -> dict[str, Any]:
     for start in range(0, len(losses), LOSS_WINDOW):
         window = losses[start : start + LOSS_WINDOW]
         curve.append([report.loss_steps[start + len(window) - 1], round(sum(window) / len(window), 6)])
-    peak, source = _peak_memory_mb(report.device)
+    peak, source = peak_memory_mb(report.device)
     launch_t0 = float(os.environ.get(LAUNCH_T0_VAR, "nan"))
     start_wall = report.start_wall if report.start_wall is not None else time.time()
     final_loss = sum(tail) / len(tail) if tail else None
-    metrics: dict[str, Any] = {
+    metrics: dict[str, MetricValue] = {
         "train_time_s": round(train_s, 6),
         "timed_time_s": round(timed_s, 6),
         "startup_s": round(start_wall - launch_t0, 6) if launch_t0 == launch_t0 else None,
@@ -398,45 +383,34 @@ def _record(report: _Report) -> dict[str, Any]:
         "peak_memory_mb": round(peak, 1),
         "peak_memory_source": source,
         "processes": world,
-        "mixed_precision": report.observed.get("mixed_precision"),
+        "mixed_precision": report.observed.mixed_precision,
         "global_batch_size": round(samples / timed_steps) if timed_steps else None,
         "params": report.params,
     }
     if tokens:
         metrics["tokens_per_s"] = round(tokens / timed_s, 3) if timed_s > 0 else None
-    observed = {
-        **report.observed,
-        "compute_dtype": report.seen_dtype[0] if report.seen_dtype else None,
-        "device_names": [],
-        "diverged": final_loss is not None and final_loss != final_loss,
-    }
-    rank = {
+    observed = replace(
+        report.observed,
+        compute_dtype=report.seen_dtype[0] if report.seen_dtype else None,
+        device_names=[],
+        diverged=final_loss is not None and final_loss != final_loss,
+        recorded=(report.observed.recorded or ()) + SCRIPT_TRAINING,  # a script without setup(): these alone
+    )
+    rank: dict[str, Any] = {
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
-        "device": str(report.device) if report.device is not None else observed.get("device"),
-        "threads": (observed.get("threads_per_process") or [None])[0],
+        "device": str(report.device) if report.device is not None else observed.device,
+        "threads": observed.threads_per_process[0] if observed.threads_per_process else None,
         "peak_memory_mb": round(peak, 1),
         "peak_memory_source": source,
     }
     plan = report.plan
-    return {
-        "format": 1,
-        "run": plan["run"],
-        "repeat": plan["repeat"],
-        "workload": "script",
-        "metrics": metrics,
-        "loss_curve": curve,
-        "observed": observed,
-        "ranks": [rank],  # the main process only: a script's other processes report nothing
-        "attribution": {},
-        "disturbance": {},
-    }
-
-
-def _peak_memory_mb(device: Any) -> tuple[float, str]:
-    """CUDA allocator peak on a GPU; the main process's peak RSS on CPU (runtime and libraries included)."""
-    if device is not None and device.type == "cuda":
-        import torch
-
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator_peak"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
+    return MetricsRecord(
+        run=plan["run"],
+        repeat=plan["repeat"],
+        workload="script",
+        metrics=metrics,
+        loss_curve=curve,
+        observed=observed,
+        ranks=[rank],  # the main process only: a script's other processes report nothing
+    )

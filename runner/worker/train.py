@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from runner.contract import MetricsRecord, MetricValue, Observed
 from runner.jsonio import write_json_atomic
-from runner.plan.worker_plan import Observed, WorkerPlan
+from runner.metrics import MEMORY_PART_METRICS
+from runner.plan.worker_plan import WorkerPlan
 from runner.spec.models import RunConfig, SyntheticTokens
 from runner.spec.workload import workload_of
 from runner.timing import Estimate, Rules, estimate, steps_per_block
@@ -34,6 +36,7 @@ from runner.vocab import LAUNCH_T0_VAR
 from runner.worker import disturbance, sharding
 from runner.worker.build import build_model, build_optimizer, build_schedule
 from runner.worker.data import make_dataset
+from runner.worker.device import sync, watch_compute_dtype
 from runner.worker.failpoint import Failpoint
 from runner.worker.memory import step_peak_of, training_memory
 from runner.worker.observe import Progress, current_rss_mb, process_start_time, rank_facts, start_heartbeat
@@ -43,11 +46,6 @@ EVAL_LOGITS = 1 << 22  # logits per eval batch of token data (16 MB in fp32)
 EXTEND_ROUNDS = 5  # rounds of timing-only blocks after training: each asks for what the estimate still lacks
 EXTEND_TARGET = 0.02  # a launch's interval of its median block rate within +-2%: tight enough to stop extending
 EXTEND_MARGIN = 2  # blocks asked beyond measure.min_blocks, so one stalled block does not leave it short
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class BlockClock:
@@ -84,7 +82,7 @@ class BlockClock:
             if first and self.events and self.events[-1] is not None:
                 self.events.append(None)  # a gap: the next block's device time starts here, not at the last edge
             self.events.append(event)
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter()
 
     def step(self, step: int) -> None:
@@ -124,7 +122,7 @@ class BlockClock:
         """Each block's time on the device's own timeline (CUDA events), where there is one."""
         if self.device.type != "cuda" or not self.events:
             return None
-        torch.cuda.synchronize(self.device)
+        sync(self.device)
         spans = [
             a.elapsed_time(b) / 1000
             for a, b in zip(self.events, self.events[1:], strict=False)
@@ -217,24 +215,11 @@ class Trainer:
         self.inputs, self.labels = self.inputs.to(self.device), self.labels.to(self.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.compute_dtype = self._observe_compute_dtype()
+        self.compute_dtype: list[str] = []  # the dtype the first layer really computes in, seen once
+        watch_compute_dtype(self.accelerator.unwrap_model(self.model), self.compute_dtype)
         self.losses = torch.zeros(self.work.optimizer_steps * self.work.accumulation, device=self.device)
-        _sync(self.device)
+        sync(self.device)
         marks["setup"] = time.time()
-
-    def _observe_compute_dtype(self) -> list[str]:
-        """The dtype the first layer really computes in (autocast or not), seen once by a hook."""
-        seen: list[str] = []
-        first_linear = next(
-            m for m in self.accelerator.unwrap_model(self.model).modules() if isinstance(m, torch.nn.Linear)
-        )
-
-        def observe(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            seen.append(str(output.dtype))
-            hook.remove()  # once is enough; nothing stays on the hot path
-
-        hook = first_linear.register_forward_hook(observe)
-        return seen
 
     def micro_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One micro-batch of the training step (the attribution probe times this same code)."""
@@ -258,7 +243,7 @@ class Trainer:
     def _boundary(self) -> float:
         """A timing boundary: every rank here and the device idle, then the clock."""
         self.accelerator.wait_for_everyone()
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter()
 
     def micro_batches(self, first_epoch: int = 0) -> Iterator[torch.Tensor]:
@@ -301,10 +286,10 @@ class Trainer:
             if self.accelerator.sync_gradients:
                 step += 1
                 if step == 1:  # the first step holds what happens once: compiling, autotuning, allocating
-                    _sync(self.device)
+                    sync(self.device)
                     timing.mark("first_step")
                 if step == warmup:
-                    _sync(self.device)
+                    sync(self.device)
                     timing.mark("warmup")
                     timing.cpu_at_start = disturbance.sample()
                     clock.begin()
@@ -447,7 +432,7 @@ class Trainer:
         timing.mark("probes")
         if not accelerator.is_main_process:
             return
-        metrics = {
+        metrics: dict[str, MetricValue] = {
             "train_time_s": round(timing.train_end - timing.train_start, 6),
             **self._timing_metrics(timing, extra_steps),
             "optimizer_steps": timing.steps,
@@ -461,27 +446,28 @@ class Trainer:
             "params": self.work.params,
         }
         clock = timing.clock
-        record = {
-            "format": 1,
-            "run": self.plan.run,
-            "repeat": self.plan.repeat,
-            "metrics": metrics,
-            "blocks": {
-                "steps": clock.steps,
-                "seconds": [round(s, 7) for s in clock.seconds],
-                "device_seconds": clock.device_seconds(),
-                "extra_from": clock.extra_from,
-                "steps_per_block": clock.per_block,
-            },
-            "phases": _phases(timing),
-            "loss_curve": loss_curve,
-            "observed": self._observed(ranks, final_loss).as_json(),
-            "ranks": ranks,
-            "attribution": probe,
-            "disturbance": self._disturbance(timing, ranks, rank_report["hostname"]),
+        blocks = {
+            "steps": clock.steps,
+            "seconds": [round(s, 7) for s in clock.seconds],
+            "device_seconds": clock.device_seconds(),
+            "extra_from": clock.extra_from,
+            "steps_per_block": clock.per_block,
         }
-        record["phases"]["written_at"] = round(time.time(), 6)
-        write_json_atomic(self.plan.outputs.metrics, record)
+        phases, observed = _phases(timing), self._observed(ranks, final_loss)
+        shares = self._disturbance(timing, ranks, rank_report["hostname"])
+        record = MetricsRecord(
+            run=self.plan.run,
+            repeat=self.plan.repeat,
+            metrics=metrics,
+            blocks=blocks,
+            phases={**phases, "written_at": round(time.time(), 6)},
+            loss_curve=loss_curve,
+            observed=observed,
+            ranks=ranks,
+            attribution=probe,
+            disturbance=shares,
+        )
+        write_json_atomic(self.plan.outputs.metrics, record.as_json())
         self.progress.update(timing.steps, "done", force=True)
 
     def _timing_metrics(self, timing: Timing, extra_steps: int) -> dict[str, Any]:
@@ -620,15 +606,7 @@ def _precision_facts(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-MEMORY_KEYS = (
-    "peak_memory_mb",
-    "peak_memory_source",
-    "memory_parameters_mb",
-    "memory_gradients_mb",
-    "memory_optimizer_mb",
-    "memory_activations_mb",
-    "memory_data_mb",
-)
+MEMORY_KEYS = ("peak_memory_mb", "peak_memory_source", *MEMORY_PART_METRICS)
 
 
 def _memory_of(ranks: list[dict[str, Any]]) -> dict[str, Any]:
