@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
+from runner.engines.kinds import engine_kind, kind_names
 from runner.errors import AccelRunError, Diagnostic, ExitCode, ResultError, Severity, SpecError
 from runner.report.diagnostics import diagnostics_text, github_annotation, plural, use_color
 
@@ -117,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument(
         "--engine",
-        choices=["local", "slurm"],
-        help="run every run on this engine: local (this machine) or slurm (submit to a SLURM cluster); "
-        "the spec's settings for it are kept",
+        choices=kind_names(),
+        help="run every run on this engine: "
+        + " or ".join(f"{name} ({engine_kind(name).summary})" for name in kind_names())
+        + "; the spec's settings for it are kept",
     )
     options.add_argument("--full", action="store_true", help="with --explain: every run's full resolved YAML")
     options.add_argument("--output", metavar="DIR", default="results", help="where results go (default: results/)")

@@ -188,3 +188,15 @@ def steps_per_block(step_s: float, block_s: float, remaining_steps: int) -> int:
     by_time = math.ceil(block_s / step_s) if step_s > 0 else 1
     by_count = math.ceil(remaining_steps / MAX_STORED_BLOCKS) if remaining_steps > 0 else 1
     return max(1, by_time, by_count)
+
+
+def spread(values: Sequence[float]) -> dict[str, float | int]:
+    """median, min, max and a robust spread (MAD) of per-repeat values."""
+    median = statistics.median(values)
+    return {
+        "median": median,
+        "min": min(values),
+        "max": max(values),
+        "mad": statistics.median(abs(v - median) for v in values),
+        "n": len(values),
+    }

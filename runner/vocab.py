@@ -66,6 +66,4 @@ RUNNER_PID_VAR = "ACCEL_RUN_RUNNER_PID"  # workers exit when this process is gon
 LAUNCH_MARK_VAR = "ACCEL_RUN_LAUNCH"  # the launch's folder: every process of a launch inherits it (engines.reap)
 FAILPOINT_VAR = "ACCEL_RUN_FAILPOINT"  # fault injection for accel-run's own tests
 
-# the SLURM client commands the slurm engine runs (all four must be on PATH)
-SLURM_TOOLS = ("sbatch", "squeue", "scontrol", "scancel")
 PLAN_VAR = "ACCEL_RUN_PLAN"  # plan.json of a user script's launch: how runner.track finds where to write

@@ -307,7 +307,14 @@ def test_compare_imports_neither_torch_nor_process_control() -> None:
     code = "import sys, json, runner.report.compare; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = set(json.loads(done.stdout))
-    assert not loaded & {"torch", "accelerate", "psutil", "runner.pipeline", "runner.engines.local"}
+    assert not loaded & {
+        "torch",
+        "accelerate",
+        "psutil",
+        "runner.pipeline",
+        "runner.session.run",
+        "runner.engines.local",
+    }
 
 
 # --- two real results -------------------------------------------------------------------------

@@ -251,20 +251,20 @@ def test_a_precision_the_launch_did_not_apply_fails_the_run_naming_the_field(tmp
     """The compiled config decides the precision; when what ran differs from the spec, the run fails."""
     from runner.engines.base import Interrupts
     from runner.engines.local import execute
-    from runner.pipeline import _prepare_launch, _read_metrics
     from runner.plan.machine import probe_machine
     from runner.results.records import LaunchRecord
+    from runner.session.launch import prepare_launch, read_metrics
     from runner.spec.validate import require_valid
     from runner.vocab import Status
 
     validated = require_valid(str(spec(tmp_path, "precision", "  fp32: {}\n")))
-    plan = _prepare_launch(validated, probe_machine(), tmp_path / "out", "fp32", 1, 1)
+    plan = prepare_launch(validated, probe_machine(), tmp_path / "out", "fp32", 1, 1)
     config = plan.directory / "accelerate_config.yaml"
     config.write_text(config.read_text().replace("mixed_precision: 'no'", "mixed_precision: bf16"))
     outcome = execute(plan, timeout_s=120, interrupts=Interrupts())
     assert outcome.status is Status.OK, outcome.log_tail
     launch = LaunchRecord(1, outcome.status, "fp32")
-    _read_metrics(launch, plan)
+    read_metrics(launch, plan)
     assert launch.status is Status.FAILED
     assert launch.reason == (
         "what ran differs from the spec: launch.mixed_precision is fp32, but Accelerate ran bf16; "

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from runner.report.text import render
-from runner.results.summary import exit_code_of
+from runner.session.summary import exit_code_of
 
 CASE = ROOT / "tests" / "cases" / "gpu-h200-fork"
 

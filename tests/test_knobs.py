@@ -219,22 +219,22 @@ def test_a_compiled_run_on_cpu_is_compiled_and_its_compile_stays_out_of_the_time
 def test_a_run_whose_config_lost_its_compile_fails_declared_equals_observed(tmp_path: Path) -> None:
     from runner.engines.base import Interrupts
     from runner.engines.local import execute
-    from runner.pipeline import _prepare_launch, _read_metrics
     from runner.plan.machine import probe_machine
     from runner.results.records import LaunchRecord
+    from runner.session.launch import prepare_launch, read_metrics
     from runner.vocab import Status
 
     spec = tmp_path / "lost.yaml"
     spec.write_text(
         TINY.replace("cpu_threads_per_process: 1}", "cpu_threads_per_process: 1, compile: {backend: inductor}}")
     )
-    plan = _prepare_launch(require_valid(str(spec)), probe_machine(), tmp_path / "out", "main", 1, 1)
+    plan = prepare_launch(require_valid(str(spec)), probe_machine(), tmp_path / "out", "main", 1, 1)
     config = plan.directory / "accelerate_config.yaml"
     config.write_text(config.read_text().replace("dynamo_backend: INDUCTOR", "dynamo_backend: 'NO'"))
     outcome = execute(plan, timeout_s=120, interrupts=Interrupts())
     assert outcome.status is Status.OK, outcome.log_tail
     launch = LaunchRecord(1, outcome.status, "main")
-    _read_metrics(launch, plan)
+    read_metrics(launch, plan)
     assert launch.status is Status.FAILED
     assert launch.reason == (
         "what ran differs from the spec: launch.compile says the model compiles with inductor, but the prepared "

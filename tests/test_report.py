@@ -21,7 +21,7 @@ from runner.contract import Declared
 from runner.report.plots import THROUGHPUT_PNG, VERDICTS_PNG, figures, model_groups, throughput_bars, verdict_rows
 from runner.report.text import RUN_HEADER, render, repeats_line, run_rows
 from runner.results.records import RunRecord
-from runner.results.summary import build_summary, keep_finished
+from runner.session.summary import build_summary, keep_finished
 from runner.spec.validate import validate_file
 from runner.verdicts.check import check_expectations
 from runner.verdicts.rounds import stopped

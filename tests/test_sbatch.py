@@ -118,7 +118,7 @@ def test_a_cpu_cluster_gets_the_gloo_setup_that_works_locally(tmp_path: Path) ->
 
 def test_the_per_node_flags_follow_the_launcher_and_precede_its_arguments() -> None:
     from runner.contract import Declared
-    from runner.plan.compile import LaunchPlan
+    from runner.plan.launch import LaunchPlan
 
     declared = Declared("cpu", 2, 1, "MULTI_CPU", "no", 1, 1, 2)
     plan = LaunchPlan(

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import TINY_SPEC, run_cli
 from runner.errors import ResultError
-from runner.results.summary import resumable_sets
+from runner.session.summary import resumable_sets
 from runner.spec.resolved import ValidatedSpec
 from runner.spec.validate import validate_text
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from runner.plan.compile import LaunchPlan
+from runner.engines.kinds import engine_kind, kind_names, load
+from runner.plan.launch import LaunchPlan
+from runner.spec.resolved import ResolvedRun
 from runner.vocab import Status
 
 
@@ -51,21 +53,27 @@ class LaunchOutcome:
 
 @dataclass(frozen=True)
 class JobUpdate:
-    """A cluster job changed state: SUBMITTED, ATTACHED, then SLURM's own (PENDING with a reason, RUNNING)."""
+    """A cluster job changed state: SUBMITTED, ATTACHED, then the scheduler's own (PENDING with a reason, RUNNING)."""
 
     job_id: str
     state: str
     reason: str = ""
     nodes: str = ""
-    note: str = ""  # a sentence to show instead (what a wait on SLURM waits for, a Ctrl-C being handled)
+    note: str = ""  # a sentence to show instead (what a wait on the scheduler waits for, a Ctrl-C being handled)
+    scheduler: str = "cluster"  # whose job it is, as the user knows it ("SLURM")
+
+    @property
+    def job(self) -> str:
+        """The job as the user knows it: "SLURM job 42"."""
+        return f"{self.scheduler} job {self.job_id}"
 
     def text(self) -> str:
         """One line for the terminal."""
         if self.note:
-            return f"SLURM job {self.job_id}: {self.note}"
+            return f"{self.job}: {self.note}"
         reason = f" ({self.reason})" if self.reason else ""
         nodes = f" on {self.nodes}" if self.nodes and self.state in ("RUNNING", "COMPLETING") else ""
-        return f"SLURM job {self.job_id}: {self.state.lower()}{reason}{nodes}"
+        return f"{self.job}: {self.state.lower()}{reason}{nodes}"
 
 
 class Engine(Protocol):
@@ -93,3 +101,25 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release what the engine holds for the session (the local engine's fork server)."""
         ...
+
+
+EngineStart = Callable[[list[ResolvedRun]], Engine]  # a kind's `runner`: its engine, for the session's runs of it
+
+
+def start_engines(runs: list[ResolvedRun]) -> dict[str, Engine]:
+    """One engine per registered kind (runner.engines.kinds), each started for the given runs of its kind."""
+    engines: dict[str, Engine] = {}
+    try:
+        for kind in kind_names():
+            start = cast(EngineStart, load(engine_kind(kind).runner))
+            engines[kind] = start([run for run in runs if run.config.engine.kind == kind])
+    except BaseException:
+        close_engines(engines)
+        raise
+    return engines
+
+
+def close_engines(engines: dict[str, Engine]) -> None:
+    """Release what every engine holds (the local engine's fork server)."""
+    for engine in engines.values():
+        engine.close()

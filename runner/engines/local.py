@@ -25,7 +25,9 @@ from runner.engines.logs import error_line, first_error
 from runner.engines.reap import AfterWork, LaunchProcesses
 from runner.engines.warm import ForkedLaunch, ForkServer, ForkServerError, startup_differences
 from runner.jsonio import read_json
-from runner.plan.compile import LaunchPlan
+from runner.plan.compile import launcher_of, server_env
+from runner.plan.launch import LaunchPlan
+from runner.spec.resolved import ResolvedRun
 from runner.vocab import (
     DONE_PREFIX,
     HEARTBEAT_PREFIX,
@@ -124,6 +126,14 @@ class LocalEngine:
         """Stop the fork server, if one was started."""
         if self.server is not None:
             self.server.close()
+
+
+def start(runs: list[ResolvedRun]) -> LocalEngine:
+    """The session's local engine; the fork server starts now when a run will use it, its imports beside ours."""
+    forked = any(launcher_of(run) == "fork" for run in runs)
+    engine = LocalEngine(server_env(os.environ) if forked else None)
+    engine.warm_up()
+    return engine
 
 
 # Long on purpose: the watch loop's exits (launcher done, time limit, Ctrl-C, dead rank) and the

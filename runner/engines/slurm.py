@@ -29,10 +29,11 @@ from runner.engines.base import Interrupts, JobUpdate, LaunchOutcome
 from runner.engines.local import failure_excerpt, report_progress
 from runner.engines.logcap import cap_file
 from runner.engines.logs import error_line
-from runner.plan.compile import LaunchPlan
-from runner.plan.sbatch import SBATCH_FILE
+from runner.plan.launch import LaunchPlan
+from runner.plan.sbatch import SBATCH_FILE, SLURM_TOOLS
 from runner.results.layout import work_finished
-from runner.vocab import METRICS_FILE, SLURM_TOOLS, STDERR_LOG, STDOUT_LOG, Status
+from runner.spec.resolved import ResolvedRun
+from runner.vocab import METRICS_FILE, STDERR_LOG, STDOUT_LOG, Status
 
 POLL_S = 1.0  # squeue once a second: cheap for the controller, prompt enough for a person
 COMMAND_TIMEOUT_S = 60.0  # a SLURM client that hangs this long means the controller is unreachable
@@ -223,6 +224,16 @@ def cancel(job_id: str, *, wait_s: float = CANCEL_WAIT_S) -> str:
     return f"it is still {state.state if state else 'queued'} after {wait_s:g} s, held{held}"
 
 
+def _job_update(job_id: str, state: str, reason: str = "", nodes: str = "", *, note: str = "") -> JobUpdate:
+    """A change of a SLURM job's state, for the session."""
+    return JobUpdate(job_id, state, reason, nodes, note=note, scheduler="SLURM")
+
+
+def start(runs: list[ResolvedRun]) -> SlurmEngine:
+    """The session's SLURM engine (nothing to start: each job is submitted on its own)."""
+    return SlurmEngine()
+
+
 class SlurmEngine:
     """Runs each launch as a SLURM job and watches it until it ends."""
 
@@ -261,10 +272,10 @@ class SlurmEngine:
             return interrupts.count > 0
 
         try:
-            _tell(on_job, JobUpdate(job_id, how, ""))  # recorded at once; a failure to record cancels the job
+            _tell(on_job, _job_update(job_id, how, ""))  # recorded at once; a failure to record cancels the job
             while True:
                 if interrupts.count:
-                    _tell(on_job, JobUpdate(job_id, "CANCELLING", note=_CANCELLING))
+                    _tell(on_job, _job_update(job_id, "CANCELLING", note=_CANCELLING))
                     left = cancel(job_id)
                     reason = f"interrupted by Ctrl-C; job {job_id} was cancelled" + (f" ({left})" if left else "")
                     return self._stopped(plan, job_id, Status.INTERRUPTED, reason, started, running_since)
@@ -278,19 +289,19 @@ class SlurmEngine:
                     if silent_since is None:
                         silent_since = now
                         note = f"squeue does not answer ({exc}); the job runs on: retrying for up to {LOST_AFTER_S:g} s"
-                        _tell(on_job, JobUpdate(job_id, "UNANSWERED", note=note))
+                        _tell(on_job, _job_update(job_id, "UNANSWERED", note=note))
                     if now - silent_since > LOST_AFTER_S:
                         raise
                     time.sleep(POLL_S)
                     continue
                 if silent_since is not None:
                     silent_since = None
-                    _tell(on_job, JobUpdate(job_id, "ANSWERED", note="squeue answers again"))
+                    _tell(on_job, _job_update(job_id, "ANSWERED", note="squeue answers again"))
                 if state is None or state.ended:
                     break
                 if (state.state, state.reason) != last:
                     last = (state.state, state.reason)
-                    _tell(on_job, JobUpdate(job_id, state.state, state.reason, state.nodes))
+                    _tell(on_job, _job_update(job_id, state.state, state.reason, state.nodes))
                 now = time.monotonic()
                 if state.state == "RUNNING":
                     running_since = running_since or now
@@ -305,7 +316,7 @@ class SlurmEngine:
                         return self._unreleased(plan, job_id, state, waited, finished, started, running_since)
                     if waited > NOTICE_S and not told_wait:
                         told_wait = True
-                        _tell(on_job, JobUpdate(job_id, state.state, note=_holding(state, waited, bound, finished)))
+                        _tell(on_job, _job_update(job_id, state.state, note=_holding(state, waited, bound, finished)))
                 if timeout_s is not None and running_since is not None and now - running_since > timeout_s:
                     left = cancel(job_id)
                     reason = (

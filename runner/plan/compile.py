@@ -1,6 +1,6 @@
 """Stage 4, compile: a resolved run becomes an Accelerate config, a worker plan and an argv + environment.
 
-Pure: no files are written and no process is started here (execute.py and pipeline.py do that),
+Pure: no files are written and no process is started here (runner.session and engines/ do that),
 so `--dry-run` and golden tests get exactly what a real launch would use.
 
 Two traps are compiled away:
@@ -16,17 +16,19 @@ Two traps are compiled away:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import runner
 from runner.contract import Declared
+from runner.plan.engine_plan import planning_of
+from runner.plan.launch import LaunchPlan
 from runner.plan.machine import Machine
 from runner.plan.quoting import join_line, quote_line
 from runner.plan.strategies import strategy_of
 from runner.plan.worker_plan import Outputs, WorkerPlan
-from runner.spec.models import RunConfig, ScriptRunConfig, SlurmEngineSection, TransformerModel
+from runner.spec.models import RunConfig, ScriptRunConfig, TransformerModel
 from runner.spec.resolved import ResolvedRun
 from runner.vocab import (
     COMMAND_FILE,
@@ -64,54 +66,28 @@ _CONFIG_NOTES = {
 }
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
-    """Everything one launch needs: argv, environment, the files to write first."""
-
-    run: str
-    repeat: int
-    directory: Path
-    argv: tuple[str, ...]
-    env: dict[str, str]  # the full environment of the launcher process
-    env_set: dict[str, str]  # what accel-run set or changed, for command.txt
-    env_dropped: tuple[str, ...]  # inherited ACCELERATE_* variables left out (hermetic runs)
-    port: int
-    declared: Declared
-    files: dict[str, str] = field(default_factory=dict)  # file name -> text
-    launch_args: tuple[str, ...] = ()  # what follows `accelerate launch` in argv
-    launcher: str = "accelerate"  # "fork": the session's fork server runs these launch_args (launch.launcher)
-
-    @property
-    def command_line(self) -> str:
-        """The command as a shell would take it, on one line (for display; it is never run through a shell)."""
-        return join_line(self.argv)
-
-
 def resolve_device(run: ResolvedRun, machine: Machine) -> str:
-    """'cpu' or 'cuda' for a run: `auto` takes CUDA when the machine has it (on SLURM: when the job asks for GPUs)."""
+    """'cpu' or 'cuda' for a run: `auto` is the engine's to decide (CUDA when the machines it runs on have it)."""
     device = run.config.launch.device
-    engine = run.config.engine
-    if device == "auto" and isinstance(engine, SlurmEngineSection):
-        return "cuda" if engine.gpus_per_node else "cpu"
-    if device == "auto":
-        return "cuda" if machine.has_cuda else "cpu"
-    return device
+    return planning_of(run).auto_device(run, machine) if device == "auto" else device
+
+
+def machines_of(run: ResolvedRun) -> int:
+    """Machines one launch of `run` spans (its engine's answer: 1 for this machine)."""
+    return planning_of(run).machines(run)
 
 
 def local_processes(run: ResolvedRun) -> int:
     """Processes each machine starts (launch.processes counts all machines)."""
-    return max(1, run.config.launch.processes // run.machines)
+    return max(1, run.config.launch.processes // machines_of(run))
 
 
 def threads_per_process(run: ResolvedRun, machine: Machine) -> int:
-    """Torch threads per process: the spec's number, else the cores of a machine (or SLURM node) shared evenly."""
-    launch, engine = run.config.launch, run.config.engine
+    """Torch threads per process: the spec's number, else the cores of a machine (or cluster node) shared evenly."""
+    launch = run.config.launch
     if launch.cpu_threads_per_process is not None:
         return launch.cpu_threads_per_process
-    if isinstance(engine, SlurmEngineSection):
-        # the nodes are not this machine: only what the job asks for is known (engine.cpus_per_node)
-        return max(1, (engine.cpus_per_node or local_processes(run)) // local_processes(run))
-    return max(1, machine.cpu_count // local_processes(run))
+    return planning_of(run).threads(run, machine, local_processes(run))
 
 
 def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
@@ -127,7 +103,7 @@ def declared_of(run: ResolvedRun, machine: Machine) -> Declared:
         mixed_precision=launch.mixed_precision,
         threads_per_process=threads_per_process(run, machine),
         gradient_accumulation_steps=declared_accumulation(run),
-        machines=run.machines,
+        machines=machines_of(run),
         compile_backend=compile_backend(run),
         tf32=launch.tf32,
         optimizer_implementation=declared_optimizer(run),
@@ -190,7 +166,7 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "NO",  # the strategy's (runner.plan.strategies), set below
         "num_processes": launch.processes,
-        "num_machines": run.machines,
+        "num_machines": machines_of(run),
         "machine_rank": 0,
         "main_process_port": port,
         "rdzv_backend": "static",
@@ -213,11 +189,7 @@ def accelerate_config(run: ResolvedRun, declared: Declared, port: int) -> dict[s
             "dynamo_use_dynamic": compiled.dynamic,
             "dynamo_use_regional_compilation": False,
         }
-    if isinstance(run.config.engine, SlurmEngineSection):
-        # each node's rank, the head node's address and the port come from the allocation: the batch
-        # script passes them on the command line (--machine_rank, --main_process_ip, --main_process_port)
-        del config["machine_rank"], config["main_process_port"]
-    return config
+    return planning_of(run).accelerate_config(run, config)
 
 
 def accelerate_config_text(run: ResolvedRun, declared: Declared, port: int) -> str:
@@ -236,15 +208,17 @@ def accelerate_config_text(run: ResolvedRun, declared: Declared, port: int) -> s
 
 
 def launcher_of(run: ResolvedRun) -> str:
-    """How a launch starts: launch.launcher, else fork here and `accelerate launch` in a SLURM job.
+    """How a launch starts: what its engine always uses (a SLURM job: `accelerate launch`), else launch.launcher,
+    else fork.
 
     A user's script with several processes gets `accelerate launch` unless it asks for fork: it
     tears its process group down itself (freeing its model, or at exit), and a gloo teardown can wait
     for a peer process to exit, which a forked rank does only once every rank has returned (torch
     elastic's protocol); the built-in worker never tears its group down.
     """
-    if isinstance(run.config.engine, SlurmEngineSection):
-        return "accelerate"
+    forced = planning_of(run).launcher(run)
+    if forced is not None:
+        return forced
     if run.config.launch.launcher is not None:
         return run.config.launch.launcher
     return "accelerate" if isinstance(run.config, ScriptRunConfig) and local_processes(run) > 1 else "fork"

@@ -17,14 +17,20 @@ never end an `#SBATCH` line or inject shell syntax. engine.setup's lines are she
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from typing import Any
 
-from runner.plan.compile import LaunchPlan
+from runner.plan.engine_plan import DryRunText
+from runner.plan.launch import LaunchPlan
+from runner.plan.machine import Machine
 from runner.plan.quoting import join_line, quote_line
 from runner.spec.models import SlurmEngineSection
+from runner.spec.resolved import ResolvedRun
 from runner.vocab import COMMAND_FILE, LAUNCH_T0_VAR, STDERR_LOG, STDOUT_LOG
 
 SBATCH_FILE = "job.sbatch"
+SLURM_TOOLS = ("sbatch", "squeue", "scontrol", "scancel")  # the client commands the engine runs: all on PATH
 HEAD_ADDR_VAR = "ACCEL_RUN_HEAD_ADDR"
 PORT_VAR = "ACCEL_RUN_PORT"
 PORT_BASE, PORT_SPAN = 20000, 20000  # ports 20000-39999: above the usual services, below the ephemeral range
@@ -129,3 +135,91 @@ def compile_for_slurm(
     )
     files = {**plan.files, SBATCH_FILE: script, COMMAND_FILE: command + "\n"}
     return replace(plan, port=pinned_port or 0, files=files)
+
+
+def section(run: ResolvedRun) -> SlurmEngineSection:
+    """The engine section of a run of kind slurm."""
+    engine = run.config.engine
+    if not isinstance(engine, SlurmEngineSection):  # registered for kind slurm: never another section
+        raise TypeError(f"run '{run.name}' does not use engine slurm")
+    return engine
+
+
+class SlurmPlanning:
+    """Planning for launches submitted as SLURM batch jobs: the nodes are not this machine."""
+
+    def machines(self, run: ResolvedRun) -> int:
+        """engine.nodes."""
+        return section(run).nodes
+
+    def auto_device(self, run: ResolvedRun, machine: Machine) -> str:
+        """CUDA when the job asks for GPUs."""
+        return "cuda" if section(run).gpus_per_node else "cpu"
+
+    def threads(self, run: ResolvedRun, machine: Machine, local_processes: int) -> int:
+        """The CPUs the job asks for per node, shared evenly (only what the job asks for is known)."""
+        return max(1, (section(run).cpus_per_node or local_processes) // local_processes)
+
+    def accelerate_config(self, run: ResolvedRun, config: dict[str, Any]) -> dict[str, Any]:
+        """Without the keys the allocation decides.
+
+        Each node's rank, the head node's address and the port come from the allocation: the batch
+        script passes them on the command line (--machine_rank, --main_process_ip, --main_process_port).
+        """
+        return {key: value for key, value in config.items() if key not in ("machine_rank", "main_process_port")}
+
+    def launcher(self, run: ResolvedRun) -> str | None:
+        """`accelerate launch` on every node: there is no fork server in a job."""
+        return "accelerate"
+
+    def shortfall(self, run: ResolvedRun, machine: Machine) -> str:
+        """Never: SLURM and the job check what the nodes have."""
+        return ""
+
+    def cpu_where(self, run: ResolvedRun) -> str:
+        """The job's nodes, which use the CPU when the job asks for no GPUs."""
+        return "on its SLURM nodes (engine.gpus_per_node is not set)"
+
+    def preflight(self, runs: list[ResolvedRun], machine: Machine) -> list[str]:
+        """The SLURM client commands must be here."""
+        missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
+        if not runs or not missing:
+            return []
+        names = ", ".join(f"'{run.name}'" for run in runs)
+        return [
+            f"run(s) {names} use engine slurm, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not on PATH here (run accel-run on the cluster's login node, or --engine local to run here)"
+        ]
+
+    def preflight_run(self, run: ResolvedRun, machine: Machine) -> tuple[list[str], list[str]]:
+        """Nothing: the nodes are not this machine."""
+        return [], []
+
+    def port(self) -> int:
+        """0: derived from the job id inside the job."""
+        return 0
+
+    def finish(self, plan: LaunchPlan, run: ResolvedRun, *, spec_name: str) -> LaunchPlan:
+        """The launch as a batch job (compile_for_slurm)."""
+        return compile_for_slurm(
+            plan, section(run), spec_name=spec_name, pinned_port=run.config.launch.main_process_port
+        )
+
+    def port_taken(self, run: ResolvedRun) -> str:
+        """Never known here: the port is taken, or not, on the head node."""
+        return ""
+
+    def describe(self, plan: LaunchPlan, run: ResolvedRun) -> DryRunText:
+        """The batch script and the command each node starts."""
+        script = str(plan.directory / SBATCH_FILE)
+        return DryRunText(
+            f" on {plan.declared.machines} SLURM node(s)",
+            (
+                f"# each node starts: {join_line(plan.argv)} (with its machine rank; see the script)",
+                join_line(["sbatch", "--parsable", script]),
+            ),
+            script,
+        )
+
+
+PLANNING = SlurmPlanning()

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from runner.contract import Declared, MetricValue, Observed
 from runner.errors import ResultError
 from runner.metrics import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
-from runner.timing import Rules, block_problem
-from runner.verdicts.stats import spread
+from runner.timing import Rules, block_problem, spread
 from runner.vocab import Status
 
 if TYPE_CHECKING:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.engines.kinds import DEFAULT_KIND
 from runner.spec.load import Document
-
-ENGINE_KINDS = ("local", "slurm")
 
 
 def engine_sets(document: Document, kind: str) -> list[str]:
     """The --set options that make every run of `document` use the engine `kind`."""
     data = document.data
     top = data.get("engine")
-    top_kind = top.get("kind", "local") if isinstance(top, dict) else "local"
+    top_kind = top.get("kind", DEFAULT_KIND) if isinstance(top, dict) else DEFAULT_KIND
     sets = [] if top_kind == kind else [f"engine={{kind: {kind}}}"]
     runs: Any = data.get("runs")
     for name, run in runs.items() if isinstance(runs, dict) else ():

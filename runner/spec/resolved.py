@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from runner.errors import Diagnostic, KeyPath, UsageError
 from runner.spec.diagnose import did_you_mean
 from runner.spec.merge import source_of
-from runner.spec.models import ExperimentSpec, RunConfig, ScriptRunConfig, SlurmEngineSection
+from runner.spec.models import ExperimentSpec, RunConfig, ScriptRunConfig
 from runner.spec.workload import Workload
 
 if TYPE_CHECKING:
@@ -41,12 +41,6 @@ class ResolvedRun:
     def source(self, rel: KeyPath) -> KeyPath:
         """The document path where the value at `rel` (a path inside the run) was written."""
         return source_of(self.sources, rel)
-
-    @property
-    def machines(self) -> int:
-        """Machines one launch spans: the SLURM engine's nodes; the local engine runs on this one."""
-        engine = self.config.engine
-        return engine.nodes if isinstance(engine, SlurmEngineSection) else 1
 
     def overridden(self, rel: KeyPath) -> bool:
         """Whether this run's own overrides wrote the value at `rel` (not the top level, not a default)."""

@@ -54,8 +54,6 @@ SECTION_TITLES = {
     "SGDOptimizer": "optimizer (kind: sgd)",
     "LaunchSection": "launch",
     "MeasureSection": "measure",
-    "LocalEngineSection": "engine (kind: local)",
-    "SlurmEngineSection": "engine (kind: slurm)",
     "ScriptSection": "script",
     "RunOverride": "run",
     "MatrixSection": "matrix",

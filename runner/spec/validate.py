@@ -17,7 +17,7 @@ from runner.errors import Diagnostic, Severity, SpecError, sorted_unique
 from runner.spec import advice
 from runner.spec.expectations import expand_expectations
 from runner.spec.load import Document, parse_spec, read_spec_text
-from runner.spec.models import ExperimentSpec, RunConfig, ScriptRunConfig, SlurmEngineSection
+from runner.spec.models import ExperimentSpec, RunConfig, ScriptRunConfig
 from runner.spec.resolved import ResolvedRun, ValidatedSpec
 from runner.spec.rules import document as document_rules
 from runner.spec.rules import engine, expect, launch, names, sizes
@@ -115,8 +115,7 @@ def _check_semantics(checker: Checker, spec: ExperimentSpec, runs: dict[str, Res
         if isinstance(run.config, ScriptRunConfig):  # its sizes are the script's: only the launch is checked
             launch.check_launch(checker, run)
             launch.check_script_batch(checker, run, run.config)
-            if isinstance(run.config.engine, SlurmEngineSection):
-                engine.check_slurm(checker, run, run.config.engine)
+            engine.check_engine(checker, run)
         else:
             _check_run(checker, run)
     names.check_run_names(checker, list(runs))
@@ -143,5 +142,4 @@ def _check_run(checker: Checker, run: ResolvedRun) -> None:
         return
     sizes.check_steps(checker, run)
     launch.check_launch(checker, run)
-    if isinstance(run.config.engine, SlurmEngineSection):
-        engine.check_slurm(checker, run, run.config.engine)
+    engine.check_engine(checker, run)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.timing import CONFIDENCE, median_bounds
+from runner.timing import spread as spread  # re-exported: results.records summarises with it too
 from runner.vocab import Outcome
 
 # Under this many repeats a timing has no measured spread: its interval is widened by
@@ -113,15 +114,3 @@ def repeats_to_settle(values: Sequence[float], bound: float, noise_floor: float)
 def paired_ratios(values: Sequence[float], baseline: Sequence[float]) -> list[float]:
     """Repeat k of a run over repeat k of its baseline (launched next to each other): drift cancels."""
     return [a / b for a, b in zip(values, baseline, strict=False) if b]
-
-
-def spread(values: Sequence[float]) -> dict[str, float | int]:
-    """median, min, max and a robust spread (MAD) of per-repeat values."""
-    median = statistics.median(values)
-    return {
-        "median": median,
-        "min": min(values),
-        "max": max(values),
-        "mad": statistics.median(abs(v - median) for v in values),
-        "n": len(values),
-    }

@@ -17,7 +17,8 @@ from runner.errors import ResultError
 from runner.jsonio import read_json, write_bytes_atomic
 from runner.results.layout import launch_dir, sha256_text
 from runner.results.records import LaunchRecord, RunRecord
-from runner.results.summary import build_summary, now, save_summary
+from runner.results.summary import now, save_summary
+from runner.session.summary import build_summary
 from runner.spec.resolved import ValidatedSpec
 from runner.spec.validate import validate_file
 from runner.verdicts.check import check_expectations
