@@ -15,6 +15,9 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 
 from conftest import run_cli, run_in_terminal
+from runner.results.records import RunRecord
+from runner.spec.validate import require_valid
+from runner.verdicts.check import timing_judged_runs
 
 pytestmark = pytest.mark.slow
 
@@ -253,3 +256,41 @@ def test_progress_bars_in_a_terminal(tmp_path: Path) -> None:
     assert "runs: 100%" in screen and "1/1" in screen  # the bar over launches, finished
     assert "/2560 [" in screen  # the per-run bar of optimizer steps (40 epochs x 64)
     assert "[1/1] main: ok in" in screen
+
+
+TIMED_AND_NOT = """\
+name: judged
+model: {kind: mlp, input_dim: 16, hidden: [32], classes: 4}
+data: {kind: synthetic-classification, samples: 2048, features: 16, classes: 4}
+train: {max_steps: 600, batch_size: 16, eval_samples: 64}
+launch: {device: cpu, cpu_threads_per_process: 1}
+measure: {repeats: 1, warmup_steps: 2, max_disturbance: 1.0}
+runs:
+  a: {}
+  b: {train: {batch_size: 32}}
+  c: {train: {batch_size: 8}}
+  d: {launch: {processes: 2}}
+expect:
+  - {kind: speedup, run: b, baseline: a, at_least: 0.1}
+  - {kind: close, run: c, baseline: a, metric: final_loss, rel_tol: 10}
+  - {kind: speedup, run: d, baseline: a, at_least: 0.1}
+"""
+
+
+def test_timing_only_steps_serve_only_runs_whose_timing_a_checked_expectation_reads(tmp_path: Path) -> None:
+    """'c' is only compared on its loss, and 'd' is left out by --only: neither needs a tight interval, so their
+    launches are told so (plan.json) and add no timing-only steps beyond what measure.min_blocks asks for."""
+    spec = tmp_path / "judged.yaml"
+    spec.write_text(TIMED_AND_NOT)
+    validated = require_valid(str(spec))
+    records = {name: RunRecord(name, "", 1, None, 0.0, selected=name != "d") for name in validated.runs}
+    assert timing_judged_runs(validated.spec, records) == {"a", "b"}
+    done = run_cli(str(spec), "--only", "a,b,c", "--output", str(tmp_path / "out"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "out" / "judged").iterdir()
+    plans = {name: json.loads((folder / name / "plan.json").read_text()) for name in ("a", "b", "c")}
+    assert {name: plan["timing_judged"] for name, plan in plans.items()} == {"a": True, "b": True, "c": False}
+    summary = json.loads((folder / "summary.json").read_text())
+    c = summary["runs"]["c"]["metrics"]
+    # 600 declared steps give c at least measure.min_blocks blocks of 20 ms: nothing to add for it
+    assert c["timed_blocks"] >= 10 and c["extra_steps"] == 0

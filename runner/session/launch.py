@@ -22,6 +22,7 @@ from runner.results.nofollow import make_folders
 from runner.results.records import LaunchRecord, RunRecord
 from runner.session.state import Session
 from runner.spec.resolved import ValidatedSpec
+from runner.verdicts.check import timing_judged_runs
 from runner.verdicts.conformance import mismatches
 from runner.vocab import DONE_PREFIX, METRICS_FILE, STDERR_LOG, Status
 
@@ -35,10 +36,12 @@ def prepare_launch(
     repeats: int,
     *,
     attaching: bool = False,
+    timing_judged: bool = True,
 ) -> LaunchPlan:
     """Compile one launch and write its files (config, plan, command): everything but starting it.
 
     `attaching` to a job still running from an earlier session: its folder is left as it is.
+    `timing_judged`: whether a checked expectation reads the run's timing (see timing_judged_runs).
     """
     run = validated.runs[name]
     planning = planning_of(run)
@@ -52,6 +55,7 @@ def prepare_launch(
         repeat=repeat,
         repeats=repeats,
         base_env=dict(os.environ),
+        timing_judged=timing_judged,
     )
     plan = planning.finish(plan, run, spec_name=validated.spec.name)
     if attaching:
@@ -79,6 +83,7 @@ def launch_one(session: Session, name: str, repeat: int, interrupts: Interrupts,
         repeat,
         record.repeats,
         attaching=job_id is not None,
+        timing_judged=name in timing_judged_runs(session.validated.spec, session.records),
     )
     label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
     if record.auto and record.repeats > 1:

@@ -164,6 +164,17 @@ def check_one(expectation: AnyExpectation, runs: dict[str, RunRecord]) -> Verdic
     )
 
 
+def timing_judged_runs(spec: ExperimentSpec, runs: dict[str, RunRecord]) -> frozenset[str]:
+    """The runs whose timing an expectation that will be checked reads: one on a timing metric whose
+    runs all take part (not left out by --only, not skipped for want of GPUs)."""
+    judged: set[str] = set()
+    for expectation in spec.expect:
+        names = run_names(expectation)
+        if metric_of(expectation) in TIMING_METRICS and all(n in runs and runs[n].selected for n in names):
+            judged.update(names)
+    return frozenset(judged)
+
+
 def metric_of(expectation: AnyExpectation) -> str:
     """The metric an expectation judges (a speedup judges samples/s)."""
     return "samples_per_s" if isinstance(expectation, SpeedupExpectation) else str(expectation.metric)
