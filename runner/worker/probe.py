@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from runner.worker.clock import device_clock
 from runner.worker.device import sync
 
-PROBE_BUDGET_S = 4.0  # per phase; the probe adds a few seconds to a run, not minutes
+PROBE_BUDGET_S = 2.0  # per phase; the probe adds a few seconds to a run's first launch, not minutes
 MATMUL_OPS = ("mm", "addmm", "bmm", "matmul", "linear", "_addmm_activation", "mkldnn_linear")
 CAST_OPS = ("to", "_to_copy", "copy_")
 
@@ -46,13 +46,22 @@ def attribution(
     accumulation: int,
     step_time_s: float,
     whole_step: Callable[[], None] | None = None,
+    full: bool = True,
 ) -> dict[str, Any]:
     """Median seconds per phase, the split of compute by op class, and how many probes were taken.
 
     `whole_step` runs one optimizer step through the training loop's own code; its median time
-    (step_s) is what an undisturbed step costs, to hold the timed window's step against.
+    (step_s) is what an undisturbed step costs, to hold the timed window's step against. Not `full`
+    (a run's later launches: the Why takes the split from its first), only those whole steps are timed.
     """
     device, world = accelerator.device, accelerator.num_processes
+    if not full and whole_step is not None:
+        step_times = []
+        for _ in range(max(2, min(20, int(PROBE_BUDGET_S / max(step_time_s, 1e-4))))):
+            if world > 1:
+                accelerator.wait_for_everyone()
+            step_times.append(_timed(device, whole_step))
+        return {"probes": len(step_times), "step_s": statistics.median(step_times)}
     micro_estimate = max(step_time_s / max(1, accumulation), 1e-4)
     probes = max(2, min(20, int(PROBE_BUDGET_S / micro_estimate)))
     generator = torch.Generator().manual_seed(12345 + accelerator.process_index)

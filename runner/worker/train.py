@@ -395,6 +395,7 @@ class Trainer:
                 accumulation=self.work.accumulation,
                 step_time_s=float(step_time.item()),
                 whole_step=self.whole_step,
+                full=self.plan.repeat == 1,  # the Why's split comes from a run's first launch
             )
         # Training memory by part, one step measured alike on CPU and GPU (runner.worker.memory); the process's
         # own figure stays beside it: peak RSS on CPU (runtime included), the allocator's peak over training on a GPU.
