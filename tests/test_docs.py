@@ -90,7 +90,7 @@ def test_the_checker_finds_a_missing_file_a_missing_anchor_and_ignores_code() ->
 def test_the_readme_is_in_the_learners_order_and_links_every_docs_page() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     sections = re.findall(r"^## (.+)$", prose(readme), re.MULTILINE)
-    assert sections == ["Set up", "From your log to a spec", "Run", "Reading a report", "More"]
+    assert sections == ["Set up", "From your log to a spec", "Run", "Reading a report", "How it works", "More"]
     first_block = _FENCE.search(readme)
     assert first_block is not None
     assert [line.split()[:2] for line in first_block.group(0).splitlines()[1:3]] == [["make", "run"], ["make", "test"]]
