@@ -338,7 +338,9 @@ def test_one_ctrl_c_ends_a_session_a_lost_node_holds_and_resume_collects_the_met
     proc = _accel_run(str(_write(tmp_path, LONG)), "--output", str(tmp_path / "out"), "--only", "two-nodes")
     try:
         job = _lose_n2_once_both_ranks_run(tmp_path / "out")
-        _wait_for_job(tmp_path / "out", "two-nodes", state="COMPLETING")
+        # COMPLETING comes once the job's 600 steps are done: on 2 loaded cores that took over the default
+        # 120 s once (a helper's run), so this wait is bounded by the work, not by a guess at its speed
+        _wait_for_job(tmp_path / "out", "two-nodes", state="COMPLETING", timeout=400)
         pressed = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
