@@ -44,10 +44,9 @@ def preflight(runs: Iterable[ResolvedRun], machine: Machine) -> tuple[list[str],
         problems += planning_of(same_kind[0]).preflight(same_kind, machine)
     for run in runs:
         planning = planning_of(run)
-        refusal = strategy_of(run.config.launch).refusal(resolve_device(run, machine))
+        refusal = strategy_of(run.config.launch).refusal(resolve_device(run, machine), planning.cpu_where(run))
         if refusal:
-            where = planning.cpu_where(run)
-            problems.append(f"run '{run.name}': launch.fsdp is set but the run would use the CPU {where}; {refusal}")
+            problems.append(f"run '{run.name}': {refusal}")
             continue
         refused, warned = planning.preflight_run(run, machine)
         problems += refused

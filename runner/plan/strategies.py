@@ -38,8 +38,8 @@ class Strategy(Protocol):
         """Keys of the Accelerate config this strategy sets (over the plain config's)."""
         ...
 
-    def refusal(self, device: str) -> str:
-        """Why it cannot run on `device` ('' when it can)."""
+    def refusal(self, device: str, where: str) -> str:
+        """Why it cannot run on `device` ('' when it can); `where` says where that device is ("on this machine")."""
         ...
 
     def collectives(self, sharding: str | None, world: int, gradient_bytes: float) -> list[Collective]:
@@ -70,7 +70,7 @@ class DataParallel:
         # environment (see command.txt) turns them into a gloo MULTI_CPU group.
         return {"distributed_type": "NO" if launch.processes == 1 else "MULTI_GPU"}
 
-    def refusal(self, device: str) -> str:
+    def refusal(self, device: str, where: str) -> str:
         return ""
 
     def collectives(self, sharding: str | None, world: int, gradient_bytes: float) -> list[Collective]:
@@ -113,8 +113,10 @@ class FullySharded:
             config["fsdp_transformer_layer_cls_to_wrap"] = ",".join(layers)
         return {"distributed_type": "FSDP", "fsdp_config": config}
 
-    def refusal(self, device: str) -> str:
-        return FSDP_ON_CPU if device == "cpu" else ""
+    def refusal(self, device: str, where: str) -> str:
+        if device != "cpu":
+            return ""
+        return f"launch.fsdp is set but the run would use the CPU {where}; {FSDP_ON_CPU}"
 
     def collectives(self, sharding: str | None, world: int, gradient_bytes: float) -> list[Collective]:
         if world <= 1:
