@@ -56,11 +56,7 @@ def attribution(
     """
     device, world = accelerator.device, accelerator.num_processes
     if not full and whole_step is not None:
-        step_times = []
-        for _ in range(max(2, min(20, int(PROBE_BUDGET_S / max(step_time_s, 1e-4))))):
-            if world > 1:
-                accelerator.wait_for_everyone()
-            step_times.append(_timed(device, whole_step))
+        step_times = _whole_steps(accelerator, whole_step, step_time_s, at_most=20)
         return {"probes": len(step_times), "step_s": statistics.median(step_times)}
     micro_estimate = max(step_time_s / max(1, accumulation), 1e-4)
     probes = max(2, min(20, int(PROBE_BUDGET_S / micro_estimate)))
@@ -95,11 +91,7 @@ def attribution(
         phases["optimizer"].append(_timed(device, raw.step))
         raw.zero_grad(set_to_none=True)
     if whole_step is not None:
-        phases["step"] = []
-        for _ in range(max(2, min(probes, int(PROBE_BUDGET_S / max(step_time_s, 1e-4))))):
-            if world > 1:
-                accelerator.wait_for_everyone()
-            phases["step"].append(_timed(device, whole_step))
+        phases["step"] = _whole_steps(accelerator, whole_step, step_time_s, at_most=probes)
     medians = {name: statistics.median(values) for name, values in phases.items()}
     result: dict[str, Any] = {
         "probes": probes,
@@ -119,6 +111,16 @@ def attribution(
         if reading is not None:
             result.update(reading.as_json())
     return result
+
+
+def _whole_steps(accelerator: Any, whole_step: Callable[[], None], step_time_s: float, *, at_most: int) -> list[float]:
+    """Seconds of whole optimizer steps, each synchronised: at least 2, at most `at_most`, within the budget."""
+    times = []
+    for _ in range(max(2, min(at_most, int(PROBE_BUDGET_S / max(step_time_s, 1e-4))))):
+        if accelerator.num_processes > 1:
+            accelerator.wait_for_everyone()  # every rank runs the same steps: time the step, not the skew
+        times.append(_timed(accelerator.device, whole_step))
+    return times
 
 
 def _op_shares(
