@@ -21,7 +21,11 @@ import torch.nn.functional as F
 from runner.worker.clock import device_clock
 from runner.worker.device import sync
 
-PROBE_BUDGET_S = 2.0  # per phase; the probe adds a few seconds to a run's first launch, not minutes
+# Seconds per phase: the probe adds a few seconds to a run's first launch, not minutes. A slow step is
+# probed fewer times (2 at least): its phases are long enough that each reading is steady, and on the
+# 2-core day6-quick the probes of its two 31.5M-parameter runs had taken 14 of the session's 50 s.
+PROBE_BUDGET_S = 1.0
+MIN_PROBES, MAX_PROBES = 2, 20
 MATMUL_OPS = ("mm", "addmm", "bmm", "matmul", "linear", "_addmm_activation", "mkldnn_linear")
 CAST_OPS = ("to", "_to_copy", "copy_")
 
@@ -56,10 +60,10 @@ def attribution(
     """
     device, world = accelerator.device, accelerator.num_processes
     if not full and whole_step is not None:
-        step_times = _whole_steps(accelerator, whole_step, step_time_s, at_most=20)
+        step_times = _whole_steps(accelerator, whole_step, step_time_s, at_most=MAX_PROBES)
         return {"probes": len(step_times), "step_s": statistics.median(step_times)}
     micro_estimate = max(step_time_s / max(1, accumulation), 1e-4)
-    probes = max(2, min(20, int(PROBE_BUDGET_S / micro_estimate)))
+    probes = _count(micro_estimate, at_most=MAX_PROBES)
     generator = torch.Generator().manual_seed(12345 + accelerator.process_index)
     raw = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
     phases: dict[str, list[float]] = {"data": [], "compute": [], "synced": [], "optimizer": []}
@@ -116,11 +120,16 @@ def attribution(
 def _whole_steps(accelerator: Any, whole_step: Callable[[], None], step_time_s: float, *, at_most: int) -> list[float]:
     """Seconds of whole optimizer steps, each synchronised: at least 2, at most `at_most`, within the budget."""
     times = []
-    for _ in range(max(2, min(at_most, int(PROBE_BUDGET_S / max(step_time_s, 1e-4))))):
+    for _ in range(_count(step_time_s, at_most=at_most)):
         if accelerator.num_processes > 1:
             accelerator.wait_for_everyone()  # every rank runs the same steps: time the step, not the skew
         times.append(_timed(accelerator.device, whole_step))
     return times
+
+
+def _count(seconds_each: float, *, at_most: int) -> int:
+    """How many probes of `seconds_each` fit the budget: at least MIN_PROBES, at most `at_most`."""
+    return max(MIN_PROBES, min(at_most, int(PROBE_BUDGET_S / max(seconds_each, 1e-4))))
 
 
 def _op_shares(
