@@ -294,3 +294,23 @@ def test_timing_only_steps_serve_only_runs_whose_timing_a_checked_expectation_re
     c = summary["runs"]["c"]["metrics"]
     # 600 declared steps give c at least measure.min_blocks blocks of 20 ms: nothing to add for it
     assert c["timed_blocks"] >= 10 and c["extra_steps"] == 0
+
+
+def test_a_later_launch_tightens_no_interval_once_an_earlier_one_was_fit(tmp_path: Path) -> None:
+    """From two launches on, a verdict compares launches: a run's second launch adds timing-only steps only
+    up to measure.min_blocks once its first was fit to time (plan.json says so), and still when it was not."""
+    spec = tmp_path / "judged.yaml"
+    spec.write_text(TIMED_AND_NOT.replace("repeats: 1", "repeats: 2"))
+    done = run_cli(str(spec), "--only", "a,b", "--output", str(tmp_path / "out"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "out" / "judged").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    for name in ("a", "b"):
+        first = json.loads((folder / name / "plan.json").read_text())
+        second = json.loads((folder / name / "repeat-2" / "plan.json").read_text())
+        first_unfit = "1" in (summary["runs"][name]["disturbance"].get("unfit_repeats") or {})
+        assert first["timing_judged"] is True
+        assert second["timing_judged"] is first_unfit, (name, summary["runs"][name]["disturbance"])
+        (later,) = [r for r in summary["runs"][name]["repeats"] if r["repeat"] == 2]
+        if not first_unfit:  # 600 declared steps give at least min_blocks blocks: nothing to add
+            assert later["metrics"]["extra_steps"] == 0

@@ -270,7 +270,7 @@ def compile_launch(
 ) -> LaunchPlan:
     """One launch of one run: config, plan, argv and environment, nothing written yet.
 
-    `timing_judged`: whether an expectation that will be checked reads the run's timing (WorkerPlan).
+    `timing_judged`: whether a verdict may rest on this launch's own interval (WorkerPlan).
     """
     declared = declared_of(run, machine)
     launch = run.config.launch

@@ -59,8 +59,9 @@ class WorkerPlan:
     outputs: Outputs
     workload: dict[str, Any] = field(default_factory=dict)  # for a reader of plan.json; the worker recomputes it
     machine: dict[str, Any] = field(default_factory=dict)  # the host it was compiled on, for a rebuilt summary
-    # whether an expectation that will be checked reads this run's timing: when none does, the worker adds
-    # timing-only steps only up to measure.min_blocks, never to tighten an interval nobody judges
+    # whether a verdict may rest on this launch's own interval (a checked expectation reads the run's timing
+    # and no earlier launch of it was fit to time): when not, the worker adds timing-only steps only up to
+    # measure.min_blocks, never to tighten an interval nobody judges
     timing_judged: bool = True
 
     @property

@@ -69,6 +69,15 @@ def prepare_launch(
     return plan
 
 
+def _own_interval_judged(session: Session, name: str) -> bool:
+    """Whether a verdict may rest on this launch's own interval: a checked expectation reads the run's timing,
+    and no earlier launch of the run was fit to time. Once one was, verdicts compare launches (the
+    interval of one launch widens only a single pair), so a later launch's extra blocks would tighten nothing.
+    """
+    judged = name in timing_judged_runs(session.validated.spec, session.records)
+    return judged and not session.records[name].by_repeat("samples_per_s")
+
+
 def launch_one(session: Session, name: str, repeat: int, interrupts: Interrupts, ui: ProgressUI) -> LaunchOutcome:
     """Prepare, execute and record one launch."""
     begun = time.perf_counter()
@@ -83,7 +92,7 @@ def launch_one(session: Session, name: str, repeat: int, interrupts: Interrupts,
         repeat,
         record.repeats,
         attaching=job_id is not None,
-        timing_judged=name in timing_judged_runs(session.validated.spec, session.records),
+        timing_judged=_own_interval_judged(session, name),
     )
     label = name if record.repeats == 1 else f"{name} (repeat {repeat}/{record.repeats})"
     if record.auto and record.repeats > 1:

@@ -315,7 +315,8 @@ class Trainer:
         EXTEND_TARGET) and how many the budget allows: measure.extend_share of what this launch
         has cost so far, because another launch would cost all of it again; and never less than
         the blocks measure.min_blocks asks for, because a launch short of them decides nothing
-        (with extend_share 0, none at all). A run whose timing no checked expectation reads gets only
+        (with extend_share 0, none at all). A launch whose own interval no verdict reads (plan.timing_judged:
+        no checked expectation reads the run's timing, or an earlier launch of it was fit to time) gets only
         those (its Samples/s is still shown, from at least min_blocks blocks). Every rank runs the same
         steps (they hold collectives), so the count is agreed.
         """
@@ -337,7 +338,7 @@ class Trainer:
                 per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
                 affordable = min(_blocks_wanted(found, rules), int((budget - spent) / per_block))
                 if not self.plan.timing_judged:
-                    affordable = 0  # no checked expectation reads this run's timing: no interval to tighten
+                    affordable = 0  # no verdict reads this launch's own interval: nothing to tighten
                 # the blocks measure.min_blocks asks for come whatever they cost: short of them, nothing is decided
                 wanted = max(affordable, short + EXTEND_MARGIN if short else 0) * clock.per_block
             # the main rank's count reaches every rank (the others add 0)
