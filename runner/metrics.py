@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
+MIB = 2**20  # bytes in a MiB: every *_mb metric is in MiB, as torch.cuda and /proc count
+
 MetricKind = Literal[
     "speed",  # a step time or a rate: the Why explains it by the step's parts
     "startup",  # launch to first step

@@ -36,7 +36,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from runner.metrics import MEMORY_METRICS, MEMORY_PART_METRICS, SPEED_METRICS
+from runner.metrics import MEMORY_METRICS, MEMORY_PART_METRICS, MIB, SPEED_METRICS
 from runner.results.entries import with_unfit
 from runner.verdicts.gpu import explain_gpu_precision, gpu_notes
 from runner.verdicts.why_comm import communication_sentence
@@ -44,7 +44,6 @@ from runner.verdicts.why_settings import differs as settings_differ
 from runner.verdicts.why_settings import explain_compute_settings
 from runner.vocab import Outcome, precision_name
 
-MIB = 2**20
 # The /proc/cpuinfo flags that give a CPU native bf16 arithmetic (dot products), by architecture;
 # avx_ne_convert and amx_tile alone are conversions and tile registers, not bf16 matmuls.
 NATIVE_BF16 = {"x86": ("avx512_bf16", "amx_bf16"), "arm": ("bf16",)}

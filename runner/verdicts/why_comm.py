@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.metrics import MIB
 from runner.plan.strategies import STRATEGIES, Collective
-
-MIB = 2**20
 
 
 def collectives_of(run: dict[str, Any]) -> list[Collective]:

@@ -25,7 +25,9 @@ def peak_memory_mb(device: Any) -> tuple[float, str]:
     if device is not None and device.type == "cuda":
         import torch
 
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator_peak"
+        from runner.metrics import MIB  # here, not above: a user script's runner.track imports this module
+
+        return torch.cuda.max_memory_allocated(device) / MIB, "cuda_allocator_peak"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
 
 

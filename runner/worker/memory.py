@@ -31,6 +31,8 @@ import torch
 from torch._C._profiler import _ExtraFields_Allocation, _ProfilerEvent
 from torch.autograd.profiler import profile
 
+from runner.metrics import MIB
+
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct storages behind `tensors` (shared storages counted once).
@@ -91,7 +93,6 @@ def _cpu_allocations(roots: list[_ProfilerEvent]) -> list[tuple[int, int, int, i
     return found
 
 
-MIB = 2**20
 StepPeak = Callable[[Callable[[], None]], int]  # bytes a step allocated above its start, at its highest point
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from runner.jsonio import write_json_atomic
+from runner.metrics import MIB
 from runner.vocab import RUNNER_PID_VAR
 from runner.worker.device import peak_memory_mb
 from runner.worker.sharding import whole_parameters
@@ -86,7 +87,7 @@ def current_rss_mb() -> float:
     """Resident memory now (for the memory the training itself added)."""
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
     except OSError:
         return 0.0
 
