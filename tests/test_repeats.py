@@ -48,21 +48,33 @@ def auto(name: str, rates: list[float], shares: list[float] | None = None, **bud
 
 def test_a_decided_verdict_asks_for_nothing_more() -> None:
     records = {"a": auto("a", [1000.0]), "b": auto("b", [500.0]), "c": auto("c", [1.0])}
-    assert next_round(spec(), records) == 0
+    assert next_round(spec(), records).added == 0
     verdict = stopped(check_expectations(spec(), records)[0], records, interrupted=False)
     assert (verdict.verdict, verdict.repeats_used, verdict.stopped) == ("fail", 1, "decided")
 
 
 def test_a_disturbed_pair_is_repeated_for_both_runs_only() -> None:
     records = {"a": auto("a", [1000.0]), "b": auto("b", [77000.0], shares=[0.4]), "c": auto("c", [1.0])}
-    assert next_round(spec(), records) == 2
+    planned = next_round(spec(), records)
+    assert planned.added == 2
     assert (records["a"].repeats, records["b"].repeats, records["c"].repeats) == (2, 2, 1)
+    # the terminal says why the session goes on: the verdict, and what kept it open
+    assert planned.lines() == [
+        "accel-run: one more launch of 'b' and 'a': 'b vs a' is undecided: cannot be timed: 'b': its only repeat: "
+        "other processes took 40% of the CPU cores while it was timed (measure.max_disturbance: 10%)"
+    ]
+
+
+def test_a_round_that_adds_nothing_names_no_verdict() -> None:
+    records = {"a": auto("a", [1000.0], max_repeats=1), "b": auto("b", [1600.0], max_repeats=1), "c": auto("c", [1.0])}
+    planned = next_round(spec(), records)
+    assert (planned.added, planned.lines()) == (0, [])
 
 
 def test_pairs_stay_aligned_when_one_run_is_ahead() -> None:
     records = {"a": auto("a", [1000.0, 1000.0, 1000.0]), "b": auto("b", [1600.0]), "c": auto("c", [1.0])}
     records["a"].repeats = 3
-    assert next_round(spec(), records) == 4  # b catches up (2, 3 pair with a's) and both go to 4
+    assert next_round(spec(), records).added == 4  # b catches up (2, 3 pair with a's) and both go to 4
     assert (records["a"].repeats, records["b"].repeats) == (4, 4)
 
 
@@ -73,7 +85,7 @@ def test_max_repeats_stops_the_rounds_and_says_so() -> None:
         "b": auto("b", [700.0] * 3, shares, max_repeats=3),
         "c": auto("c", [1.0]),
     }
-    assert next_round(spec(), records) == 0
+    assert next_round(spec(), records).added == 0
     verdict = stopped(check_expectations(spec(), records)[0], records, interrupted=False)
     assert verdict.verdict == "inconclusive"
     assert (verdict.repeats_unfit, verdict.stopped) == (3, "measure.max_repeats (3) reached")
@@ -81,7 +93,7 @@ def test_max_repeats_stops_the_rounds_and_says_so() -> None:
 
 def test_max_time_stops_the_rounds_and_says_so() -> None:
     records = {"a": auto("a", [1000.0], max_time_s=4), "b": auto("b", [1600.0]), "c": auto("c", [1.0])}
-    assert next_round(spec(), records) == 0
+    assert next_round(spec(), records).added == 0
     verdict = stopped(check_expectations(spec(), records)[0], records, interrupted=False)
     assert verdict.stopped == "measure.max_time_s (4 s) spent"
 
@@ -89,6 +101,6 @@ def test_max_time_stops_the_rounds_and_says_so() -> None:
 def test_fixed_repeats_are_never_extended() -> None:
     records = {"a": auto("a", [1000.0]), "b": auto("b", [1600.0]), "c": auto("c", [1.0])}
     records["a"].auto = records["b"].auto = False
-    assert next_round(spec(), records) == 0
+    assert next_round(spec(), records).added == 0
     verdict = stopped(check_expectations(spec(), records)[0], records, interrupted=False)
     assert verdict.stopped == "measure.repeats fixed at 1"

@@ -223,12 +223,14 @@ def _launch_until_decided(session: Session, interrupts: Interrupts, ui: Progress
     while True:
         todo = schedule(session.records)
         if not todo:
-            added = next_round(session.validated.spec, session.records)
-            if not added:
+            planned = next_round(session.validated.spec, session.records)
+            if not planned.added:
                 return False
             if _over_budget(session):
                 return False
-            ui.extend(added)
+            for line in planned.lines():
+                ui.say(line)
+            ui.extend(planned.added)
             continue
         for name, repeat in todo:
             if interrupts.count:

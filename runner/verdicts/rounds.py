@@ -5,7 +5,7 @@ Pure decisions over the run records and the verdicts; the session launches what 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from runner.metrics import TIMING_METRICS
 from runner.results.records import RunRecord
@@ -27,28 +27,44 @@ def schedule(records: dict[str, RunRecord]) -> list[tuple[str, int]]:
     return todo
 
 
-def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> int:
-    """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict; how many were added.
+@dataclass(frozen=True)
+class Round:
+    """What next_round planned: how many launches, and the undecided verdicts they serve."""
+
+    added: int
+    undecided: tuple[Verdict, ...] = ()
+
+    def lines(self) -> list[str]:
+        """One line per verdict the round serves, for the terminal: why the session goes on."""
+        lines = []
+        for verdict in self.undecided:
+            runs = " and ".join(repr(name) for name in verdict.runs)
+            lines.append(f"accel-run: one more launch of {runs}: '{verdict.title}' is undecided: {verdict.message}")
+        return lines
+
+
+def next_round(spec: ExperimentSpec, records: dict[str, RunRecord]) -> Round:
+    """measure.repeats: auto: plan one more repeat of the runs of every undecided verdict.
 
     A verdict is undecided when it is inconclusive and more repeats may settle it (a spread that
     holds the bound, disturbed repeats, a speedup beyond what the change can give); both runs of a
     pair get the same next repeat number, so they stay paired. A run stops at measure.max_repeats
     or once its launches took measure.max_time_s.
     """
-    wanted: list[tuple[str, ...]] = []
+    wanted: list[Verdict] = []
     for verdict in check_expectations(spec, records):
         if verdict.verdict == Outcome.INCONCLUSIVE and verdict.repeats_needed is not None:
             if all(records[n].auto and _budget_left(records[n]) for n in verdict.runs):
-                wanted.append(verdict.runs)
+                wanted.append(verdict)
     added = 0
-    for names in wanted:
+    for names in (verdict.runs for verdict in wanted):
         target = max(records[n].repeats for n in names) + 1
         for name in names:
             record = records[name]
             if record.repeats < target:
                 added += target - record.repeats
                 record.repeats = target
-    return added
+    return Round(added, tuple(wanted) if added else ())
 
 
 def _budget_left(record: RunRecord) -> bool:
