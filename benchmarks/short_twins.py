@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{index:>10}  {verdicts['must fail']:<12}  {verdicts['must pass']:<12}  "
                 f"{launches[0]}/{launches[1]:<12}  {train:>16.2f}  {timed:>14.2f}  {wall:>6.1f}"
             )
+            for name in ("twin-a", "twin-b"):  # why a run took more launches: the ones left out, and why
+                for repeat, reason in (runs[name]["disturbance"].get("unfit_repeats") or {}).items():
+                    print(f"{'':>10}  {name} repeat {repeat} unfit: {reason}")
         print(
             f"\n{good}/{args.invocations} invocations decided both verdicts rightly in at most 2 launches per run; "
             f"wall per invocation: median {statistics.median(walls):.1f} s (min {min(walls):.1f}, max {max(walls):.1f})"

@@ -9,6 +9,9 @@ invocation we take
 A method "flips" when the same spec gets both pass and fail across the reruns. The aim: the
 noise-aware verdict never flips (it may say inconclusive).
 
+Each rerun also prints every pair's ratio, the most CPU other processes took and the repeats left out as
+unfit: what a flip needs explained.
+
 Run: python benchmarks/verdict_flips.py [--reruns 10] [--bound X]
 """
 
@@ -58,6 +61,24 @@ def invoke(folder: Path, bound: float, repeats: int) -> dict:  # type: ignore[ty
     return json.loads((result / "summary.json").read_text())
 
 
+def pair_ratios(summary: dict) -> list[float]:  # type: ignore[type-arg]
+    """b128 over b64, repeat by repeat (unfit repeats included: what each pair measured)."""
+    rates = {
+        name: {r["repeat"]: r["metrics"].get("samples_per_s") for r in summary["runs"][name]["repeats"]}
+        for name in ("b64", "b128")
+    }
+    paired = sorted(k for k in rates["b64"] if rates["b64"][k] and rates["b128"].get(k))
+    return [rates["b128"][k] / rates["b64"][k] for k in paired]
+
+
+def diagnosis(summary: dict) -> str:  # type: ignore[type-arg]
+    """What a flip needs explained: every pair's ratio, the others' CPU share and the repeats left out as unfit."""
+    ratios = " ".join(f"{ratio:.2f}" for ratio in pair_ratios(summary))
+    shares = [summary["runs"][n]["disturbance"].get("max_others_share") or 0.0 for n in ("b64", "b128")]
+    unfit = sum(len(summary["runs"][n]["disturbance"].get("unfit_repeats") or {}) for n in ("b64", "b128"))
+    return f"pairs {ratios}; others' CPU up to {max(shares):.0%}; {unfit} unfit"
+
+
 def first_ratio(summary: dict) -> float:  # type: ignore[type-arg]
     rate = lambda name: summary["runs"][name]["repeats"][0]["metrics"]["samples_per_s"]  # noqa: E731
     return float(rate("b128") / rate("b64"))
@@ -77,7 +98,7 @@ def main() -> None:
             bound = statistics.median(
                 calibration["runs"]["b128"]["spread"]["samples_per_s"]["values"]
             ) / statistics.median(calibration["runs"]["b64"]["spread"]["samples_per_s"]["values"])
-            print(f"calibrated bound: speedup >= {bound:.3f} (the measured median)")
+            print(f"calibrated bound: speedup >= {bound:.3f} (the measured median); {diagnosis(calibration)}")
         single, aware, ratios = collections.Counter(), collections.Counter(), []
         for rerun in range(1, args.reruns + 1):
             summary = invoke(folder, bound, args.repeats)
@@ -87,7 +108,11 @@ def main() -> None:
             single[shot] += 1
             aware[verdict] += 1
             ratios.append(ratio)
-            print(f"rerun {rerun:>2}: single-shot {ratio:.3f} -> {shot:<4}   noise-aware -> {verdict}", flush=True)
+            print(
+                f"rerun {rerun:>2}: single-shot {ratio:.3f} -> {shot:<4}   noise-aware -> {verdict:<12}  "
+                f"{diagnosis(summary)}",
+                flush=True,
+            )
         flips = lambda c: c["pass"] > 0 and c["fail"] > 0  # noqa: E731
         print(f"\nsingle-shot verdicts: {dict(single)}  flips: {'yes' if flips(single) else 'no'}")
         print(f"noise-aware verdicts: {dict(aware)}  flips: {'yes' if flips(aware) else 'no'}")
