@@ -7,6 +7,9 @@ bf16, accumulation 1 and 4, and a run that crashes; the tests read what it left 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +317,44 @@ def test_a_later_launch_tightens_no_interval_once_an_earlier_one_was_fit(tmp_pat
         (later,) = [r for r in summary["runs"][name]["repeats"] if r["repeat"] == 2]
         if not first_unfit:  # 600 declared steps give at least min_blocks blocks: nothing to add
             assert later["metrics"]["extra_steps"] == 0
+
+
+CORES = os.cpu_count() or 2
+HOGGED = """\
+name: hogged
+model: {kind: mlp, input_dim: 16, hidden: [64], classes: 4}
+data: {kind: synthetic-classification, samples: 2048, features: 16, classes: 4}
+train: {max_steps: 600, batch_size: 16, eval_samples: 64}
+launch: {device: cpu, cpu_threads_per_process: 1, processes: 2}
+measure: {repeats: 1, warmup_steps: 2}
+runs:
+  a: {}
+  b: {train: {batch_size: 32}}
+expect:
+  - {kind: speedup, run: b, baseline: a, at_least: 0.1}
+"""
+
+
+def test_a_launch_disturbed_beyond_the_limit_spends_nothing_on_tightening_its_interval(tmp_path: Path) -> None:
+    """Under a CPU hog this test starts (and stops), others take more than measure.max_disturbance (10%) of the
+    cores: the launch is unfit whatever it adds, so it gets no timing-only steps beyond what min_blocks asks."""
+    spec = tmp_path / "hogged.yaml"
+    spec.write_text(HOGGED)
+    # half the cores busy, on any machine: others take about 50%, far over the limit
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(1, CORES // 2))]
+    try:
+        done = run_cli(str(spec), "--output", str(tmp_path / "out"), "--no-progress")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert done.returncode in (0, 1), done.stderr
+    (folder,) = (tmp_path / "out" / "hogged").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    for name in ("a", "b"):
+        (launch,) = summary["runs"][name]["repeats"]
+        share = launch["disturbance"]["others_share"]
+        assert share > 0.10, f"{name}: the hog was not seen ({share}): nothing to check"
+        # 600 declared steps give at least measure.min_blocks blocks of 20 ms: nothing to add for a disturbed launch
+        metrics = launch["metrics"]
+        assert metrics["timed_blocks"] >= 10 and metrics["extra_steps"] == 0, (name, share, metrics)

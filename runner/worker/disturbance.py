@@ -87,6 +87,16 @@ def cpu_disturbance(start: CpuSample, end: CpuSample, ranks_cpu_s: float) -> dic
     }
 
 
+def over_limit(start: CpuSample, end: CpuSample, ranks_cpu_s: float, limit: float) -> bool:
+    """Whether others took more than `limit` of the cores between two samples (never where /proc/stat is unread).
+
+    A launch timed under such a share is unfit to time whatever it does next (results.records), so the
+    worker spends no timing-only steps on tightening its interval (runner.worker.train).
+    """
+    share = cpu_disturbance(start, end, ranks_cpu_s)["others_share"]
+    return share is not None and limit < 1 and share > limit
+
+
 def gpu_other_processes(device: Any, own_pids: set[int]) -> int | None:
     """Processes other than the run's ranks on this GPU, where the driver shows them (None: not visible)."""
     try:

@@ -316,7 +316,8 @@ class Trainer:
         has cost so far, because another launch would cost all of it again; and never less than
         the blocks measure.min_blocks asks for, because a launch short of them decides nothing
         (with extend_share 0, none at all). A launch whose own interval no verdict reads (plan.timing_judged:
-        no checked expectation reads the run's timing, or an earlier launch of it was fit to time) gets only
+        no checked expectation reads the run's timing, or an earlier launch of it was fit to time), or one
+        already disturbed beyond measure.max_disturbance (it will be unfit whatever it adds), gets only
         those (its Samples/s is still shown, from at least min_blocks blocks). Every rank runs the same
         steps (they hold collectives), so the count is agreed.
         """
@@ -328,6 +329,7 @@ class Trainer:
         begun = launch_t0 if launch_t0 == launch_t0 else self.marks["process"]
         budget = measure.extend_share * max(0.0, time.time() - begun)
         batches = self.micro_batches(self.next_epoch)
+        disturbed = self._disturbed(timing)
         extra = 0
         spent = 0.0
         for _ in range(EXTEND_ROUNDS):
@@ -337,7 +339,7 @@ class Trainer:
                 short = max(0, rules.min_blocks - (found.blocks if found else 0))
                 per_block = max(measure.block_s, statistics.median(clock.seconds) if clock.seconds else 0.0)
                 affordable = min(_blocks_wanted(found, rules), int((budget - spent) / per_block))
-                if not self.plan.timing_judged:
+                if not self.plan.timing_judged or disturbed:
                     affordable = 0  # no verdict reads this launch's own interval: nothing to tighten
                 # the blocks measure.min_blocks asks for come whatever they cost: short of them, nothing is decided
                 wanted = max(affordable, short + EXTEND_MARGIN if short else 0) * clock.per_block
@@ -368,6 +370,22 @@ class Trainer:
                 done += 1
                 if clock is not None:
                     clock.step(done)
+
+    def _disturbed(self, timing: Timing) -> bool:
+        """Whether others already took more of the cores than measure.max_disturbance while this launch was timed.
+
+        Such a launch is unfit to time (results.records), so tightening its interval would buy nothing: under a
+        CPU hog, day6-quick's 2-process large run spent a median 9.6 s per launch on such steps. One collective
+        (the ranks' CPU seconds, which the share leaves out); off where ranks span machines, whose CPU this
+        host's counters do not see (the report's figure still judges those).
+        """
+        world = self.accelerator.num_processes
+        if int(os.environ.get("LOCAL_WORLD_SIZE", world)) != world:
+            return False
+        own = disturbance.own_cpu_s(timing.cpu_at_start, timing.cpu_at_end)
+        ranks = self.accelerator.reduce(torch.tensor([own], device=self.device), reduction="sum")
+        limit = self.plan.config.measure.max_disturbance
+        return disturbance.over_limit(timing.cpu_at_start, timing.cpu_at_end, float(ranks.item()), limit)
 
     def _measure_after(self, timing: Timing) -> tuple[dict[str, Any], dict[str, Any]]:
         """After training, on every rank: this rank's facts and the attribution probe (same collectives on all)."""
