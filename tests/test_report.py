@@ -31,9 +31,11 @@ CASES = ROOT / "tests" / "cases"
 DISTURBED = CASES / "summaries" / "day6-quick-disturbed"
 INTERRUPTED = CASES / "summaries" / "interrupted"
 BUSY = CASES / "summaries" / "day6-quick-busy"
+HOGGED = CASES / "summaries" / "day6-quick-hog"  # the README's excerpt
 RECORDED = [
     DISTURBED / "summary.json",
     BUSY / "summary.json",
+    HOGGED / "summary.json",
     INTERRUPTED / "summary.json",
     CASES / "summaries" / "three-models" / "summary.json",
     CASES / "gpu-h200" / "summary.json",
@@ -306,7 +308,7 @@ def test_the_readmes_report_excerpt_is_what_the_report_says_of_its_recorded_sess
     section = readme[readme.index("## Reading a report") :]
     fence = section.index("```\n") + 4
     excerpt = section[fence : section.index("```", fence)]
-    summary = recorded(BUSY)
+    summary = recorded(HOGGED)
     text = render(summary, markdown=False)
     assert excerpt == text[text.index("Runs\n----") : text.index("\nTime\n----")].rstrip() + "\n"
     cells = table(summary)
