@@ -10,7 +10,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from runner.contract import Declared, MetricValue, Observed
+from runner.contract import Declared, MetricsRecord, MetricValue, Observed
 from runner.errors import ResultError
 from runner.metrics import BLOCK_RATES, BLOCK_TIMES, NOISY_METRICS, TIMING_METRICS
 from runner.timing import Rules, block_problem, spread
@@ -68,6 +68,11 @@ class LaunchRecord:
     recorded_at: float = 0.0  # wall clock when its result was recorded
     phases: dict[str, Any] = field(default_factory=dict)  # seconds per phase of the launch (metrics.json + teardown)
     launcher: str = ""  # what started it: "fork" or "accelerate" (SLURM jobs: accelerate)
+
+    def take(self, measured: MetricsRecord) -> None:
+        """What the launch measured, from its metrics.json: metrics, observed facts, probes, losses, ranks, load."""
+        self.metrics, self.observed, self.attribution = measured.metrics, measured.observed, measured.attribution
+        self.loss_curve, self.ranks, self.disturbance = measured.loss_curve, measured.ranks, measured.disturbance
 
     def timing_problem(
         self, min_duration_s: float | None, max_disturbance: float, rules: Rules | None = None

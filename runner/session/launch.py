@@ -210,9 +210,7 @@ def read_metrics(launch: LaunchRecord, plan: LaunchPlan, pinned_port: int | None
     silently, when the planned port is taken); a pinned port that was not used fails the launch.
     """
     measured = MetricsRecord.from_json(read_json(plan.directory / METRICS_FILE))
-    launch.metrics, launch.observed = measured.metrics, measured.observed
-    launch.attribution, launch.loss_curve, launch.ranks = measured.attribution, measured.loss_curve, measured.ranks
-    launch.disturbance = measured.disturbance
+    launch.take(measured)
     launch.phases = phases_of(measured.phases, launch.started_at + launch.wall_s)
     observed = measured.observed
     problems = mismatches(plan.declared, observed)

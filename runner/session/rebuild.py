@@ -142,15 +142,7 @@ def _launch(directory: Path, repeat: int, relative: str) -> LaunchRecord:
     except (OSError, ValueError):
         reason = f"no readable {METRICS_FILE}: the launch did not finish (rebuilt from the run folder)"
         return LaunchRecord(repeat, Status.FAILED, relative, reason)
-    return LaunchRecord(
-        repeat,
-        Status.OK,
-        relative,
-        metrics=measured.metrics,
-        observed=measured.observed,
-        attribution=measured.attribution,
-        loss_curve=measured.loss_curve,
-        ranks=measured.ranks,
-        disturbance=measured.disturbance,
-        notes=["rebuilt from metrics.json after summary.json was damaged"],
-    )
+    note = "rebuilt from metrics.json after summary.json was damaged"
+    launch = LaunchRecord(repeat, Status.OK, relative, notes=[note])
+    launch.take(measured)
+    return launch
