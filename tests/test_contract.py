@@ -137,13 +137,19 @@ def _metric_names_read(tree: ast.AST) -> set[str]:
     return names - {"metrics", "unfit_metrics"}
 
 
-def test_every_metric_name_the_code_reads_is_in_the_table() -> None:
+def _in_runner(names_in: typing.Callable[[ast.AST], set[str]]) -> dict[str, str]:
+    """Each name `names_in` finds in runner/'s modules, with the first file it is in."""
     from conftest import ROOT
 
-    read = {}
+    found: dict[str, str] = {}
     for path in sorted((ROOT / "runner").rglob("*.py")):
-        for name in _metric_names_read(ast.parse(path.read_text(encoding="utf-8"))):
-            read.setdefault(name, path.name)
+        for name in names_in(ast.parse(path.read_text(encoding="utf-8"))):
+            found.setdefault(name, path.name)
+    return found
+
+
+def test_every_metric_name_the_code_reads_is_in_the_table() -> None:
+    read = _in_runner(_metric_names_read)
     assert {"samples_per_s", "peak_memory_mb", "train_time_s", "rate_ci_low", "tokens_per_s"} <= set(read)
     assert {name: where for name, where in read.items() if name not in METRICS} == {}
 
@@ -175,11 +181,6 @@ def _metric_names_written(tree: ast.AST) -> set[str]:
 
 
 def test_every_metric_the_writers_put_in_metrics_json_is_in_the_table() -> None:
-    from conftest import ROOT
-
-    written = {}
-    for path in sorted((ROOT / "runner").rglob("*.py")):
-        for name in _metric_names_written(ast.parse(path.read_text(encoding="utf-8"))):
-            written.setdefault(name, path.name)
+    written = _in_runner(_metric_names_written)
     assert {"train_time_s", "first_step_at", "timed_blocks", "memory_data_mb", "tokens_per_s"} <= set(written)
     assert {name: where for name, where in written.items() if name not in METRICS} == {}
