@@ -155,3 +155,19 @@ def test_the_dry_run_says_what_the_registered_planning_says(
 
 def test_the_registry_is_put_back() -> None:
     assert engine_kind("local").runner == "runner.engines.local:start"
+
+
+def test_the_word_for_a_submitted_launch_comes_from_the_kinds_that_submit() -> None:
+    from runner.engines.kinds import job_word
+
+    assert job_word(["slurm"]) == "SLURM job"
+    assert job_word("local, slurm") == "SLURM job"  # summary.json's environment.engine, as a session writes it
+    assert job_word("local") == "job"  # no kind that submits
+    assert job_word(["gone"]) == "job"  # a kind registered where the result was written, not here
+    previous = register(EngineKind("local", "this machine, as a queue", planning="-", runner="-", jobs="queue entry"))
+    try:
+        assert job_word(["local"]) == "queue entry"
+        assert job_word(["local", "slurm"]) == "job"  # two words: none of them is the one
+    finally:
+        assert previous is not None
+        register(previous)

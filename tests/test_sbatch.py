@@ -192,12 +192,13 @@ def test_the_report_says_when_the_command_line_chose_the_engine_and_which_jobs_r
 
     summary = json.loads((ROOT / "tests/cases/summaries/three-models/summary.json").read_text())
     summary["options"] = {**summary.get("options", {}), "engine": "slurm", "sets": ["engine={kind: slurm}"]}
+    summary["environment"]["engine"] = "slurm"  # the kinds the session's runs used, as the session writes it
     name = next(iter(summary["runs"]))
     launch = summary["runs"][name]["repeats"][0]
     launch["job_id"], launch["observed"] = "41", {**launch.get("observed", {}), "nodes": ["n1", "n2"]}
     text = render(summary, markdown=False)
     assert "Every run on the slurm engine (--engine slurm, applied as the --set options below)." in text
-    assert f"SLURM: {name}: job(s) 41 on n1, n2." in text
+    assert f"{name}: SLURM job(s) 41 on n1, n2." in text
 
 
 # --- nothing injected: control characters refused where they are written, quoting on one line --------

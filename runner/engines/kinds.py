@@ -17,6 +17,7 @@ in runner.spec.models; a kind registered here needs a section model of the same 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEFAULT_KIND = "local"  # the engine of a spec that names none
@@ -31,6 +32,7 @@ class EngineKind:
     planning: str
     runner: str
     rules: str = ""  # none: the kind's engine section constrains nothing else in a run
+    jobs: str = ""  # what a person calls a launch it submits ("SLURM job"); none: it runs its launches itself
 
 
 _KINDS: dict[str, EngineKind] = {}
@@ -61,6 +63,15 @@ def engine_kind(name: str) -> EngineKind:
         raise LookupError(f"no engine kind '{name}' is registered (runner.engines.kinds)") from None
 
 
+def job_word(names: Iterable[str] | str) -> str:
+    """What the named kinds call a submitted launch, for the report and --resume: the one word of those that
+    submit, or "job" when none does or several do. `names` may be summary.json's `environment.engine`, the
+    kinds joined by ", ". A name not registered (a result written where another kind was) counts as none."""
+    listed = names.split(", ") if isinstance(names, str) else names
+    words = {_KINDS[name].jobs for name in listed if name in _KINDS and _KINDS[name].jobs}
+    return words.pop() if len(words) == 1 else "job"
+
+
 def load(where: str) -> object:
     """The object a part names, "package.module:attribute", importing its module now."""
     module, _, attribute = where.partition(":")
@@ -82,5 +93,6 @@ register(
         planning="runner.plan.sbatch:PLANNING",
         runner="runner.engines.slurm:start",
         rules="runner.spec.rules.slurm:slurm_rules",
+        jobs="SLURM job",
     )
 )

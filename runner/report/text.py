@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from runner.engines.kinds import job_word
 from runner.results.entries import shown, shown_ratio, unfit_repeats
 from runner.verdicts.check import verdict_line
 from runner.vocab import precision_name
@@ -200,7 +201,9 @@ _TOOLS = (("torch", "torch"), ("accelerate", "accelerate"), ("Python", "python")
 
 
 def cluster_lines(summary: dict[str, Any]) -> list[str]:
-    """Where SLURM ran each run: its jobs and the nodes its ranks saw (the Machine line is the submitting host)."""
+    """Where an engine that submits jobs ran each run: its jobs and the nodes its ranks saw (the Machine line
+    is the submitting host)."""
+    word = job_word(str(summary.get("environment", {}).get("engine") or ""))
     lines = []
     for name, run in summary.get("runs", {}).items():
         launches = [launch for launch in run.get("repeats", []) if launch.get("job_id")]
@@ -209,9 +212,9 @@ def cluster_lines(summary: dict[str, Any]) -> list[str]:
         jobs = ", ".join(str(launch["job_id"]) for launch in launches)
         nodes = sorted({node for launch in launches for node in launch.get("observed", {}).get("nodes", [])})
         on = f" on {', '.join(nodes)}" if nodes else ""
-        lines.append(f"SLURM: {name}: job(s) {jobs}{on}.")
+        lines.append(f"{name}: {word}(s) {jobs}{on}.")
     if lines:
-        lines.insert(0, "The Machine line is the host that submitted the jobs; the runs ran on SLURM nodes:")
+        lines.insert(0, f"The Machine line is the host that submitted the {word}s; the runs ran on these nodes:")
     return lines
 
 

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TextIO
 
 from runner.engines.base import Engine, Interrupts, close_engines, start_engines
+from runner.engines.kinds import job_word
 from runner.errors import MachineError, PreflightError
 from runner.jsonio import write_text_atomic
 from runner.plan.machine import Machine, probe_machine
@@ -135,7 +136,8 @@ def _resume_locked(folder: Path, options: RunOptions, err: TextIO, reserve: Spac
     session.attach = submitted_jobs(summary, records, folder)
     session.spec_file = str(summary["spec"].get("file") or "")
     note = f"; {dropped} rerun because this machine declares them differently" if dropped else ""
-    jobs = f"; re-attaching to {len(session.attach)} SLURM job(s) submitted before" if session.attach else ""
+    word = job_word(validated.runs[name].config.engine.kind for name, _ in session.attach)
+    jobs = f"; re-attaching to {len(session.attach)} {word}(s) submitted before" if session.attach else ""
     ui.say(f"accel-run: resuming {folder}: {kept} finished launch(es) kept{note}{jobs}")
     try:
         return _run_session(session, ui)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from runner.engines.kinds import job_word
 from runner.errors import ExitCode, ResultError
 from runner.results.layout import sha256_text, work_finished
 from runner.results.records import LaunchRecord, RunRecord
@@ -149,6 +150,7 @@ def submitted_jobs(
     them, so the session reaches them in order.
     """
     jobs = {}
+    word = job_word(str(summary.get("environment", {}).get("engine") or ""))
     for name, run, record in _saved_launches(summary, records):
         if not (record.job_id and records[name].selected and record.repeat not in records[name].launches):
             continue
@@ -162,7 +164,7 @@ def submitted_jobs(
         if pending or finished:
             jobs[(name, record.repeat)] = record.job_id
             if finished:  # still to do: collected by re-attaching to its job
-                record = replace(record, status=Status.PENDING, reason=f"SLURM job {record.job_id}: to be collected")
+                record = replace(record, status=Status.PENDING, reason=f"{word} {record.job_id}: to be collected")
             records[name].launches[record.repeat] = record
             records[name].repeats = max(records[name].repeats, record.repeat)
     return jobs
