@@ -328,3 +328,14 @@ def test_the_why_excerpt_of_docs_verdicts_is_what_the_why_says_of_the_same_sessi
     assert why is not None
     block = "\n".join(f"  - {sentence}" for sentence in why["sentences"])
     assert f"> {expectation['title']} (inconclusive)\n{block}\n```" in page
+
+
+def test_a_phase_below_zero_by_the_start_times_resolution_is_shown_as_zero() -> None:
+    # forked launches start within the 10 ms a process's start time is known to: this recorded session holds -0.00x
+    summary = json.loads((HOGGED / "summary.json").read_text())
+    negative = [n for n, run in summary["runs"].items() if (run.get("phases") or {}).get("launcher_s", 0) < 0]
+    assert negative, "the recorded session holds a launcher phase below zero"
+    time_table = render(summary, markdown=False).split("\nTime\n----", 1)[1]
+    assert "-0.00" not in time_table
+    rows = {line.split()[0]: line.split() for line in time_table.splitlines() if line.split()[:1] == [negative[0]]}
+    assert rows[negative[0]][3] == "0.00"  # run, started by, launches, launcher

@@ -595,7 +595,9 @@ def _phases(timing: Timing) -> dict[str, float | None]:
 
     # the training loop's wall = the first step + the rest of the warm-up + the blocks that give the speed
     return {
-        "launcher_s": round(marks["process"] - launch_t0, 6) if launch_t0 == launch_t0 else None,
+        # the process's start is known to 10 ms (process_start_time): a start up to a tick before the launch's
+        # stamp is that resolution, not a process that began before it was launched
+        "launcher_s": round(max(0.0, marks["process"] - launch_t0), 6) if launch_t0 == launch_t0 else None,
         "imports_s": span("process", "imports"),
         "device_init_s": span("imports", "device_init"),
         "setup_s": span("device_init", "setup"),
