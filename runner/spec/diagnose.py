@@ -53,19 +53,30 @@ def findings_from(error: ValidationError, data: Any, root: type[BaseModel], pref
     """
     details = error.errors(include_url=False)
     deeper = [d["loc"] for d in details if d["type"] != "none_required"]
+    phrased = [(detail, _finding(detail, data, root, prefix)) for detail in sorted(details, key=_told_first)]
+    # a misspelt required key ('vocab_size' for 'vocab') is told once, as the unknown key with its did-you-mean
+    meant = {
+        (finding.path[:-1], match.group(1))
+        for detail, finding in phrased
+        if detail["type"] == "extra_forbidden" and (match := _MEANT.search(finding.message))
+    }
     findings: list[Finding] = []
     seen: set[KeyPath] = set()
-    for detail in sorted(details, key=_told_first):
+    for detail, finding in phrased:
         loc = detail["loc"]
         if detail["type"] == "none_required" and any(o[: len(loc) - 1] == loc[:-1] for o in deeper):
             continue
-        finding = _finding(detail, data, root, prefix)
+        if detail["type"] == "missing" and (finding.path, str(loc[-1])) in meant:
+            continue
         if not finding.at_key:
             if finding.path in seen:
                 continue
             seen.add(finding.path)
         findings.append(finding)
     return findings
+
+
+_MEANT = re.compile(r"\(did you mean '([^']*)'\?\)$")  # did_you_mean's words, ending an unknown key's message
 
 
 def _told_first(detail: ErrorDetails) -> bool:
