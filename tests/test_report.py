@@ -339,3 +339,41 @@ def test_a_phase_below_zero_by_the_start_times_resolution_is_shown_as_zero() -> 
     assert "-0.00" not in time_table
     rows = {line.split()[0]: line.split() for line in time_table.splitlines() if line.split()[:1] == [negative[0]]}
     assert rows[negative[0]][3] == "0.00"  # run, started by, launches, launcher
+
+
+THREADS = CASES / "summaries" / "threads-busy"  # one process of 1 thread and of 2, one core taken by a hog
+
+
+def _notes(summary: dict[str, Any]) -> list[str]:
+    """The notes under the runs table."""
+    text = render(summary, markdown=False)
+    return [line for line in text.split("\nRuns\n----", 1)[1].split("\n\n")[1].splitlines() if line.startswith("* ")]
+
+
+def test_a_run_whose_threads_outnumbered_the_free_cores_is_named_under_the_runs_table() -> None:
+    summary = json.loads((THREADS / "summary.json").read_text())
+    crowded = [note for note in _notes(summary) if "threads on" in note]
+    assert len(crowded) == 1 and crowded[0].startswith("* 'two-threads' ran 1 process(es) x 2 threads on 2 cores")
+    assert "leaving about 1.0 free" in crowded[0] and "launch.cpu_threads_per_process: 1" in crowded[0]
+
+
+def test_on_an_idle_machine_the_same_runs_get_no_such_note() -> None:
+    summary = json.loads((THREADS / "summary.json").read_text())
+    for run in summary["runs"].values():
+        for launch in run["repeats"]:
+            launch["disturbance"]["others_share"] = 0.01
+    assert not [note for note in _notes(summary) if "threads on" in note]
+
+
+def test_processes_of_one_thread_each_get_no_such_note_on_a_busy_machine() -> None:
+    # the README's busy session: dual and large-dual, 2 processes x 1 thread, with one of 2 cores taken
+    summary = json.loads((HOGGED / "summary.json").read_text())
+    assert {run["declared"]["local_processes"] for run in summary["runs"].values()} == {1, 2}
+    assert not [note for note in _notes(summary) if "threads on" in note]
+
+
+def test_the_note_suggests_one_thread_per_process_only_where_the_processes_fit_the_free_cores() -> None:
+    from runner.report.text import crowded_note
+
+    assert "cpu_threads_per_process: 1" in crowded_note("a", 1, 2, 2, 0.5)
+    assert "cpu_threads_per_process: 1" not in crowded_note("a", 4, 2, 4, 0.75)  # 4 processes, 1 core free

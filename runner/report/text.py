@@ -235,12 +235,59 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
             f"These runs used the CPU: {', '.join(cpu_multi)} ran several processes on the same "
             f"{env.get('cpu_count', '?')} cores, so their speedups say nothing about GPUs."
         )
+    notes += [crowded_note(name, *found) for name, found in crowded_runs(runs).items()]
     if any(r.get("metrics", {}).get("peak_memory_source") == "peak_rss" for r in runs.values()):
         notes.append(
             "Peak memory on CPU is the largest process's peak RSS, which includes the Python and torch "
             "runtime (a few hundred MB), not just tensors."
         )
     return notes
+
+
+# How many cores beyond those others left free a launch's threads may want before they wait on each other:
+# a core others take a quarter of still runs a thread most of the time.
+CROWDING_MARGIN = 0.5
+
+
+def crowded_runs(runs: dict[str, Any]) -> dict[str, tuple[int, int, int, float]]:
+    """Runs on the CPU with several threads per process, whose threads outnumbered the cores other processes left
+    free while a launch was timed: name -> (processes here, threads per process, cores, the largest share others
+    took). Processes of one thread each are not listed: a rank that waits for another sleeps, and loses no more
+    than the cores the others took (docs/timing.md)."""
+    found = {}
+    for name, run in runs.items():
+        declared = run.get("declared") or {}
+        local = int(declared.get("local_processes", declared.get("processes", 1)) or 1)
+        threads = int(declared.get("threads_per_process") or 1)
+        if declared.get("device") != "cpu" or threads < 2:
+            continue
+        seen = [
+            (int(d["cpus"]), float(d["others_share"]))
+            for launch in run.get("repeats", [])
+            if launch.get("status") == "ok"
+            for d in [launch.get("disturbance") or {}]
+            if isinstance(d.get("others_share"), int | float) and isinstance(d.get("cpus"), int) and d["cpus"] > 0
+        ]
+        if not seen:
+            continue
+        cores, share = max(seen, key=lambda pair: pair[0] * pair[1])
+        if local * threads > cores * (1 - share) + CROWDING_MARGIN:
+            found[name] = (local, threads, cores, share)
+    return found
+
+
+def crowded_note(name: str, local: int, threads: int, cores: int, share: float) -> str:
+    """Why a run's timings on a busy machine say more about the load than about the run, and what to change."""
+    free = cores * (1 - share)
+    note = (
+        f"'{name}' ran {local} process(es) x {threads} threads on {cores} cores while other processes took up to "
+        f"{share:.0%} of them, leaving about {free:.1f} free: a process's threads wait for each other at every "
+        "parallel op, so each delay the others cause to one thread stalls them all, and its timings measure the "
+        "load more than the run"
+    )
+    if local <= free + CROWDING_MARGIN:
+        note += " (one thread per process is often many times less affected: launch.cpu_threads_per_process: 1)"
+    return note + "; see docs/timing.md, Threads on a busy machine."
 
 
 def _setting_values(run: dict[str, Any]) -> dict[str, str]:
