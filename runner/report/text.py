@@ -253,7 +253,7 @@ def crowded_runs(runs: dict[str, Any]) -> dict[str, tuple[int, int, int, float]]
     """Runs on the CPU with several threads per process, whose threads outnumbered the cores other processes left
     free while a launch was timed: name -> (processes here, threads per process, cores, the largest share others
     took). Processes of one thread each are not listed: measured on a busy machine, they lost no more than the
-    cores the others took, where a process of two threads ran 40-90x slower (docs/timing.md)."""
+    cores the others took, where a process of two threads trained 3-90x slower (docs/timing.md)."""
     found = {}
     for name, run in runs.items():
         declared = run.get("declared") or {}
