@@ -253,7 +253,10 @@ def test_a_failed_expectation_alone_exits_1(tmp_path: Path) -> None:
 def test_progress_bars_in_a_terminal(tmp_path: Path) -> None:
     """In a terminal: a bar over launches and a per-run bar of steps fed by the worker (tqdm)."""
     spec = tmp_path / "bars.yaml"
-    spec.write_text(SPEC.split("baseline:")[0].replace("epochs: 3", "epochs: 40"))
+    # one thread: 40 epochs of two threads crawl when another process takes a core (docs/timing.md)
+    launch = "launch: {device: cpu, cpu_threads_per_process: 1}"
+    head = SPEC.split("baseline:")[0].replace("epochs: 3", "epochs: 40")
+    spec.write_text(head.replace("launch: {device: cpu}", launch))
     code, screen = run_in_terminal(str(spec), "--output", str(tmp_path / "out"))
     assert code == 0
     assert "runs: 100%" in screen and "1/1" in screen  # the bar over launches, finished

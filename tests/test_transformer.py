@@ -114,7 +114,8 @@ name: transformer-e2e
 model: {kind: transformer, vocab: 64, seq_len: 32, d_model: 64, layers: 2, heads: 4}
 data: {kind: synthetic-tokens, samples: 1024, vocab: 64, seq_len: 32}
 train: {epochs: 2, batch_size: 16, eval_samples: 256, optimizer: {lr: 0.003}}
-launch: {device: cpu}
+# one thread per process: two threads of one process crawl when another process takes a core (docs/timing.md)
+launch: {device: cpu, cpu_threads_per_process: 1}
 # one repeat, any window, any load: these tests are about training, not the verdicts' statistics
 measure: {warmup_steps: 2, repeats: 1, min_duration_s: 0.01, max_disturbance: 1.0, attribution: false}
 baseline: one
