@@ -432,18 +432,53 @@ def time_lines(summary: dict[str, Any], markdown: bool) -> list[str]:
 # The report's sections in reading order; one renderer for text and Markdown keeps them identical.
 def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None = None) -> str:
     """The report, as Markdown or terminal text."""
+    lines = [*_heading(f"accel-run report: {summary['spec'].get('name', '?')}", markdown, level=1)]
+    lines += [*header_lines(summary, markdown), ""]
+    lines += _heading("Runs", markdown)
+    lines += [*_table(RUN_HEADER, run_rows(summary), markdown), "", table_note(summary)]
+    lines += [("- " if markdown else "* ") + note for note in honesty_notes(summary)]
+    lines.append("")
+    settings = settings_table(summary, markdown)
+    if settings:
+        lines += [*settings, ""]
+    expectations = summary.get("expectations", [])
+    if expectations:
+        lines += _heading("Expectations", markdown)
+        for verdict in expectations:
+            text = verdict_line(verdict["verdict"], verdict["title"], verdict["message"])
+            lines.append(f"- `{text}`" if markdown else text)
+            if verdict.get("stopped"):
+                lines.append(("  - " if markdown else "      ") + repeats_line(verdict))
+        lines.append("")
+    timing = time_lines(summary, markdown)
+    if timing:
+        lines += [*_heading("Time", markdown), *timing, ""]
+    whys = [v for v in expectations if v.get("why")]
+    if whys:
+        lines += _heading("Why", markdown)
+        for verdict in whys:
+            lines.append(("### " if markdown else "> ") + f"{verdict['title']} ({verdict['verdict']})")
+            if markdown:
+                lines.append("")
+            lines += [("- " if markdown else "  - ") + sentence for sentence in verdict["why"].get("sentences", [])]
+            lines.append("")
+    lines += problem_lines(summary, markdown)
+    if plots:
+        lines += [*_heading("Plots", markdown), *(f"![{p}]({p})" if markdown else p for p in plots), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _heading(text: str, markdown: bool, level: int = 2) -> list[str]:
+    """A heading and what follows it: '## text' and a blank line, or the text underlined."""
+    if markdown:
+        return [("#" * level) + " " + text, ""]
+    return [text, ("=" if level == 1 else "-") * len(text)]
+
+
+def header_lines(summary: dict[str, Any], markdown: bool) -> list[str]:
+    """What ran, where and how it ended: the lines between the title and the runs table."""
     spec = summary["spec"]
-    lines: list[str] = []
-
-    def heading(text: str, level: int = 2) -> None:
-        if markdown:
-            lines.extend([("#" * level) + " " + text, ""])
-        else:
-            lines.extend([text, ("=" if level == 1 else "-") * len(text)])
-
-    heading(f"accel-run report: {spec.get('name', '?')}", 1)
-    if spec.get("description"):
-        lines += [spec["description"], ""]
+    lines = [spec["description"], ""] if spec.get("description") else []
     status = summary.get("status", "?")
     lines.append(f"Status: {status}. Spec: {spec.get('path', '?')} (sha256 {spec.get('sha256', '?')[:12]}).")
     engine = summary.get("options", {}).get("engine")
@@ -462,58 +497,24 @@ def render(summary: dict[str, Any], *, markdown: bool, plots: list[str] | None =
             "The session that wrote this result ended without finishing (killed, or stopped by a machine fault); "
             "--resume reruns the rest."
         )
-    lines.append("")
-    heading("Runs")
-    lines += _table(RUN_HEADER, run_rows(summary), markdown)
-    lines.append("")
-    lines.append(table_note(summary))
-    for note in honesty_notes(summary):
-        lines.append(("- " if markdown else "* ") + note)
-    lines.append("")
-    settings = settings_table(summary, markdown)
-    if settings:
-        lines += [*settings, ""]
-    expectations = summary.get("expectations", [])
-    if expectations:
-        heading("Expectations")
-        for verdict in expectations:
-            text = verdict_line(verdict["verdict"], verdict["title"], verdict["message"])
-            lines.append(f"- `{text}`" if markdown else text)
-            if verdict.get("stopped"):
-                lines.append(("  - " if markdown else "      ") + repeats_line(verdict))
-        lines.append("")
-    timing = time_lines(summary, markdown)
-    if timing:
-        heading("Time")
-        lines += [*timing, ""]
-    whys = [v for v in expectations if v.get("why")]
-    if whys:
-        heading("Why")
-        for verdict in whys:
-            lines.append(("### " if markdown else "> ") + f"{verdict['title']} ({verdict['verdict']})")
-            if markdown:
-                lines.append("")
-            for sentence in verdict["why"].get("sentences", []):
-                lines.append(("- " if markdown else "  - ") + sentence)
-            lines.append("")
+    return lines
+
+
+def problem_lines(summary: dict[str, Any], markdown: bool) -> list[str]:
+    """The Problems section: each run that failed, timed out or was cut short, with its stderr's last lines."""
     problems = [
         (n, r)
         for n, r in summary["runs"].items()
         if r.get("status") in ("failed", "timeout", "interrupted", "incomplete")
     ]
-    if problems:
-        heading("Problems")
-        for name, run in problems:
-            lines.append(f"{'- ' if markdown else ''}run '{name}' {run['status']}: {run.get('reason', '')}")
-            tail = next((r.get("log_tail") for r in run.get("repeats", []) if r.get("log_tail")), "")
-            if tail:
-                lines.append("```" if markdown else "  last lines of its stderr.log:")
-                lines += [("" if markdown else "  | ") + line for line in tail.splitlines()[-12:]]
-                lines.append("```" if markdown else "")
-        lines.append("")
-    if plots:
-        heading("Plots")
-        for plot in plots:
-            lines.append(f"![{plot}]({plot})" if markdown else plot)
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    if not problems:
+        return []
+    lines = _heading("Problems", markdown)
+    for name, run in problems:
+        lines.append(f"{'- ' if markdown else ''}run '{name}' {run['status']}: {run.get('reason', '')}")
+        tail = next((r.get("log_tail") for r in run.get("repeats", []) if r.get("log_tail")), "")
+        if tail:
+            lines.append("```" if markdown else "  last lines of its stderr.log:")
+            lines += [("" if markdown else "  | ") + line for line in tail.splitlines()[-12:]]
+            lines.append("```" if markdown else "")
+    return [*lines, ""]
