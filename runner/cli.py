@@ -307,40 +307,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
         out.write(schema_text())
         return int(ExitCode.OK)
     if args.report or args.resume:
-        if args.specs:
-            return _usage(parser, err, f"--{'report' if args.report else 'resume'} takes a result folder, not a spec")
-        if args.report:
-            from runner.pipeline import rerender_report
-            from runner.results.layout import resolve_result
-
-            resolved = resolve_result(args.report, args.output)
-            if resolved.warning:
-                print(f"accel-run: warning: {resolved.warning}", file=err)
-            text, code = rerender_report(str(resolved.folder))
-            out.write(text)
-            return int(code)
-        if args.only or args.repeats or args.engine or args.output != "results":
-            return _usage(
-                parser,
-                err,
-                "--resume reruns a result as it was started: --only, --repeats, --engine and --output cannot change it",
-            )
-        from runner.pipeline import resume
-
-        return _finish(resume(args.resume, options=_run_options(args), err=err), out, err)
+        return _result_command(parser, args, out, err)
     if not args.specs:
         return _usage(parser, err, "give a spec file (for instance specs/day6.yaml), or see --help")
     if args.engine and len(args.specs) > 1:
         return _usage(parser, err, "--engine takes one spec")
     if args.engine:
-        engine_sets = _engine_sets(args.specs[0], args.engine)
-        aside = [o.removeprefix("runs.").rsplit(".engine=", 1)[0] for o in engine_sets if o.startswith("runs.")]
-        if aside:
-            print(
-                f"accel-run: --engine {args.engine}: the engine settings of run(s) {', '.join(aside)} are set aside",
-                file=err,
-            )
-        args.sets = [*engine_sets, *args.sets]
+        args.sets = [*_engine_override(args.specs[0], args.engine, err), *args.sets]
     if args.validate:
         return validate_command(args.specs, strict=args.strict, output_format=args.format, out=out, sets=args.sets)
     if args.format == "github":
@@ -368,6 +341,40 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Te
             out.write(planned.text())
         return int(ExitCode.OK)
     return _finish(run_spec(validated, options=_run_options(args), err=err), out, err)
+
+
+def _result_command(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """--report RESULT (re-render it) or --resume RESULT_DIR (rerun what did not finish)."""
+    if args.specs:
+        return _usage(parser, err, f"--{'report' if args.report else 'resume'} takes a result folder, not a spec")
+    if args.report:
+        from runner.pipeline import rerender_report
+        from runner.results.layout import resolve_result
+
+        resolved = resolve_result(args.report, args.output)
+        if resolved.warning:
+            print(f"accel-run: warning: {resolved.warning}", file=err)
+        text, code = rerender_report(str(resolved.folder))
+        out.write(text)
+        return int(code)
+    if args.only or args.repeats or args.engine or args.output != "results":
+        return _usage(
+            parser,
+            err,
+            "--resume reruns a result as it was started: --only, --repeats, --engine and --output cannot change it",
+        )
+    from runner.pipeline import resume
+
+    return _finish(resume(args.resume, options=_run_options(args), err=err), out, err)
+
+
+def _engine_override(spec_path: str, engine: str, err: TextIO) -> list[str]:
+    """The --set options --engine stands for, saying which runs' own engine settings they set aside."""
+    engine_sets = _engine_sets(spec_path, engine)
+    aside = [o.removeprefix("runs.").rsplit(".engine=", 1)[0] for o in engine_sets if o.startswith("runs.")]
+    if aside:
+        print(f"accel-run: --engine {engine}: the engine settings of run(s) {', '.join(aside)} are set aside", file=err)
+    return engine_sets
 
 
 def compare_command(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
