@@ -331,7 +331,7 @@ def test_the_why_excerpt_of_docs_verdicts_is_what_the_why_says_of_the_same_sessi
 
 
 def test_a_phase_below_zero_by_the_start_times_resolution_is_shown_as_zero() -> None:
-    # a forked launch starts within the 10 ms its start time is known to: this recorded session holds -0.004 s
+    # a forked launch starts within the 10 ms its start time is known to: this recorded session holds -0.001 s
     summary = json.loads((HOGGED / "summary.json").read_text())
     negative = [n for n, run in summary["runs"].items() if (run.get("phases") or {}).get("launcher_s", 0) < 0]
     assert negative, "the recorded session holds a launcher phase below zero"

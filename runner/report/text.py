@@ -385,7 +385,7 @@ def phase_rows(summary: dict[str, Any]) -> list[list[str]]:
         walls = [float(r["wall_s"]) for r in launches if isinstance(r.get("wall_s"), int | float)]
         how = ", ".join(sorted({str(r.get("launcher") or "accelerate") for r in launches}))
         row = [name, how, str(len(launches))]
-        # max: a result written before the worker held its launcher phase at 0 may hold -0.004 (10 ms resolution)
+        # max: a result written before the worker held its launcher phase at 0 may hold -0.001 (10 ms resolution)
         shown = [phases.get(key) for key, _ in PHASES]
         row += [f"{max(0.0, value):.2f}" if isinstance(value, int | float) else "-" for value in shown]
         row.append(f"{statistics.median(walls):.2f}" if walls else "-")
