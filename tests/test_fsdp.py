@@ -214,6 +214,13 @@ def _rank(probe: Any, rank: int, world: int, port: int, results: Any) -> None:
         results.put((rank, *probe()))
     finally:
         dist.destroy_process_group()
+    # End as runner/worker/__main__.py does, without the interpreter's shutdown: a spawned process exits
+    # through sys.exit, and gloo's threads can still hold tensors of the last collective then, so a rank
+    # that did its work aborts ("terminate called without an active exception", seen once in CI). The
+    # result is flushed to the parent first; a probe that raised never gets here and exits 1.
+    results.close()
+    results.join_thread()
+    os._exit(0)
 
 
 def _sharding_facts() -> tuple[Any, ...]:
