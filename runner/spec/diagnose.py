@@ -20,8 +20,8 @@ from pydantic_core import ErrorDetails
 from runner.errors import KeyPath
 
 
-def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+def closest(word: str, choices: Sequence[str]) -> str | None:
+    """The choice `word` was most likely meant to be, or None when nothing is close."""
     import difflib  # only a spec with a mistake needs it: a valid one is checked without
 
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
@@ -29,7 +29,17 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
         lowered = {str(c).lower(): str(c) for c in choices}
         if word.lower() in lowered:
             close = [lowered[word.lower()]]
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    return suggestion(closest(word, choices))
+
+
+def suggestion(meant: str | None) -> str:
+    """' (did you mean 'x'?)', or '' for None."""
+    return f" (did you mean '{meant}'?)" if meant is not None else ""
 
 
 def quoted_list(values: Sequence[Any]) -> str:
@@ -43,6 +53,7 @@ class Finding(typing.NamedTuple):
     path: KeyPath
     at_key: bool
     message: str
+    meant: str = ""  # an unknown key's did-you-mean: the key it was most likely meant to be
 
 
 def findings_from(error: ValidationError, data: Any, root: type[BaseModel], prefix: KeyPath = ()) -> list[Finding]:
@@ -55,11 +66,7 @@ def findings_from(error: ValidationError, data: Any, root: type[BaseModel], pref
     deeper = [d["loc"] for d in details if d["type"] != "none_required"]
     phrased = [(detail, _finding(detail, data, root, prefix)) for detail in sorted(details, key=_told_first)]
     # a misspelt required key ('vocab_size' for 'vocab') is told once, as the unknown key with its did-you-mean
-    meant = {
-        (finding.path[:-1], match.group(1))
-        for detail, finding in phrased
-        if detail["type"] == "extra_forbidden" and (match := _MEANT.search(finding.message))
-    }
+    meant = {(finding.path[:-1], finding.meant) for _, finding in phrased if finding.meant}
     findings: list[Finding] = []
     seen: set[KeyPath] = set()
     for detail, finding in phrased:
@@ -74,9 +81,6 @@ def findings_from(error: ValidationError, data: Any, root: type[BaseModel], pref
             seen.add(finding.path)
         findings.append(finding)
     return findings
-
-
-_MEANT = re.compile(r"\(did you mean '([^']*)'\?\)$")  # did_you_mean's words, ending an unknown key's message
 
 
 def _told_first(detail: ErrorDetails) -> bool:
@@ -108,10 +112,13 @@ def _finding(detail: ErrorDetails, data: Any, root: type[BaseModel], prefix: Key
         parent, key = path[:-1], path[-1]
         allowed = _fields_at(root, parent, data)
         where = f" in {_field_label(parent, prefix)}" if parent or prefix else ""
-        hint = _right_place(path, _child_at(data, path)) or (did_you_mean(str(key), allowed) if allowed else "")
-        if allowed and not hint:
+        hint = _right_place(path, _child_at(data, path))
+        meant = closest(str(key), allowed) if allowed and not hint else None
+        if meant is not None:
+            hint = suggestion(meant)
+        elif allowed and not hint:
             hint = f"; allowed here: {', '.join(allowed)}"
-        return Finding(path, True, f"unknown key '{key}'{where}{hint}")
+        return Finding(path, True, f"unknown key '{key}'{where}{hint}", meant or "")
     if kind == "missing":
         parent, key = path[:-1], path[-1]
         where = f" in {_field_label(parent, prefix)}" if parent or prefix else " at the top level"
