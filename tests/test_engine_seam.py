@@ -159,10 +159,12 @@ def test_the_registry_is_put_back() -> None:
 
 def test_the_word_for_a_submitted_launch_comes_from_the_kinds_that_submit() -> None:
     from runner.engines.kinds import job_word
+    from runner.results.summary import engine_kinds
 
     assert job_word(["slurm"]) == "SLURM job"
-    assert job_word("local, slurm") == "SLURM job"  # summary.json's environment.engine, as a session writes it
-    assert job_word("local") == "job"  # no kind that submits
+    # summary.json's environment.engine, as a session writes it
+    assert job_word(engine_kinds({"environment": {"engine": "local, slurm"}})) == "SLURM job"
+    assert job_word(["local"]) == "job"  # no kind that submits
     assert job_word(["gone"]) == "job"  # a kind registered where the result was written, not here
     previous = register(EngineKind("local", "this machine, as a queue", planning="-", runner="-", jobs="queue entry"))
     try:

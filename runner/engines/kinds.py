@@ -63,12 +63,11 @@ def engine_kind(name: str) -> EngineKind:
         raise LookupError(f"no engine kind '{name}' is registered (runner.engines.kinds)") from None
 
 
-def job_word(names: Iterable[str] | str) -> str:
+def job_word(names: Iterable[str]) -> str:
     """What the named kinds call a submitted launch, for the report and --resume: the one word of those that
-    submit, or "job" when none does or several do. `names` may be summary.json's `environment.engine`, the
-    kinds joined by ", ". A name not registered (a result written where another kind was) counts as none."""
-    listed = names.split(", ") if isinstance(names, str) else names
-    words = {_KINDS[name].jobs for name in listed if name in _KINDS and _KINDS[name].jobs}
+    submit, or "job" when none does or several do. A name not registered (a result written where another kind
+    was) counts as none."""
+    words = {_KINDS[name].jobs for name in names if name in _KINDS and _KINDS[name].jobs}
     return words.pop() if len(words) == 1 else "job"
 
 

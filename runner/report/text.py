@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.engines.kinds import job_word
 from runner.results.entries import shown, shown_ratio, unfit_repeats
+from runner.results.summary import engine_kinds
 from runner.verdicts.check import verdict_line
 from runner.vocab import precision_name
 
@@ -203,7 +204,7 @@ _TOOLS = (("torch", "torch"), ("accelerate", "accelerate"), ("Python", "python")
 def cluster_lines(summary: dict[str, Any]) -> list[str]:
     """Where an engine that submits jobs ran each run: its jobs and the nodes its ranks saw (the Machine line
     is the submitting host)."""
-    word = job_word(str(summary.get("environment", {}).get("engine") or ""))
+    word = job_word(engine_kinds(summary))
     lines = []
     for name, run in summary.get("runs", {}).items():
         launches = [launch for launch in run.get("repeats", []) if launch.get("job_id")]

@@ -23,6 +23,12 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def engine_kinds(summary: dict[str, Any]) -> list[str]:
+    """The engine kinds a session's runs used, as summary.json's environment.engine lists them ("local, slurm")."""
+    listed = str(summary.get("environment", {}).get("engine") or "")
+    return [kind for kind in listed.split(", ") if kind]
+
+
 class DamagedSummary(ResultError):
     """summary.json exists but cannot be used (not JSON, or not the shape accel-run writes)."""
 

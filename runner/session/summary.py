@@ -15,7 +15,7 @@ from runner.engines.kinds import job_word
 from runner.errors import ExitCode, ResultError
 from runner.results.layout import sha256_text, work_finished
 from runner.results.records import LaunchRecord, RunRecord
-from runner.results.summary import SUMMARY_FORMAT, now
+from runner.results.summary import SUMMARY_FORMAT, engine_kinds, now
 from runner.verdicts.check import Verdict
 from runner.verdicts.why import explain
 from runner.vocab import SPEC_COPY, Outcome, Status
@@ -150,7 +150,7 @@ def submitted_jobs(
     them, so the session reaches them in order.
     """
     jobs = {}
-    word = job_word(str(summary.get("environment", {}).get("engine") or ""))
+    word = job_word(engine_kinds(summary))
     for name, run, record in _saved_launches(summary, records):
         if not (record.job_id and records[name].selected and record.repeat not in records[name].launches):
             continue
