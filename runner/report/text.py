@@ -229,7 +229,7 @@ def honesty_notes(summary: dict[str, Any]) -> list[str]:
         for n, r in runs.items()
         if r.get("status") == "ok"
         and r.get("declared", {}).get("device") == "cpu"
-        and r.get("declared", {}).get("local_processes", r.get("declared", {}).get("processes", 1)) > 1
+        and _local_processes(r.get("declared") or {}) > 1
     ]
     if cpu_multi:
         notes.append(
@@ -258,7 +258,7 @@ def crowded_runs(runs: dict[str, Any]) -> dict[str, tuple[int, int, int, float]]
     found = {}
     for name, run in runs.items():
         declared = run.get("declared") or {}
-        local = int(declared.get("local_processes", declared.get("processes", 1)) or 1)
+        local = _local_processes(declared)
         threads = int(declared.get("threads_per_process") or 1)
         if declared.get("device") != "cpu" or threads < 2:
             continue
@@ -275,6 +275,11 @@ def crowded_runs(runs: dict[str, Any]) -> dict[str, tuple[int, int, int, float]]
         if local * threads > cores * (1 - share) + CROWDING_MARGIN:
             found[name] = (local, threads, cores, share)
     return found
+
+
+def _local_processes(declared: dict[str, Any]) -> int:
+    """The processes a run put on each machine (an older summary names only the total)."""
+    return int(declared.get("local_processes", declared.get("processes", 1)) or 1)
 
 
 def crowded_note(name: str, local: int, threads: int, cores: int, share: float) -> str:
@@ -387,8 +392,8 @@ def phase_rows(summary: dict[str, Any]) -> list[list[str]]:
         how = ", ".join(sorted({str(r.get("launcher") or "accelerate") for r in launches}))
         row = [name, how, str(len(launches))]
         # max: a result written before the worker held its launcher phase at 0 may hold -0.001 (10 ms resolution)
-        shown = [phases.get(key) for key, _ in PHASES]
-        row += [f"{max(0.0, value):.2f}" if isinstance(value, int | float) else "-" for value in shown]
+        values = [phases.get(key) for key, _ in PHASES]
+        row += [f"{max(0.0, value):.2f}" if isinstance(value, int | float) else "-" for value in values]
         row.append(f"{statistics.median(walls):.2f}" if walls else "-")
         rows.append(row)
     return rows
